@@ -1,0 +1,135 @@
+"""The selectors, one per module, behind one entry point: :func:`select`.
+
+A selector module offers ``make(problem, rng, **options) -> (iterate, step)``; ``step(iterate)``
+takes one step in place and returns a :class:`theory.trace.Step`, or None when no step lowers
+the loss. :func:`select` runs the steps, records the trace, and applies the stopping rules.
+This small interface is the extension point: register a new module in ``SELECTORS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from theory.problem import LayerProblem
+from theory.selectors import (
+    away,
+    fixed_step,
+    frank_wolfe,
+    fully_corrective,
+    greedy_local,
+    magnitude,
+    omp,
+    pairwise,
+    random_subset,
+)
+from theory.trace import Trace
+
+
+@dataclass(frozen=True)
+class SelectorSpec:
+    """A registered selector and what it promises."""
+
+    module: ModuleType
+    simplex: bool  # weights stay convex
+    monotone: bool  # losses never increase
+    repeats: bool  # runs may take more steps than there are neurons
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        params = list(inspect.signature(self.module.make).parameters)
+        return tuple(params[2:])
+
+
+SELECTORS: dict[str, SelectorSpec] = {
+    "greedy-local": SelectorSpec(greedy_local, simplex=True, monotone=True, repeats=True),
+    "frank-wolfe": SelectorSpec(frank_wolfe, simplex=True, monotone=True, repeats=True),
+    "fixed-step": SelectorSpec(fixed_step, simplex=True, monotone=False, repeats=True),
+    "away": SelectorSpec(away, simplex=True, monotone=True, repeats=True),
+    "pairwise": SelectorSpec(pairwise, simplex=True, monotone=True, repeats=True),
+    "fully-corrective": SelectorSpec(fully_corrective, simplex=True, monotone=True, repeats=False),
+    "omp": SelectorSpec(omp, simplex=False, monotone=True, repeats=False),
+    "random": SelectorSpec(random_subset, simplex=True, monotone=False, repeats=True),
+    "magnitude": SelectorSpec(magnitude, simplex=True, monotone=False, repeats=False),
+}
+METHODS: tuple[str, ...] = tuple(SELECTORS)
+
+
+def spec(method: str) -> SelectorSpec:
+    """The registered selector called ``method``; ValueError listing the valid names if none."""
+    try:
+        return SELECTORS[method]
+    except KeyError:
+        raise ValueError(
+            f"unknown method {method!r}; valid methods: {', '.join(METHODS)}"
+        ) from None
+
+
+def select(
+    problem: LayerProblem,
+    n: int,
+    method: str = "greedy-local",
+    *,
+    tol: float | None = None,
+    seed: int | None = 0,
+    **options: object,
+) -> Trace:
+    """Run ``method`` on ``problem`` for at most ``n`` steps, or until the loss is <= ``tol``.
+
+    ``seed`` seeds the selectors that draw at random (``random``). ``options`` go to the
+    selector (e.g. ``allow_drop=True`` for greedy-local, ``repeats=False`` for fixed-step,
+    ``solver="cvxpy"`` for fully-corrective); an unknown option is a ValueError.
+    """
+    if not isinstance(problem, LayerProblem):
+        raise ValueError(f"problem must be a LayerProblem; got {type(problem).__name__}")
+    chosen = spec(method)
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise ValueError(f"n must be a positive integer number of steps; got {n!r}")
+    if n <= 0:
+        raise ValueError(f"n must be a positive integer number of steps; got {n}")
+    if not chosen.repeats and n > problem.n_neurons:
+        raise ValueError(
+            f"n={n} exceeds N={problem.n_neurons} neurons, and {method} never picks a neuron twice"
+        )
+    if tol is not None and not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a finite loss value >= 0; got {tol!r}")
+    unknown = sorted(set(options) - set(chosen.options))
+    if unknown:
+        valid = ", ".join(chosen.options) or "none"
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for {method}; valid: {valid}")
+
+    iterate, step = chosen.module.make(problem, np.random.default_rng(seed), **options)
+    losses, sizes, gaps, neurons, kinds, support_sizes = [], [], [], [], [], []
+    stopped = "n"
+    for _ in range(n):
+        taken = step(iterate)
+        if taken is None:
+            stopped = "converged"
+            break
+        losses.append(iterate.loss())
+        sizes.append(taken.step_size)
+        gaps.append(iterate.gap())
+        neurons.append(taken.neuron)
+        kinds.append(taken.kind)
+        support_sizes.append(len(iterate.support))
+        if tol is not None and losses[-1] <= tol:
+            stopped = "tol"
+            break
+    return Trace(
+        method=method,
+        options=dict(options),
+        weights=iterate.weights.copy(),
+        support=iterate.support,
+        order=np.asarray(iterate.order, dtype=np.intp),
+        losses=np.asarray(losses),
+        step_sizes=np.asarray(sizes),
+        gaps=np.asarray(gaps),
+        neurons=np.asarray(neurons, dtype=np.intp),
+        kinds=tuple(kinds),
+        support_sizes=np.asarray(support_sizes, dtype=np.intp),
+        stopped=stopped,
+        seed=seed,
+    )

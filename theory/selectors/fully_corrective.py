@@ -1,0 +1,50 @@
+"""Fully corrective: add a neuron, then re-solve the weights over the simplex on the support.
+
+The neuron is the greedy-local choice (``choice="greedy"``, the default) or the Frank-Wolfe
+vertex (``choice="gradient"``). The re-solve is the gamma subproblem of :mod:`theory.simplex_qp`,
+warm-started from the current weights; ``solver="cvxpy"`` uses the reference solver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theory.iterate import Iterate
+from theory.problem import LayerProblem
+from theory.simplex_qp import SOLVERS, solve_simplex_qp
+from theory.trace import CORRECTIVE, VERTEX, Step
+
+CHOICES = ("greedy", "gradient")
+
+
+def make(
+    problem: LayerProblem,
+    rng: np.random.Generator,
+    choice: str = "greedy",
+    solver: str = "active-set",
+):
+    """Stepper of fully-corrective Frank-Wolfe."""
+    if choice not in CHOICES:
+        raise ValueError(f"unknown choice {choice!r}; valid choices: {', '.join(CHOICES)}")
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
+
+    def step(it: Iterate) -> Step | None:
+        if it.empty:
+            j = int(np.argmin(it.vertex_losses()))
+            it.start(j)
+            return Step(VERTEX, j, 1.0)
+        _, change = it.forward_changes()
+        j = int(np.argmin(change)) if choice == "greedy" else int(np.argmin(it.slopes()))
+        if not change[j] < 0.0:
+            return None
+        support = it.support
+        if j not in support:
+            support = np.append(support, j)
+        quad = problem.centred[np.ix_(support, support)]
+        lin = -problem.centred_target[support]
+        x = solve_simplex_qp(quad, lin, start=it.weights[support], solver=solver)
+        it.assign(support, x)
+        return Step(CORRECTIVE, j, float(x[support == j][0]))
+
+    return Iterate(problem), step
