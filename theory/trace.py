@@ -44,6 +44,7 @@ class Trace:
     neurons        (K,)  the neuron each step moved toward (away/drop: moved away from)
     kinds          (K,)  the move of each step (see the constants of this module)
     support_sizes  (K,)  |support| after each step
+    loss           the final loss, L(weights)
     stopped        why the run ended: "n" (n steps), "tol" (loss <= tol), "converged" (no
                    step lowers the loss any further)
     """
@@ -60,12 +61,8 @@ class Trace:
     kinds: tuple[str, ...]
     support_sizes: np.ndarray
     stopped: str
+    loss: float  # L(weights) at the end (for omp with no step: the loss of w = 0, ||F||^2)
     seed: int | None = field(default=None)
 
     def __len__(self) -> int:
         return len(self.losses)
-
-    @property
-    def loss(self) -> float:
-        """The final loss (NaN when no step was taken)."""
-        return float(self.losses[-1]) if len(self.losses) else float("nan")

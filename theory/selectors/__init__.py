@@ -131,5 +131,6 @@ def select(
         kinds=tuple(kinds),
         support_sizes=np.asarray(support_sizes, dtype=np.intp),
         stopped=stopped,
+        loss=losses[-1] if losses else iterate.loss(),
         seed=seed,
     )

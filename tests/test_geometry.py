@@ -1,0 +1,114 @@
+"""Diameter, sigma^2 and the margin r: exact values on known shapes, scans, and the bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from instances import gaussian_points, instances
+
+from theory import LayerProblem, diameter, geometry, margin, sigma2
+from theory.geometry import _margin_bound, affine_rank
+
+
+def _points(xy) -> LayerProblem:
+    return LayerProblem.from_features(np.asarray(xy, dtype=np.float64)[:, None, :])
+
+
+def test_square_has_margin_one_and_diameter_two_root_two():
+    geo = geometry(_points([(-1, -1), (1, -1), (1, 1), (-1, 1)]))
+    assert geo.margin == pytest.approx(1.0, rel=1e-12)
+    assert geo.diameter == pytest.approx(2.0 * np.sqrt(2.0), rel=1e-12)
+    assert geo.sigma2 == pytest.approx(2.0, rel=1e-12)
+    assert (geo.rank, geo.margin_exact) == (2, True)
+
+
+def test_regular_hexagon_margin_is_the_apothem():
+    angles = np.arange(6) * np.pi / 3
+    geo = geometry(_points(np.c_[np.cos(angles), np.sin(angles)] * 3.0))
+    assert geo.margin == pytest.approx(3.0 * np.cos(np.pi / 6), rel=1e-12)
+
+
+def test_interval_margin_is_the_distance_to_the_nearer_end():
+    geo = geometry(_points([(-1.0,), (3.0,), (3.0,), (3.0,)]))  # F = 2
+    assert geo.margin == pytest.approx(1.0, rel=1e-12)
+    assert geo.diameter == pytest.approx(4.0)
+    assert geo.rank == 1
+
+
+def test_margin_is_zero_when_the_target_is_a_vertex_or_on_an_edge():
+    square = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    psi = np.asarray(square, dtype=np.float64)[:, None, :]
+    vertex = LayerProblem.from_features(psi, target=np.array([1.0, 0, 0, 0]))
+    edge = LayerProblem.from_features(psi, target=np.array([0.5, 0.5, 0, 0]))
+    assert margin(vertex)[0] == pytest.approx(0.0, abs=1e-12)
+    assert margin(edge)[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_identical_neurons_have_no_geometry():
+    geo = geometry(LayerProblem.from_features(np.ones((5, 3, 2))))
+    assert (geo.diameter, geo.margin, geo.sigma2, geo.rank) == (0.0, 0.0, 0.0, 0)
+
+
+@given(psi=instances())
+def test_diameter_and_sigma2_match_the_features(psi):
+    problem = LayerProblem.from_features(psi)
+    flat = psi.reshape(psi.shape[0], -1) / np.sqrt(psi.shape[1])
+    pair = np.sqrt(((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)).max()
+    spread = ((flat - flat.mean(axis=0)) ** 2).sum(-1).mean()
+    scale = float((flat**2).sum(-1).max()) + 1e-300
+    assert diameter(problem) == pytest.approx(pair, rel=1e-6, abs=1e-7 * np.sqrt(scale))
+    assert sigma2(problem) == pytest.approx(spread, rel=1e-8, abs=1e-12 * scale)
+
+
+def _support_function_scan(points: np.ndarray, directions: np.ndarray) -> float:
+    """min over the given unit directions u of max_i <x_i - F, u>: an upper bound on r."""
+    centred = points - points.mean(axis=0)
+    return float((centred @ directions.T).max(axis=0).min())
+
+
+@given(psi=gaussian_points(max_dim=2))
+def test_exact_margin_in_the_plane_matches_a_dense_direction_scan(psi):
+    problem = LayerProblem.from_features(psi)
+    r, exact = margin(problem)
+    if affine_rank(np.linalg.eigvalsh(problem.centred)[::-1]) != 2:
+        return
+    angles = np.linspace(0.0, 2.0 * np.pi, 200_001)
+    scan = _support_function_scan(psi[:, 0, :], np.c_[np.cos(angles), np.sin(angles)])
+    d = diameter(problem)
+    assert exact
+    assert r <= scan + 1e-9 * d
+    assert scan <= r + d * (angles[1] - angles[0])  # h(u) is d-Lipschitz in the angle
+
+
+@given(psi=gaussian_points())
+def test_exact_margin_below_every_sampled_support_value(psi):
+    problem = LayerProblem.from_features(psi)
+    r, _ = margin(problem)
+    pts = psi[:, 0, :]
+    basis = np.linalg.svd(pts - pts.mean(axis=0), full_matrices=False)[2]
+    rank = affine_rank(np.linalg.eigvalsh(problem.centred)[::-1])
+    if rank == 0:
+        return
+    u = np.random.default_rng(0).normal(size=(5000, rank)) @ basis[:rank]
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    assert r <= _support_function_scan(pts, u) + 1e-9 * diameter(problem)
+
+
+@given(psi=instances())
+def test_certified_bound_never_exceeds_the_exact_margin(psi):
+    problem = LayerProblem.from_features(psi)
+    geo = geometry(problem)
+    if geo.rank == 0:
+        return
+    bound = _margin_bound(problem, geo.rank)
+    assert 0.0 <= bound <= geo.margin + 1e-9 * geo.diameter
+
+
+def test_high_dimension_falls_back_to_the_bound_and_flags_it():
+    problem = LayerProblem.from_features(np.random.default_rng(0).normal(size=(40, 12)))
+    r, exact = margin(problem, exact_max_dim=6)
+    assert not exact
+    assert 0.0 < r == pytest.approx(_margin_bound(problem, 12))
+    r_exact, is_exact = margin(problem, exact_max_dim=12)
+    assert is_exact and r <= r_exact

@@ -1,0 +1,113 @@
+"""The gamma subproblem: the fast active-set solver against cvxpy, and its KKT conditions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory import LayerProblem, select
+from theory.simplex_qp import objective, solve_simplex_qp
+
+
+def _random_qp(seed: int, size: int, rank: int, duplicates: int):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(size, rank)) * rng.uniform(0.1, 10.0, size=rank)
+    x[:duplicates] = x[size - duplicates :]  # repeated neurons: Q singular
+    centre = x.mean(axis=0)
+    quad = (x - centre) @ (x - centre).T
+    lin = -rng.normal(size=size) * 0.1 * np.abs(quad).max()
+    return quad, lin
+
+
+CASES = [
+    (seed, size, rank, dup)
+    for seed, (size, rank, dup) in enumerate(
+        [
+            (3, 2, 0),
+            (5, 5, 0),
+            (8, 3, 2),
+            (12, 40, 0),
+            (20, 6, 5),
+            (30, 30, 0),
+            (40, 10, 10),
+            (60, 200, 0),
+            (80, 20, 0),
+            (100, 400, 30),
+        ]
+        * 3
+    )
+]
+
+
+@pytest.mark.parametrize(("seed", "size", "rank", "dup"), CASES)
+def test_active_set_agrees_with_cvxpy_to_1e8(seed, size, rank, dup):
+    quad, lin = _random_qp(seed, size, rank, dup)
+    fast = solve_simplex_qp(quad, lin)
+    reference = solve_simplex_qp(quad, lin, solver="cvxpy")
+    f_fast, f_ref = objective(quad, lin, fast), objective(quad, lin, reference)
+    shift = float(np.abs(quad).max())  # objectives may be negative: compare losses >= 0
+    assert (f_fast + shift) == pytest.approx(f_ref + shift, rel=1e-8)
+    assert f_fast <= f_ref + 1e-10 * shift  # the exact solver is never worse
+
+
+@pytest.mark.parametrize(("seed", "size", "rank", "dup"), CASES[:10])
+def test_active_set_solution_satisfies_kkt(seed, size, rank, dup):
+    quad, lin = _random_qp(seed, size, rank, dup)
+    x = solve_simplex_qp(quad, lin)
+    assert np.all(x >= 0.0)
+    assert x.sum() == pytest.approx(1.0, abs=1e-12)
+    grad = quad @ x + lin
+    reduced = grad - x @ grad
+    scale = float(np.abs(quad).max())
+    assert np.all(reduced >= -1e-9 * scale)  # no vertex lowers the objective
+    assert np.allclose(reduced[x > 0], 0.0, atol=1e-9 * scale)  # stationary on the face
+
+
+def test_warm_start_reaches_the_same_minimum():
+    quad, lin = _random_qp(7, 50, 12, 4)
+    cold = solve_simplex_qp(quad, lin)
+    warm = solve_simplex_qp(quad, lin, start=np.ones(50))
+    assert objective(quad, lin, warm) == pytest.approx(objective(quad, lin, cold), rel=1e-12)
+
+
+def test_fully_corrective_trace_same_with_either_solver():
+    psi = np.random.default_rng(2).normal(size=(25, 6, 2))
+    problem = LayerProblem.from_features(psi)
+    fast = select(problem, 12, "fully-corrective")
+    reference = select(problem, 12, "fully-corrective", solver="cvxpy")
+    assert np.array_equal(fast.neurons, reference.neurons)
+    assert fast.losses == pytest.approx(reference.losses, rel=1e-7)
+    assert np.all(fast.losses <= reference.losses * (1 + 1e-9))
+
+
+def test_fully_corrective_weights_are_optimal_on_their_support():
+    psi = np.random.default_rng(3).normal(size=(30, 10))
+    problem = LayerProblem.from_features(psi)
+    trace = select(problem, 10, "fully-corrective")
+    s = trace.order
+    quad = problem.centred[np.ix_(s, s)]
+    best = solve_simplex_qp(quad, -problem.centred_target[s], solver="cvxpy")
+    assert trace.loss == pytest.approx(problem.loss(_embed(best, s, 30)), rel=1e-8)
+
+
+def _embed(values: np.ndarray, support: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n)
+    out[support] = values
+    return out
+
+
+@pytest.mark.parametrize(
+    ("quad", "lin", "message"),
+    [
+        (np.eye(2), np.zeros(3), "Q must be"),
+        (np.zeros((0, 0)), np.zeros(0), "Q must be"),
+    ],
+)
+def test_bad_shapes_are_named(quad, lin, message):
+    with pytest.raises(ValueError, match=message):
+        solve_simplex_qp(quad, lin)
+
+
+def test_unknown_solver_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="active-set, cvxpy"):
+        solve_simplex_qp(np.eye(2), np.zeros(2), solver="gurobi")

@@ -1,0 +1,164 @@
+"""Bad input: a ValueError whose message names the problem, never a deep numpy traceback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory import METHODS, LayerProblem, select
+
+GOOD = np.random.default_rng(0).normal(size=(6, 4))
+
+
+def _gram(x: np.ndarray) -> np.ndarray:
+    return x @ x.T / x.shape[1]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features(bad):
+    psi = GOOD.copy()
+    psi[2, 1] = bad
+    with pytest.raises(ValueError, match="psi has 1 NaN or infinite"):
+        LayerProblem.from_features(psi)
+
+
+def test_non_finite_gram():
+    gram = _gram(GOOD)
+    gram[0, 0] = np.nan
+    with pytest.raises(ValueError, match="gram has 1 NaN or infinite"):
+        LayerProblem.from_gram(gram)
+
+
+@pytest.mark.parametrize("shape", [(5,), ()])
+def test_features_need_neurons_and_samples(shape):
+    with pytest.raises(ValueError, match=r"psi must have shape \(N, m, ...\)"):
+        LayerProblem.from_features(np.zeros(shape))
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 0), (3, 2, 0)])
+def test_empty_features(shape):
+    with pytest.raises(ValueError, match="psi is empty"):
+        LayerProblem.from_features(np.zeros(shape))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (3,), (2, 2, 2)])
+def test_gram_must_be_square(shape):
+    with pytest.raises(ValueError, match=r"gram must be a square \(N, N\) matrix"):
+        LayerProblem.from_gram(np.zeros(shape))
+
+
+def test_empty_gram():
+    with pytest.raises(ValueError, match="gram is empty"):
+        LayerProblem.from_gram(np.zeros((0, 0)))
+
+
+def test_non_numeric_input():
+    with pytest.raises(ValueError, match="psi must be real numbers"):
+        LayerProblem.from_features(np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(ValueError, match="gram must be real numbers"):
+        LayerProblem.from_gram(np.eye(2) * 1j)
+
+
+def test_non_symmetric_gram():
+    gram = _gram(GOOD)
+    gram[0, 1] += 0.1
+    with pytest.raises(ValueError, match="gram is not symmetric"):
+        LayerProblem.from_gram(gram)
+
+
+def test_gram_with_a_negative_diagonal():
+    gram = _gram(GOOD)
+    gram[3, 3] = -1.0
+    with pytest.raises(ValueError, match=r"not positive semi-definite: G\[3,3\]"):
+        LayerProblem.from_gram(gram)
+
+
+def test_clearly_indefinite_gram():
+    gram = np.array([[1.0, 2.0], [2.0, 1.0]])  # eigenvalues 3 and -1
+    with pytest.raises(ValueError, match="smallest eigenvalue -1"):
+        LayerProblem.from_gram(gram)
+
+
+def test_round_off_indefiniteness_is_accepted():
+    gram = _gram(np.r_[GOOD, GOOD[:1]])  # singular; eigenvalues ~ -1e-16 after round-off
+    assert LayerProblem.from_gram(gram).n_neurons == 7
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (np.full(5, 0.2), r"target must have shape \(6,\)"),
+        (np.r_[-0.1, np.full(5, 1.1 / 5)], "negative weights"),
+        (np.full(6, 0.2), "sum to 1.2"),
+        (np.r_[np.nan, np.full(5, 0.2)], "target has 1 NaN"),
+    ],
+)
+def test_target_not_on_the_simplex(target, message):
+    with pytest.raises(ValueError, match=message):
+        LayerProblem.from_features(GOOD, target)
+    with pytest.raises(ValueError, match=message):
+        LayerProblem.from_gram(_gram(GOOD), target)
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_non_positive_n(n):
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        select(LayerProblem.from_features(GOOD), n)
+
+
+@pytest.mark.parametrize("n", [2.5, "4", True, None])
+def test_n_not_an_integer(n):
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        select(LayerProblem.from_features(GOOD), n)
+
+
+@pytest.mark.parametrize("method", ["fully-corrective", "omp", "magnitude"])
+def test_n_above_N_where_repeats_are_impossible(method):
+    with pytest.raises(ValueError, match=f"n=7 exceeds N=6 neurons, and {method} never picks"):
+        select(LayerProblem.from_features(GOOD), 7, method)
+
+
+def test_fixed_step_without_repeats_stops_at_N():
+    trace = select(LayerProblem.from_features(GOOD), 9, "fixed-step", repeats=False)
+    assert len(trace) == 6 and trace.stopped == "converged"
+    assert sorted(trace.neurons) == list(range(6))
+
+
+@pytest.mark.parametrize("method", ["greedy-local", "random", "pairwise"])
+def test_n_above_N_is_fine_where_repeats_are_possible(method):
+    assert len(select(LayerProblem.from_features(GOOD), 9, method)) <= 9
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown method 'greedy'") as info:
+        select(LayerProblem.from_features(GOOD), 3, "greedy")
+    for name in METHODS:
+        assert name in str(info.value)
+
+
+def test_unknown_option_names_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown option.*allow_drops.*valid: allow_drop"):
+        select(LayerProblem.from_features(GOOD), 3, "greedy-local", allow_drops=True)
+    with pytest.raises(ValueError, match="valid: none"):
+        select(LayerProblem.from_features(GOOD), 3, "frank-wolfe", repeats=False)
+
+
+def test_bad_choice_of_fully_corrective():
+    with pytest.raises(ValueError, match="unknown choice 'best'; valid choices: greedy, gradient"):
+        select(LayerProblem.from_features(GOOD), 3, "fully-corrective", choice="best")
+
+
+@pytest.mark.parametrize("tol", [-1.0, np.nan, np.inf])
+def test_bad_tolerance(tol):
+    with pytest.raises(ValueError, match="tol must be a finite loss value >= 0"):
+        select(LayerProblem.from_features(GOOD), 3, tol=tol)
+
+
+def test_problem_of_the_wrong_type():
+    with pytest.raises(ValueError, match="problem must be a LayerProblem; got ndarray"):
+        select(GOOD, 3)
+
+
+def test_loss_of_weights_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"weights must have shape \(6,\)"):
+        LayerProblem.from_features(GOOD).loss(np.ones(4))
