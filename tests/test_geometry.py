@@ -8,7 +8,7 @@ from hypothesis import given
 from instances import gaussian_points, instances
 
 from theory import LayerProblem, diameter, geometry, margin, sigma2
-from theory.geometry import _margin_bound, affine_rank
+from theory.geometry import affine_rank, margin_bound
 
 
 def _points(xy) -> LayerProblem:
@@ -101,7 +101,7 @@ def test_certified_bound_never_exceeds_the_exact_margin(psi):
     geo = geometry(problem)
     if geo.rank == 0:
         return
-    bound = _margin_bound(problem, geo.rank)
+    bound = margin_bound(problem)
     assert 0.0 <= bound <= geo.margin + 1e-9 * geo.diameter
 
 
@@ -109,6 +109,6 @@ def test_high_dimension_falls_back_to_the_bound_and_flags_it():
     problem = LayerProblem.from_features(np.random.default_rng(0).normal(size=(40, 12)))
     r, exact = margin(problem, exact_max_dim=6)
     assert not exact
-    assert 0.0 < r == pytest.approx(_margin_bound(problem, 12))
+    assert 0.0 < r == pytest.approx(margin_bound(problem))
     r_exact, is_exact = margin(problem, exact_max_dim=12)
     assert is_exact and r <= r_exact

@@ -1,0 +1,1 @@
+"""Convergence-rate simulations of the selectors on two-layer and deep networks."""
