@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m theory.demo
+	$(BIN)/python -m sims.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
