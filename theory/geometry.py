@@ -81,6 +81,12 @@ def _spectrum(problem: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(vals, 0.0), lower @ vecs
 
 
+def spectrum(problem: LayerProblem) -> np.ndarray:
+    """Non-zero eigenvalues of the centred Gram matrix C, descending (d,), after the rank cut."""
+    vals, _ = _spectrum(problem)
+    return vals[: affine_rank(vals)]
+
+
 def affine_rank(eigenvalues: np.ndarray) -> int:
     """The number of eigenvalues above RANK_RTOL of the largest (0 if all vanish)."""
     top = float(eigenvalues[0]) if eigenvalues.size else 0.0

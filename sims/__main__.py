@@ -1,0 +1,105 @@
+"""Command line: run an experiment, plot it, report its fitted rates.
+
+    python -m sims run --preset quick [--seeds 10] [--steps 80] [--jobs 2] [--cluster ADDR]
+    python -m sims run --config my.toml
+    python -m sims plot RUN_DIR [--figures figures]
+    python -m sims report RUN_DIR
+
+``run`` resumes an interrupted run of the same configuration (the run folder is named by the
+configuration's hash) and ends with the report and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+from sims import config as cfg
+
+TYPES = {"int": int, "float": float}
+SCALARS = [f for f in fields(cfg.ExperimentConfig) if f.type in TYPES]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sims", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or resume) an experiment")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="quick", help=f"one of: {', '.join(cfg.PRESETS)}")
+    source.add_argument("--config", type=Path, help="a .toml or .json configuration file")
+    for f in SCALARS:  # every scalar field of the configuration is a flag
+        run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], default=None)
+    run.add_argument("--methods", nargs="+", default=None, help="selectors to run")
+    run.add_argument("--jobs", type=int, default=2, help="local processes (-1: all cores)")
+    run.add_argument("--cluster", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
+    run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
+    run.add_argument("--no-progress", action="store_true")
+    for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_dir", type=Path)
+        if name == "plot":
+            p.add_argument(
+                "--figures", type=Path, default=Path("figures"), help="into FIGURES/NAME"
+            )
+    return parser
+
+
+def _config(args: argparse.Namespace) -> cfg.ExperimentConfig:
+    config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
+    overrides = {
+        f.name: getattr(args, f.name) for f in SCALARS if getattr(args, f.name) is not None
+    }
+    if args.methods:
+        overrides["methods"] = tuple(args.methods)
+    config = replace(config, **overrides)
+    config.validate()
+    return config
+
+
+def _plot(run_dir: Path, figures: Path) -> None:
+    """Figures of run_dir into figures/NAME (NAME: the configuration's name)."""
+    from sims.curves import load_curves
+    from sims.plots import plot_run
+
+    run = load_curves(run_dir)
+    for path in plot_run(run, figures / run.config["name"]):
+        print(f"figure: {path}")
+
+
+def _report(run_dir: Path) -> None:
+    from sims.report import report
+
+    print(report(run_dir))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from sims.runner import run
+
+            run_dir = run(_config(args), args.runs, args.jobs, args.cluster, not args.no_progress)
+            print(f"run folder: {run_dir}")
+            _report(run_dir)
+            _plot(run_dir, args.figures)
+        elif args.command == "plot":
+            _plot(args.run_dir, args.figures)
+        else:
+            _report(args.run_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: finished instances are saved; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

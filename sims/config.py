@@ -1,0 +1,210 @@
+"""Experiment configurations: dataclasses, named presets, TOML/JSON files, a stable hash.
+
+An experiment is a grid of network families (:class:`NetworkSpec`) times seeds; every instance
+(one family, one seed: a new network and new data) runs every selector for ``steps`` steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from theory.selectors import METHODS, SELECTORS
+
+INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
+ACTIVATIONS = ("relu", "tanh", "gelu")
+TRAINING = ("random", "teacher", "labels")
+REAL_DIM = {"digits": 64, "mnist5k": 784}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One family of two-layer networks: psi_i(x) = c_i act(w_i . x + b_i) over m inputs."""
+
+    neurons: int = 1000
+    dim: int = 3  # input dimension (set by the data for digits and mnist5k)
+    samples: int = 100  # m, the calibration samples of the layer problem
+    activation: str = "tanh"
+    inputs: str = "gaussian"
+    training: str = "random"  # random first layer, fit to a teacher, or fit to the labels
+    train_steps: int = 300
+
+    def validate(self) -> None:
+        for name in ("neurons", "dim", "samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.neurons < 2:
+            raise ValueError(f"neurons must be at least 2; got {self.neurons}")
+        if self.train_steps < 0:
+            raise ValueError(f"train_steps must be >= 0; got {self.train_steps}")
+        _member("activation", self.activation, ACTIVATIONS)
+        _member("inputs", self.inputs, INPUTS)
+        _member("training", self.training, TRAINING)
+        if self.training == "labels" and self.inputs not in REAL_DIM:
+            raise ValueError(
+                f"training='labels' needs real data (digits, mnist5k), not {self.inputs}"
+            )
+        if self.inputs in REAL_DIM and self.dim != REAL_DIM[self.inputs]:
+            fixed = REAL_DIM[self.inputs]
+            raise ValueError(
+                f"{self.inputs} fixes the input dimension to {fixed}; got dim={self.dim}"
+            )
+
+    @property
+    def label(self) -> str:
+        """A short readable name, e.g. ``tanh/gaussian/random N=1000 d=3 m=100``."""
+        return (
+            f"{self.activation}/{self.inputs}/{self.training} "
+            f"N={self.neurons} d={self.dim} m={self.samples}"
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A grid of network families, the selectors to run on each, and the fitting window."""
+
+    name: str = "custom"
+    networks: tuple[NetworkSpec, ...] = (NetworkSpec(),)
+    methods: tuple[str, ...] = ("greedy-local", "fixed-step", "random")
+    steps: int = 100  # selector steps per instance (n_max)
+    seeds: int = 10  # instances per network family
+    seed: int = 0  # base seed; instance k of a family uses seed + k
+    fit_window: tuple[int, int] = (2, 100)  # n range of the rate fits
+    corrective_cap: float = 0.5  # fully-corrective and omp: fit only n < cap * min(m, rank)
+    eps_grid: tuple[float, ...] = field(default=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8))
+
+    def validate(self) -> None:
+        if not self.networks:
+            raise ValueError("networks is empty: an experiment needs at least one network family")
+        for spec in self.networks:
+            spec.validate()
+        for method in self.methods:
+            if method not in SELECTORS:
+                raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+        if self.steps < 1 or self.seeds < 1:
+            raise ValueError(f"steps and seeds must be >= 1; got {self.steps} and {self.seeds}")
+        lo, hi = self.fit_window
+        if not 1 <= lo < hi:
+            raise ValueError(
+                f"fit_window must be (lo, hi) with 1 <= lo < hi; got {self.fit_window}"
+            )
+        if not 0.0 < self.corrective_cap <= 1.0:
+            raise ValueError(f"corrective_cap must be in (0, 1]; got {self.corrective_cap}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """First 10 hex digits of the SHA-256 of the canonical JSON of this configuration."""
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}-{self.digest()}"
+
+
+def _member(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def grid(base: NetworkSpec, **axes: list[Any]) -> tuple[NetworkSpec, ...]:
+    """Every combination of the given NetworkSpec fields over ``base``, in order."""
+    names = list(axes)
+    return tuple(
+        replace(base, **dict(zip(names, values, strict=True)))
+        for values in itertools.product(*(axes[n] for n in names))
+    )
+
+
+ALL_METHODS = METHODS
+
+PRESETS: dict[str, ExperimentConfig] = {
+    # The README's main job: a few minutes on 2 cores. N >> m shows the exponential regime,
+    # N ~ m the polynomial one.
+    "quick": ExperimentConfig(
+        name="quick",
+        networks=grid(NetworkSpec(neurons=1000, dim=3), samples=[20, 400], activation=["tanh"]),
+        methods=("greedy-local", "frank-wolfe", "fixed-step", "fully-corrective", "omp", "random"),
+        steps=80,
+        seeds=10,
+        fit_window=(2, 80),
+    ),
+    # The paper's headline comparison on two-layer networks, every selector, many seeds.
+    "paper": ExperimentConfig(
+        name="paper",
+        networks=grid(
+            NetworkSpec(neurons=2000, dim=10, samples=50),
+            activation=["relu", "tanh", "gelu"],
+        ),
+        methods=ALL_METHODS,
+        steps=150,
+        seeds=20,
+        fit_window=(2, 150),
+    ),
+    # Where exp(-cn) holds and where it fades: N against m, input dimension, activation.
+    "regimes": ExperimentConfig(
+        name="regimes",
+        networks=grid(
+            NetworkSpec(),
+            neurons=[100, 1000, 4000],
+            samples=[10, 100, 1000],
+            dim=[1, 3, 20],
+            activation=["relu", "tanh"],
+        ),
+        methods=("greedy-local", "fixed-step", "fully-corrective", "random"),
+        steps=100,
+        seeds=10,
+        fit_window=(2, 100),
+    ),
+}
+
+
+def preset(name: str) -> ExperimentConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
+
+
+def from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    """Configuration from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
+    known = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown configuration key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+    data = dict(data)
+    spec_keys = {f.name for f in fields(NetworkSpec)}
+    networks = []
+    for entry in data.pop("networks", [asdict(NetworkSpec())]):
+        bad = sorted(set(entry) - spec_keys)
+        if bad:
+            raise ValueError(
+                f"unknown network key(s) {', '.join(bad)}; valid: {', '.join(sorted(spec_keys))}"
+            )
+        networks.append(NetworkSpec(**entry))
+    for key in ("methods", "fit_window", "eps_grid"):
+        if key in data:
+            data[key] = tuple(data[key])
+    config = ExperimentConfig(networks=tuple(networks), **data)
+    config.validate()
+    return config
+
+
+def load(path: Path) -> ExperimentConfig:
+    """Read a configuration from a .toml or .json file."""
+    if not path.exists():
+        raise ValueError(f"configuration file not found: {path}")
+    if path.suffix == ".toml":
+        return from_dict(tomllib.loads(path.read_text()))
+    if path.suffix == ".json":
+        return from_dict(json.loads(path.read_text()))
+    raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")

@@ -1,0 +1,147 @@
+"""Figures of a run folder, as PNG and PDF, into figures/NAME/.
+
+- ``decay_fFFF``: loss / sigma^2 against n for every selector (median over seeds, band from
+  the 25th to 75th percentile), on semi-log axes (exp(-cn) is a straight line) and log-log axes
+  (n^-p is a straight line), with THEORY.md's predictions overlaid.
+- ``rate_vs_margin``: the fitted greedy-local rate c of each instance against r^2 / D^2, with
+  statement 4's bound c >= -log(1 - r^2/D^2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sims.curves import RunCurves, quantiles
+from sims.fit import fit_curve
+from theory.bounds import fixed_step_margin, greedy_local, linear_rate
+
+LABELS = {
+    "greedy-local": "greedy local (Ye et al. 2020)",
+    "frank-wolfe": "Frank-Wolfe, line search",
+    "fixed-step": "GFS fixed step (Ye et al. 2020a)",
+    "away": "away-step Frank-Wolfe",
+    "pairwise": "pairwise Frank-Wolfe",
+    "fully-corrective": "fully corrective",
+    "omp": "OMP, least squares (ThiNet family)",
+    "random": "random sampling",
+    "magnitude": "magnitude (largest norm)",
+}
+COLOURS = dict(zip(LABELS, plt.get_cmap("tab10").colors, strict=False))
+
+
+def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return paths
+
+
+def _family_title(spec: dict) -> str:
+    return (
+        f"{spec['activation']}, {spec['inputs']} inputs, {spec['training']} first layer: "
+        f"N={spec['neurons']}, d={spec['dim']}, m={spec['samples']}"
+    )
+
+
+def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
+    methods = run.curves[family]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for method, curves in methods.items():
+        lo, mid, hi = quantiles(curves)
+        n = np.arange(1, mid.size + 1)
+        for ax in axes:
+            ax.plot(n, np.where(mid > 0, mid, np.nan), color=COLOURS[method], label=LABELS[method])
+            ax.fill_between(n, np.where(lo > 0, lo, np.nan), hi, color=COLOURS[method], alpha=0.2)
+    geos = [c.geometry for curves in methods.values() for c in curves]
+    d = float(np.median([g["diameter"] for g in geos]))
+    r = float(np.median([g["margin"] for g in geos]))
+    s2 = float(np.median([g["sigma2"] for g in geos]))
+    steps = np.arange(1, max(len(c.n) for cs in methods.values() for c in cs) + 1)
+    bounds = {"statement 1: E random = 1/n": 1.0 / steps}
+    if r > 0:
+        bounds["statement 3: fixed step"] = fixed_step_margin(d, r, steps) / s2
+    if "greedy-local" in methods:
+        h1 = float(np.median([c.loss_rel[0] for c in methods["greedy-local"]]))
+        bounds["statement 4: greedy local"] = greedy_local(h1, d, r, steps)
+    for (name, values), style in zip(bounds.items(), (":", "--", "-."), strict=False):
+        for ax in axes:
+            ax.plot(steps, values, "k", ls=style, lw=1, label=name)
+    exact = all(g["margin_exact"] for g in geos)
+    for ax, scale in zip(axes, ("semi-log", "log-log"), strict=True):
+        ax.set_yscale("log")
+        if scale == "log-log":
+            ax.set_xscale("log")
+        ax.set_xlabel("n, neurons added (selector steps)")
+        ax.set_ylabel("layer loss L(a_n) / sigma^2 (dimensionless)")
+        ax.set_title(f"{scale}: median, 25-75% band over {len(next(iter(methods.values())))} seeds")
+        ax.grid(True, which="both", alpha=0.25)
+        lows = [q for cs in methods.values() for q in quantiles(cs)[1] if q > 0]
+        ax.set_ylim(max(min(lows) / 3, 1e-16), 3.0)
+    axes[1].legend(fontsize=7, loc="lower left")
+    kind = "exact" if exact else "certified lower bound"
+    fig.suptitle(
+        f"{_family_title(run.families[family])}\n(r/D = {r / d:.2g}, {kind}; "
+        f"rate bound c >= {linear_rate(d, r):.2g})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return _save(fig, out, f"decay_f{family:03d}")
+
+
+def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
+    """Per instance: the greedy-local exponential rate fitted on the run's window vs r^2/D^2."""
+    window = tuple(run.config["fit_window"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    ratios = []
+    for family, methods in run.curves.items():
+        xs, ys = [], []
+        for curve in methods.get("greedy-local", []):
+            g = curve.geometry
+            try:
+                fit = fit_curve(curve.n, curve.loss_rel, window)
+            except ValueError:
+                continue
+            xs.append((g["margin"] / g["diameter"]) ** 2)
+            ys.append(fit.c)
+        if xs:
+            ratios += xs
+            ax.scatter(
+                xs,
+                ys,
+                s=14,
+                label=run.families[family]["activation"] + f" m={run.families[family]['samples']}",
+            )
+    if ratios:
+        grid = np.geomspace(max(min(ratios), 1e-30), max(max(ratios), 1e-29), 50)
+        ax.plot(
+            grid,
+            -np.log1p(-np.minimum(grid, 1 - 1e-16)),
+            "k--",
+            lw=1,
+            label="bound -log(1 - r^2/D^2)",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("r^2 / D^2 (margin bound; dimensionless)")
+    ax.set_ylabel("fitted rate c of greedy local (per neuron)")
+    ax.set_title("Observed exponential rate against the geometry bound")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, out, "rate_vs_margin")
+
+
+def plot_run(run: RunCurves, out: Path) -> list[Path]:
+    paths = []
+    for family in sorted(run.curves):
+        paths += decay_figure(run, family, out)
+    paths += rate_vs_margin_figure(run, out)
+    return paths

@@ -1,0 +1,103 @@
+"""Run folders: atomic writes of finished instances, reading them back as tidy tables.
+
+RUN_DIR/config.json             configuration, seed, versions, creation time
+RUN_DIR/instances/KEY.csv       one row per selector and step (written first)
+RUN_DIR/instances/KEY.json      geometry and timings; its presence marks KEY as done
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sims.instance import COLUMNS
+
+PACKAGES = ("logtickets", "numpy", "scipy", "cvxpy", "scikit-learn", "joblib")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    path = run_dir / "config.json"
+    if path.exists():
+        return  # resume: the first run's record stands (same digest, same configuration)
+    record = {
+        "config": config,
+        "versions": versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write(path, json.dumps(record, indent=2))
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise ValueError(f"{run_dir} is not a run folder: {path.name} is missing")
+    return json.loads(path.read_text())
+
+
+def is_done(run_dir: Path, key: str) -> bool:
+    return (run_dir / "instances" / f"{key}.json").exists()
+
+
+def write_instance(run_dir: Path, key: str, rows: dict[str, list], meta: dict[str, Any]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(("family", "seed", *COLUMNS))
+    family, seed = meta["family"], meta["seed"]
+    for values in zip(*(rows[c] for c in COLUMNS), strict=True):
+        writer.writerow((family, seed, *(repr(v) if isinstance(v, float) else v for v in values)))
+    atomic_write(run_dir / "instances" / f"{key}.csv", buffer.getvalue())
+    atomic_write(run_dir / "instances" / f"{key}.json", json.dumps(meta))
+
+
+def read_instances(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows, metas) of every finished instance, rows as dicts with typed values."""
+    folder = run_dir / "instances"
+    metas, rows = [], []
+    for meta_path in sorted(folder.glob("*.json")):
+        metas.append(json.loads(meta_path.read_text()))
+        with meta_path.with_suffix(".csv").open() as handle:
+            for row in csv.DictReader(handle):
+                rows.append(_typed(row))
+    return rows, metas
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(row)
+    for key in ("family", "seed", "n", "support_size"):
+        out[key] = int(row[key])
+    for key in ("loss", "loss_rel", "step_size", "gap"):
+        out[key] = float(row[key])
+    return out

@@ -1,0 +1,141 @@
+"""The simulation pipeline end to end: configurations, runs, resume, report and figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sims import config as cfg
+from sims import runner, store
+from sims.__main__ import main
+from sims.instance import instances
+
+TINY = cfg.ExperimentConfig(
+    name="tiny",
+    networks=cfg.grid(cfg.NetworkSpec(neurons=60, dim=2, samples=8), activation=["relu", "tanh"]),
+    methods=("greedy-local", "fixed-step", "fully-corrective", "omp", "random"),
+    steps=15,
+    seeds=3,
+    fit_window=(2, 15),
+)
+
+
+def _contents(run_dir: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((run_dir / "instances").glob("*.csv"))}
+
+
+def test_tiny_run_writes_every_instance_with_its_record(tmp_path):
+    run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False)
+    assert run_dir.name == f"tiny-{TINY.digest()}"
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["config"] == json.loads(json.dumps(TINY.as_dict()))
+    assert record["config"]["seed"] == 0 and record["versions"]["numpy"]
+    rows, metas = store.read_instances(run_dir)
+    assert len(metas) == 2 * 3
+    assert {r["method"] for r in rows} == set(TINY.methods)
+    assert all(r["loss"] >= 0 for r in rows)
+    assert {m["geometry"]["rank"] for m in metas} <= set(range(1, 9))
+    assert not list(run_dir.rglob("*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_same_config_same_results_and_resume_after_a_kill(tmp_path, monkeypatch):
+    first = runner.run(TINY, tmp_path / "a", jobs=1, progress=False)
+    calls = {"n": 0}
+    real = runner.run_instance
+
+    def dies_after_two(config, instance):
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(config, instance)
+
+    monkeypatch.setattr(runner, "run_instance", dies_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(TINY, tmp_path / "b", jobs=1, progress=False)
+    second = tmp_path / "b" / TINY.run_name
+    assert len(list((second / "instances").glob("*.json"))) == 2  # finished ones were kept
+    monkeypatch.setattr(runner, "run_instance", real)
+    runner.run(TINY, tmp_path / "b", jobs=1, progress=False)
+    assert _contents(second) == _contents(first)
+
+
+def test_parallel_run_equals_serial_run(tmp_path):
+    serial = runner.run(TINY, tmp_path / "s", jobs=1, progress=False)
+    parallel = runner.run(TINY, tmp_path / "p", jobs=2, progress=False)
+    assert _contents(parallel) == _contents(serial)
+
+
+def test_digest_changes_with_the_configuration():
+    assert TINY.digest() == replace(TINY).digest()
+    assert TINY.digest() != replace(TINY, steps=16).digest()
+    assert len(instances(TINY)) == 6
+
+
+def test_cli_run_report_and_plot(tmp_path, capsys):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY.as_dict()))
+    code = main(
+        ["run", "--config", str(path), "--runs", str(tmp_path / "runs"),
+         "--figures", str(tmp_path / "fig"), "--jobs", "1", "--no-progress"]
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| greedy-local | 3 |" in out and "verdict" in out
+    for stem in ("decay_f000", "decay_f001", "rate_vs_margin"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "fig" / "tiny" / f"{stem}.{ext}").stat().st_size > 1000
+    run_dir = tmp_path / "runs" / TINY.run_name
+    assert (run_dir / "report.md").read_text().startswith("# Report: tiny")
+
+
+def test_toml_configuration(tmp_path):
+    path = tmp_path / "exp.toml"
+    path.write_text(
+        'name = "t"\nmethods = ["greedy-local"]\nsteps = 5\nseeds = 2\nfit_window = [2, 5]\n'
+        '[[networks]]\nneurons = 30\nsamples = 5\nactivation = "gelu"\n'
+    )
+    config = cfg.load(path)
+    assert config.networks[0].activation == "gelu" and config.steps == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"networks": (cfg.NetworkSpec(neurons=-5),)}, "neurons must be a positive integer"),
+        ({"networks": (cfg.NetworkSpec(samples=0),)}, "samples must be a positive integer"),
+        ({"networks": (cfg.NetworkSpec(activation="swish"),)}, "unknown activation 'swish'"),
+        ({"networks": (cfg.NetworkSpec(inputs="cifar"),)}, "unknown inputs 'cifar'"),
+        ({"networks": (cfg.NetworkSpec(inputs="digits"),)}, "digits fixes the input dimension"),
+        ({"networks": (cfg.NetworkSpec(training="labels"),)}, "needs real data"),
+        ({"networks": ()}, "networks is empty"),
+        ({"methods": ("greedy",)}, "unknown method 'greedy'"),
+        ({"steps": 0}, "steps and seeds must be >= 1"),
+        ({"fit_window": (5, 2)}, "fit_window must be"),
+    ],
+)
+def test_bad_configurations_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(TINY, **change).validate()
+
+
+def test_unknown_preset_and_file_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown preset 'fast'; valid presets: quick"):
+        cfg.preset("fast")
+    assert main(["run", "--preset", "fast", "--runs", str(tmp_path)]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="configuration file not found"):
+        cfg.load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        cfg.load(bad)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_every_preset_is_valid():
+    for name in cfg.PRESETS:
+        cfg.preset(name).validate()
