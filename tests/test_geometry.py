@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from instances import gaussian_points, instances
 
 from theory import LayerProblem, diameter, geometry, margin, sigma2
@@ -95,9 +96,27 @@ def test_exact_margin_below_every_sampled_support_value(psi):
     assert r <= _support_function_scan(pts, u) + 1e-9 * diameter(problem)
 
 
-@given(psi=instances())
-def test_certified_bound_never_exceeds_the_exact_margin(psi):
-    problem = LayerProblem.from_features(psi)
+@pytest.mark.parametrize("half_height", [1e-3, 1e-5, 1e-6])
+def test_a_thin_prism_is_not_flattened(half_height):
+    """A 2 x 2 square prism of half-height h: r = h, however thin (down to 3e-7 D)."""
+    square = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    corners = [(x, y, z) for x, y in square for z in (-half_height, half_height)]
+    geo = geometry(_points(corners))
+    assert geo.rank == 3 and geo.margin_exact
+    # The thin direction's eigenvalue h^2 carries round-off eps D^2: relative error ~1e-4 at 1e-6.
+    assert geo.margin == pytest.approx(half_height, rel=1e-3)
+
+
+@given(psi=instances(), weights=st.sampled_from(["uniform", "skewed", "zeros"]))
+def test_certified_bound_never_exceeds_the_exact_margin(psi, weights):
+    n = psi.shape[0]
+    target = None
+    if weights != "uniform":
+        raw = np.random.default_rng(n).random(n) ** 4
+        if weights == "zeros":
+            raw[: n // 2] = 0.0
+        target = raw / raw.sum() if raw.sum() > 0 else None
+    problem = LayerProblem.from_features(psi, target)
     geo = geometry(problem)
     if geo.rank == 0:
         return

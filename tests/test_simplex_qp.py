@@ -63,6 +63,29 @@ def test_active_set_solution_satisfies_kkt(seed, size, rank, dup):
     assert np.allclose(reduced[x > 0], 0.0, atol=1e-9 * scale)  # stationary on the face
 
 
+@pytest.mark.parametrize(("size", "rank", "dup"), [(3, 1, 0), (4, 2, 0), (5, 2, 1), (6, 3, 0)])
+def test_singular_faces_with_a_generic_linear_term(size, rank, dup):
+    """Small s, rank-deficient Q and c outside its range: the objective can fall along a line
+    inside a face, which the face's pseudo-inverse alone does not see. 100 seeds each."""
+    for seed in range(100):
+        quad, lin = _random_qp(seed, size, rank, dup)
+        fast = objective(quad, lin, solve_simplex_qp(quad, lin))
+        reference = objective(quad, lin, solve_simplex_qp(quad, lin, solver="cvxpy"))
+        assert fast <= reference + 1e-9 * float(np.abs(quad).max()), seed
+
+
+@pytest.mark.parametrize(
+    ("quad", "lin", "start", "best"),
+    [
+        (np.array([[0.0, 0, 0], [0, 2, -2], [0, -2, 2]]), np.array([0.0, -1, -1]), None, -2.0),
+        (np.zeros((3, 3)), np.array([0.0, 1, 2]), np.ones(3), 0.0),
+    ],
+)
+def test_descent_along_a_flat_face_is_followed(quad, lin, start, best):
+    x = solve_simplex_qp(quad, lin, start=start)
+    assert objective(quad, lin, x) == pytest.approx(best, abs=1e-12)
+
+
 def test_warm_start_reaches_the_same_minimum():
     quad, lin = _random_qp(7, 50, 12, 4)
     cold = solve_simplex_qp(quad, lin)

@@ -79,6 +79,25 @@ def test_clearly_indefinite_gram():
         LayerProblem.from_gram(gram)
 
 
+def test_indefinite_gram_hidden_under_a_large_offset():
+    """Eigenvalue -1 under a common 1e9: 1e-9 of the scale, far above float64 round-off."""
+    with pytest.raises(ValueError, match="smallest eigenvalue -1"):
+        LayerProblem.from_gram(np.array([[1e9 + 1, 1e9 + 2], [1e9 + 2, 1e9 + 1]]))
+
+
+def test_float32_gram_of_low_rank_features_is_accepted():
+    x = np.random.default_rng(1).normal(size=(200, 20)).astype(np.float32)
+    problem = LayerProblem.from_gram(x @ x.T)
+    assert problem.n_neurons == 200
+
+
+def test_target_off_by_round_off_is_renormalised():
+    target = np.full(6, 1.0 / 6) * (1 + 5e-10)
+    problem = LayerProblem.from_features(GOOD, target)
+    assert problem.target.sum() == pytest.approx(1.0, abs=1e-15)
+    assert len(select(problem, 5, "random")) == 5
+
+
 def test_round_off_indefiniteness_is_accepted():
     gram = _gram(np.r_[GOOD, GOOD[:1]])  # singular; eigenvalues ~ -1e-16 after round-off
     assert LayerProblem.from_gram(gram).n_neurons == 7

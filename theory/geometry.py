@@ -25,7 +25,10 @@ from scipy.spatial import ConvexHull, QhullError
 
 from theory.problem import LayerProblem
 
-RANK_RTOL = 1e-10  # eigenvalues of C below this fraction of the largest count as zero
+# Eigenvalues of C below this fraction of the largest count as zero: directions of the polytope
+# thinner than about sqrt(RANK_RTOL) D = 3e-7 D are taken as flat. That is the round-off level
+# of a Gram matrix; a larger cut would flatten genuinely thin polytopes and overstate r.
+RANK_RTOL = 1e-13
 EXACT_MAX_DIM = 6
 
 

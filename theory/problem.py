@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Relative size of asymmetry or negative curvature a Gram matrix may have and still be accepted.
-GRAM_RTOL = 1e-8
+# Relative size of asymmetry or negative curvature a float64 Gram matrix may have and still be
+# accepted (a Gram matrix rounded in a lower precision gets 10 sqrt(N) of its epsilon).
+GRAM_RTOL = 1e-10
 SIMPLEX_ATOL = 1e-9
 
 
@@ -50,7 +51,8 @@ def check_target(target: np.ndarray | None, n_neurons: int) -> np.ndarray:
         )
     if abs(t.sum() - 1.0) > SIMPLEX_ATOL * n_neurons:
         raise ValueError(f"target is not on the simplex: its weights sum to {t.sum():.12g}, not 1")
-    return np.clip(t, 0.0, None)
+    t = np.clip(t, 0.0, None)
+    return t / t.sum()
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,16 +114,18 @@ class LayerProblem:
             raise ValueError("gram is empty (0 x 0); need at least one neuron")
         if not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
             raise ValueError(f"gram must be real numbers; got dtype {g.dtype}")
+        eps = float(np.finfo(g.dtype).eps) if np.issubdtype(g.dtype, np.floating) else 0.0
+        rtol = max(GRAM_RTOL, 10.0 * np.sqrt(g.shape[0]) * eps)
         g = g.astype(np.float64, copy=False)
         _finite("gram", g)
         scale = max(float(np.abs(np.diag(g)).max()), np.finfo(float).tiny)
         asym = float(np.abs(g - g.T).max())
-        if asym > GRAM_RTOL * scale:
+        if asym > rtol * scale:
             raise ValueError(
                 f"gram is not symmetric: max |G - G^T| = {asym:.3g} (relative {asym / scale:.3g})"
             )
         g = 0.5 * (g + g.T)
-        _check_psd(g, scale)
+        _check_psd(g, scale, rtol)
         t = check_target(target, g.shape[0])
         gt = g @ t
         norm2 = float(t @ gt)
@@ -163,14 +167,14 @@ class LayerProblem:
         return max(float(value), 0.0)
 
 
-def _check_psd(g: np.ndarray, scale: float) -> None:
-    """Raise ValueError when g is clearly indefinite (by more than GRAM_RTOL of its scale)."""
+def _check_psd(g: np.ndarray, scale: float, rtol: float) -> None:
+    """Raise ValueError when g is clearly indefinite (by more than rtol of its scale)."""
     diag = np.diag(g)
-    if diag.min() < -GRAM_RTOL * scale:
+    if diag.min() < -rtol * scale:
         i = int(diag.argmin())
         raise ValueError(f"gram is not positive semi-definite: G[{i},{i}] = {diag[i]:.3g} < 0")
     try:
-        np.linalg.cholesky(g + (GRAM_RTOL * scale) * np.eye(g.shape[0]))
+        np.linalg.cholesky(g + (rtol * scale) * np.eye(g.shape[0]))
     except np.linalg.LinAlgError:
         low = float(np.linalg.eigvalsh(g)[0])
         raise ValueError(

@@ -53,20 +53,30 @@ def _null_basis(k: int) -> np.ndarray:
     return reflect[:, 1:]
 
 
-def _face_minimiser(quad: np.ndarray, lin: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """argmin of the objective over {z : z_i = 0 off free, sum z = 1} (no sign constraint)."""
+def _face_step(quad: np.ndarray, lin: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Minimise the objective over {z : z_i = 0 off free, sum z = 1} (no sign constraint).
+
+    Returns (z, True) with the minimiser (minimum-norm where the face Hessian is singular), or
+    (d, False) with a descent direction (sum d = 0) along which the objective falls without
+    bound: when the gradient has a component in the kernel of the face Hessian.
+    """
     k = free.size
     if k == 1:
-        return np.ones(1)
+        return np.ones(1), True
     q = quad[np.ix_(free, free)]
     centre = np.full(k, 1.0 / k)
     basis = _null_basis(k)
     hess = basis.T @ q @ basis
     grad = basis.T @ (q @ centre + lin[free])
     vals, vecs = np.linalg.eigh(0.5 * (hess + hess.T))
-    keep = vals > RANK_RTOL * max(vals.max(), 0.0)
+    top = max(float(vals.max()), 0.0)
+    keep = vals > RANK_RTOL * top
+    flat = vecs[:, ~keep] @ (vecs[:, ~keep].T @ grad)  # gradient along the flat directions
+    scale = max(top, float(np.abs(np.diag(q)).max()), float(np.abs(lin[free]).max()), 1e-300)
+    if np.linalg.norm(flat) > KKT_RTOL * scale:
+        return -(basis @ flat), False
     step = -(vecs[:, keep] @ ((vecs[:, keep].T @ grad) / vals[keep]))
-    return centre + basis @ step
+    return centre + basis @ step, True
 
 
 def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> np.ndarray:
@@ -84,8 +94,8 @@ def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> 
     added = -1
     for _ in range(10 * s + 100):
         idx = np.flatnonzero(free)
-        z = _face_minimiser(quad, lin, idx)
-        if z.min() > 0.0:
+        z, bounded = _face_step(quad, lin, idx)
+        if bounded and z.min() > 0.0:
             x[:] = 0.0
             x[idx] = z
             grad = quad @ x + lin  # half the gradient
@@ -97,23 +107,24 @@ def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> 
             free[i] = True
             added = i
             continue
-        # Move from x toward z until the first free weight hits zero; drop the blocking ones.
+        # Move from x toward z (or along the unbounded direction z) until the first free
+        # weight hits zero; drop the blocking ones.
         xs = x[idx]
-        blocking = z <= 0.0
-        ratios = xs[blocking] / (xs[blocking] - z[blocking])
+        move = z - xs if bounded else z
+        blocking = move < 0.0 if not bounded else z <= 0.0
+        ratios = xs[blocking] / -move[blocking]
         alpha = float(ratios.min())
-        if alpha <= 0.0 and np.array_equal(idx[blocking][ratios <= 0.0], [added]):
+        if bounded and alpha <= 0.0 and np.array_equal(idx[blocking][ratios <= 0.0], [added]):
             # The neuron just admitted cannot take weight: its KKT violation was round-off.
             free[added] = False
             return x
-        x[idx] = xs + alpha * (z - xs)
+        x[idx] = xs + alpha * move
         x[idx[blocking][ratios <= alpha]] = 0.0
         x[x < 0.0] = 0.0
+        x /= x.sum()
         free = x > 0.0
         added = -1
-    raise RuntimeError(
-        f"active-set simplex QP did not converge in {10 * s + 100} iterations (s={s})"
-    )
+    raise RuntimeError(f"active-set simplex QP did not converge in {10 * s + 100} iterations")
 
 
 def _cvxpy(quad: np.ndarray, lin: np.ndarray) -> np.ndarray:
