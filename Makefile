@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m sims.demo
+	$(BIN)/python -m sims run --preset quick
 
 test: $(STAMP)
 	$(BIN)/ruff check .
