@@ -149,14 +149,15 @@ PRESETS: dict[str, ExperimentConfig] = {
         fit_window=(2, 150),
     ),
     # Where exp(-cn) holds and where it fades: N against m, input dimension, activation.
+    # Chosen to break the claim (m >= N, d = 1, relu) as well as to show it (N >> m).
     "regimes": ExperimentConfig(
         name="regimes",
         networks=grid(
             NetworkSpec(),
-            neurons=[100, 1000, 4000],
-            samples=[10, 100, 1000],
-            dim=[1, 3, 20],
             activation=["relu", "tanh"],
+            dim=[1, 10],
+            neurons=[100, 1000, 4000],
+            samples=[5, 50, 500],
         ),
         methods=("greedy-local", "fixed-step", "fully-corrective", "random"),
         steps=100,

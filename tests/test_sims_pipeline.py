@@ -68,6 +68,17 @@ def test_parallel_run_equals_serial_run(tmp_path):
     assert _contents(parallel) == _contents(serial)
 
 
+def test_dask_cluster_run_equals_serial_run(tmp_path):
+    """--cluster: the same joblib Parallel call on a Dask cluster (here a local one)."""
+    distributed = pytest.importorskip("dask.distributed")
+    serial = runner.run(TINY, tmp_path / "s", jobs=1, progress=False)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        remote = runner.run(TINY, tmp_path / "d", cluster=cluster.scheduler_address, progress=False)
+    assert _contents(remote) == _contents(serial)
+
+
 def test_digest_changes_with_the_configuration():
     assert TINY.digest() == replace(TINY).digest()
     assert TINY.digest() != replace(TINY, steps=16).digest()
