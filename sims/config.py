@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from theory.selectors import METHODS, SELECTORS
+from theory.selectors import LOCAL_METHODS
 
 INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
 ACTIVATIONS = ("relu", "tanh", "gelu")
@@ -84,8 +84,9 @@ class ExperimentConfig:
         for spec in self.networks:
             spec.validate()
         for method in self.methods:
-            if method not in SELECTORS:
-                raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+            if method not in LOCAL_METHODS:
+                valid = ", ".join(LOCAL_METHODS)
+                raise ValueError(f"unknown method {method!r} for a layer problem; valid: {valid}")
         if self.steps < 1 or self.seeds < 1:
             raise ValueError(f"steps and seeds must be >= 1; got {self.steps} and {self.seeds}")
         lo, hi = self.fit_window
@@ -123,8 +124,6 @@ def grid(base: NetworkSpec, **axes: list[Any]) -> tuple[NetworkSpec, ...]:
     )
 
 
-ALL_METHODS = METHODS
-
 PRESETS: dict[str, ExperimentConfig] = {
     # The README's main job: well under a minute on 2 cores. Few samples (a polytope of low
     # affine dimension, margin exact) against more samples (thin directions, bound only).
@@ -143,7 +142,7 @@ PRESETS: dict[str, ExperimentConfig] = {
             NetworkSpec(neurons=2000, dim=10, samples=50),
             activation=["relu", "tanh", "gelu"],
         ),
-        methods=ALL_METHODS,
+        methods=LOCAL_METHODS,
         steps=150,
         seeds=20,
         fit_window=(2, 150),

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from instances import gaussian_points, grid_points, two_layer
 
-from theory import METHODS, SELECTORS, LayerProblem, select
+from theory import LOCAL_METHODS as METHODS
+from theory import SELECTORS, LayerProblem, select
 from theory.simplex_qp import objective, solve_simplex_qp
 
 ATOL = 1e-9

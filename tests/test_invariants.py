@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from instances import direct_loss, instances
 
-from theory import METHODS, SELECTORS, LayerProblem, select
+from theory import LOCAL_METHODS as METHODS
+from theory import SELECTORS, LayerProblem, select
 
 ATOL = 1e-9
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from theory import METHODS, LayerProblem, select
+from theory import LOCAL_METHODS as METHODS
+from theory import LayerProblem, select
 
 
 def _two_layer(seed: int, n: int = 200, m: int = 40) -> np.ndarray:

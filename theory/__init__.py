@@ -2,11 +2,12 @@
 
 from theory.geometry import Geometry, diameter, geometry, margin, sigma2
 from theory.problem import LayerProblem
-from theory.selectors import METHODS, SELECTORS, select
+from theory.selectors import LOCAL_METHODS, METHODS, SELECTORS, select
 from theory.simplex_qp import solve_simplex_qp
 from theory.trace import Trace
 
 __all__ = [
+    "LOCAL_METHODS",
     "METHODS",
     "SELECTORS",
     "Geometry",

@@ -20,6 +20,7 @@ from theory.selectors import (
     fixed_step,
     frank_wolfe,
     fully_corrective,
+    global_imitation,
     greedy_local,
     magnitude,
     omp,
@@ -37,11 +38,14 @@ class SelectorSpec:
     simplex: bool  # weights stay convex
     monotone: bool  # losses never increase
     repeats: bool  # runs may take more steps than there are neurons
+    defaults: tuple[tuple[str, object], ...] = ()  # options fixed by this registration
+    needs_oracle: bool = False  # the selector scores steps by a global loss through an oracle
 
     @property
     def options(self) -> tuple[str, ...]:
         params = list(inspect.signature(self.module.make).parameters)
-        return tuple(params[2:])
+        fixed = {name for name, _ in self.defaults}
+        return tuple(p for p in params[2:] if p not in fixed)
 
 
 SELECTORS: dict[str, SelectorSpec] = {
@@ -54,8 +58,20 @@ SELECTORS: dict[str, SelectorSpec] = {
     "omp": SelectorSpec(omp, simplex=False, monotone=True, repeats=False),
     "random": SelectorSpec(random_subset, simplex=True, monotone=False, repeats=True),
     "magnitude": SelectorSpec(magnitude, simplex=True, monotone=False, repeats=False),
+    "global-imitation": SelectorSpec(
+        global_imitation, simplex=True, monotone=False, repeats=True, needs_oracle=True
+    ),
+    "combined": SelectorSpec(
+        global_imitation,
+        simplex=True,
+        monotone=False,
+        repeats=True,
+        defaults=(("include_local", True),),
+        needs_oracle=True,
+    ),
 }
 METHODS: tuple[str, ...] = tuple(SELECTORS)
+LOCAL_METHODS: tuple[str, ...] = tuple(m for m, s in SELECTORS.items() if not s.needs_oracle)
 
 
 def spec(method: str) -> SelectorSpec:
@@ -101,7 +117,9 @@ def select(
         valid = ", ".join(chosen.options) or "none"
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for {method}; valid: {valid}")
 
-    iterate, step = chosen.module.make(problem, np.random.default_rng(seed), **options)
+    iterate, step = chosen.module.make(
+        problem, np.random.default_rng(seed), **dict(chosen.defaults), **options
+    )
     losses, sizes, gaps, neurons, kinds, support_sizes = [], [], [], [], [], []
     stopped = "n"
     for _ in range(n):

@@ -1,0 +1,71 @@
+"""Global imitation and the combined rule, through the oracle interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from theory import LayerProblem, select
+
+PSI = np.random.default_rng(0).normal(size=(40, 6, 2))
+
+
+def _local_oracle(problem: LayerProblem):
+    """The layer loss itself as the 'global' loss: global imitation must then act locally."""
+
+    def oracle(weights, neurons, step_sizes):
+        out = []
+        for j, g in zip(neurons, step_sizes, strict=True):
+            cand = (1.0 - g) * weights
+            cand[j] += g
+            out.append(problem.loss(cand))
+        return np.array(out)
+
+    return oracle
+
+
+def test_with_every_candidate_and_the_local_loss_it_is_greedy_local():
+    problem = LayerProblem.from_features(PSI)
+    greedy = select(problem, 25, "greedy-local")
+    glob = select(problem, 25, "global-imitation", oracle=_local_oracle(problem), candidates=40)
+    assert np.array_equal(glob.neurons, greedy.neurons)
+    assert glob.losses == pytest.approx(greedy.losses, rel=1e-12)
+
+
+def test_combined_keeps_the_local_proposal_whatever_the_random_pool():
+    problem = LayerProblem.from_features(PSI)
+    greedy = select(problem, 25, "greedy-local")
+    combined = select(problem, 25, "combined", oracle=_local_oracle(problem), candidates=3)
+    assert np.array_equal(combined.neurons, greedy.neurons)
+
+
+def test_a_small_random_pool_is_worse_than_the_full_local_search():
+    problem = LayerProblem.from_features(PSI)
+    oracle = _local_oracle(problem)
+    small = select(problem, 25, "global-imitation", oracle=oracle, candidates=3, seed=1)
+    assert small.loss > select(problem, 25, "greedy-local").loss
+    assert small.options == {"oracle": oracle, "candidates": 3}
+
+
+def test_the_oracle_sees_the_current_weights_and_local_step_sizes():
+    problem = LayerProblem.from_features(PSI)
+    seen = []
+
+    def oracle(weights, neurons, step_sizes):
+        seen.append((weights.sum(), neurons.size, step_sizes.min(), step_sizes.max()))
+        return _local_oracle(problem)(weights, neurons, step_sizes)
+
+    select(problem, 5, "global-imitation", oracle=oracle, candidates=10)
+    assert seen[0][0] == 0.0 and seen[0][2:] == (1.0, 1.0)  # the vertex step: empty weights, g=1
+    for total, count, low, high in seen[1:]:
+        assert total == pytest.approx(1.0) and count == 10 and 0.0 <= low <= high <= 1.0
+
+
+def test_missing_or_broken_oracle_is_a_clear_error():
+    problem = LayerProblem.from_features(PSI)
+    with pytest.raises(ValueError, match="global imitation needs oracle"):
+        select(problem, 3, "global-imitation")
+    with pytest.raises(ValueError, match="oracle must return 40 finite losses"):
+        select(problem, 3, "combined", oracle=lambda w, n, g: np.zeros(2))
+    with pytest.raises(ValueError, match=r"unknown option.*include_local"):
+        select(problem, 3, "combined", oracle=_local_oracle(problem), include_local=False)

@@ -1,0 +1,70 @@
+"""Global imitation: choose each step by the loss of the whole network, through an oracle.
+
+Each step draws ``candidates`` neurons at random (as the GFS authors' code does), gives each
+its exact local line-search step size g_j (the greedy-local closed form), and asks the oracle
+for the global loss of every candidate a' = (1 - g_j) a + g_j e_j; the lowest wins. With
+``include_local=True`` (registered as ``combined``: the paper's deep-network rule) the
+greedy-local proposal competes too, so each step is the better of the local and the global
+proposal by the global loss.
+
+The oracle is the extension point: ``oracle(weights, neurons, step_sizes) -> losses`` takes
+the current weights a (N,), candidate neurons (K,) and step sizes (K,), and returns the global
+loss (K,) of each candidate. The first step (a vertex) is scored the same way, with g = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from theory.iterate import Iterate
+from theory.problem import LayerProblem
+from theory.trace import FORWARD, VERTEX, Step
+
+Oracle = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def make(
+    problem: LayerProblem,
+    rng: np.random.Generator,
+    oracle: Oracle | None = None,
+    candidates: int = 50,
+    include_local: bool = False,
+):
+    """Stepper of global imitation (``include_local=True``: the combined rule)."""
+    if oracle is None or not callable(oracle):
+        raise ValueError(
+            "global imitation needs oracle=f, f(weights, neurons, step_sizes) -> losses"
+        )
+    if candidates < 1:
+        raise ValueError(f"candidates must be >= 1; got {candidates}")
+    n = problem.n_neurons
+
+    def step(it: Iterate) -> Step | None:
+        pool = rng.choice(n, size=min(candidates, n), replace=False)
+        if it.empty:
+            if include_local:
+                pool = np.union1d(pool, [int(np.argmin(it.vertex_losses()))])
+            sizes = np.ones(pool.size)
+        else:
+            g, change = it.forward_changes()
+            if include_local:
+                pool = np.union1d(pool, [int(np.argmin(change))])
+            sizes = g[pool]
+        losses = np.asarray(oracle(it.weights.copy(), pool, sizes), dtype=np.float64)
+        if losses.shape != pool.shape or not np.all(np.isfinite(losses)):
+            raise ValueError(
+                f"oracle must return {pool.size} finite losses, one a candidate; got {losses.shape}"
+            )
+        k = int(np.argmin(losses))
+        j, g_j = int(pool[k]), float(sizes[k])
+        if it.empty:
+            it.start(j)
+            return Step(VERTEX, j, 1.0)
+        if g_j <= 0.0:
+            return None  # the best candidate by the global loss does not move the weights
+        it.forward(j, g_j)
+        return Step(FORWARD, j, g_j)
+
+    return Iterate(problem), step
