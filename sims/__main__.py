@@ -2,6 +2,7 @@
 
     python -m sims run --preset quick [--seeds 10] [--steps 80] [--jobs 2] [--cluster ADDR]
     python -m sims run --config my.toml
+    python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
     python -m sims plot RUN_DIR [--figures figures]
     python -m sims report RUN_DIR
 
@@ -27,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) an experiment")
     source = run.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="quick", help=f"one of: {', '.join(cfg.PRESETS)}")
+    names = ", ".join([*cfg.PRESETS, "deep"])
+    source.add_argument("--preset", default="quick", help=f"one of: {names}")
     source.add_argument("--config", type=Path, help="a .toml or .json configuration file")
     for f in SCALARS:  # every scalar field of the configuration is a flag
         run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], default=None)
@@ -47,32 +49,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> cfg.ExperimentConfig:
-    config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
+def _config(args: argparse.Namespace):
+    """The configuration the run flags ask for (a DeepConfig for --preset deep)."""
     overrides = {
         f.name: getattr(args, f.name) for f in SCALARS if getattr(args, f.name) is not None
     }
-    if args.methods:
-        overrides["methods"] = tuple(args.methods)
-    config = replace(config, **overrides)
+    if args.preset == "deep" and not args.config:
+        from sims.deep import DeepConfig
+
+        unused = sorted(set(overrides) - {"seeds", "seed"})
+        if unused or args.methods:
+            raise ValueError(f"the deep preset takes --seeds and --seed only; got {unused}")
+        config = replace(DeepConfig(), **overrides)
+    else:
+        config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
+        if args.methods:
+            overrides["methods"] = tuple(args.methods)
+        config = replace(config, **overrides)
     config.validate()
     return config
 
 
+def _is_deep(run_dir: Path) -> bool:
+    from sims.store import read_config
+
+    return "widths" in read_config(run_dir)["config"]
+
+
 def _plot(run_dir: Path, figures: Path) -> None:
     """Figures of run_dir into figures/NAME (NAME: the configuration's name)."""
-    from sims.curves import load_curves
-    from sims.plots import plot_run
+    if _is_deep(run_dir):
+        from sims.deep_report import deep_figure
+        from sims.store import read_config
 
-    run = load_curves(run_dir)
-    for path in plot_run(run, figures / run.config["name"]):
+        paths = deep_figure(run_dir, figures / read_config(run_dir)["config"]["name"])
+    else:
+        from sims.curves import load_curves
+        from sims.plots import plot_run
+
+        run = load_curves(run_dir)
+        paths = plot_run(run, figures / run.config["name"])
+    for path in paths:
         print(f"figure: {path}")
 
 
 def _report(run_dir: Path) -> None:
-    from sims.report import report
+    if _is_deep(run_dir):
+        from sims.deep_report import deep_report
 
-    print(report(run_dir))
+        print(deep_report(run_dir))
+    else:
+        from sims.report import report
+
+        print(report(run_dir))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from sims.runner import run
 
-            run_dir = run(_config(args), args.runs, args.jobs, args.cluster, not args.no_progress)
+            config = _config(args)
+            work = None
+            if hasattr(config, "widths"):
+                from sims.deep import run_deep_instance as work
+            run_dir = run(config, args.runs, args.jobs, args.cluster, not args.no_progress, work)
             print(f"run folder: {run_dir}")
             _report(run_dir)
             _plot(run_dir, args.figures)

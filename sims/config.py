@@ -101,13 +101,17 @@ class ExperimentConfig:
         return asdict(self)
 
     def digest(self) -> str:
-        """First 10 hex digits of the SHA-256 of the canonical JSON of this configuration."""
-        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:10]
+        return digest_of(self.as_dict())
 
     @property
     def run_name(self) -> str:
         return f"{self.name}-{self.digest()}"
+
+
+def digest_of(config: dict[str, Any]) -> str:
+    """First 10 hex digits of the SHA-256 of the canonical JSON of a configuration."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _member(name: str, value: str, valid: tuple[str, ...]) -> None:

@@ -23,6 +23,8 @@ from theory.bounds import fixed_step_margin, greedy_local, linear_rate
 
 LABELS = {
     "greedy-local": "greedy local (Ye et al. 2020)",
+    "global-imitation": "global imitation (output loss)",
+    "combined": "combined: better of local and global",
     "frank-wolfe": "Frank-Wolfe, line search",
     "fixed-step": "GFS fixed step (Ye et al. 2020a)",
     "away": "away-step Frank-Wolfe",
@@ -32,7 +34,11 @@ LABELS = {
     "random": "random sampling",
     "magnitude": "magnitude (largest norm)",
 }
-COLOURS = dict(zip(LABELS, plt.get_cmap("tab10").colors, strict=False))
+COLOURS = dict(
+    zip(
+        LABELS, plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2], strict=False
+    )
+)
 
 
 def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:

@@ -10,8 +10,9 @@ is killed resumes where it stopped and loses at most the instances in flight.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
@@ -20,9 +21,11 @@ from sims import store
 from sims.config import ExperimentConfig
 from sims.instance import Instance, instances, run_instance
 
+Work = Callable[[Any, Instance], tuple[dict, dict]]
 
-def _work(config: ExperimentConfig, instance: Instance) -> tuple[Instance, dict, dict]:
-    rows, meta = run_instance(config, instance)
+
+def _work(config: Any, instance: Instance, work: Work | None) -> tuple[Instance, dict, dict]:
+    rows, meta = (work or run_instance)(config, instance)
     return instance, rows, meta
 
 
@@ -47,8 +50,14 @@ def run(
     jobs: int = 1,
     cluster: str | None = None,
     progress: bool = True,
+    work: Work | None = None,
 ) -> Path:
-    """Run (or resume) ``config`` under ``root``; returns the run folder ``root/NAME-DIGEST``."""
+    """Run (or resume) ``config`` under ``root``; returns the run folder ``root/NAME-DIGEST``.
+
+    ``config`` needs ``validate()``, ``as_dict()``, ``run_name``, ``networks`` and ``seeds``,
+    ``seed``; ``work(config, instance) -> (rows, meta)`` computes one instance (default: the
+    two-layer instance of :mod:`sims.instance`; :mod:`sims.deep` passes its own).
+    """
     config.validate()
     if jobs == 0 or jobs < -1:
         raise ValueError(
@@ -67,7 +76,7 @@ def run(
     )
     with bar, _backend(cluster):
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_work)(config, inst) for inst in todo
+            delayed(_work)(config, inst, work) for inst in todo
         )
         for instance, rows, meta in results:
             store.write_instance(run_dir, instance.key, rows, meta)

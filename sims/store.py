@@ -18,8 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sims.instance import COLUMNS
-
 PACKAGES = ("logtickets", "numpy", "scipy", "cvxpy", "scikit-learn", "joblib")
 
 
@@ -72,32 +70,34 @@ def is_done(run_dir: Path, key: str) -> bool:
 
 
 def write_instance(run_dir: Path, key: str, rows: dict[str, list], meta: dict[str, Any]) -> None:
+    """KEY.csv: one row per entry of the equal-length columns ``rows`` (prefixed with the
+    instance's family and seed from ``meta``); then KEY.json, which marks KEY as done."""
+    columns = list(rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(("family", "seed", *COLUMNS))
+    writer.writerow(("family", "seed", *columns))
     family, seed = meta["family"], meta["seed"]
-    for values in zip(*(rows[c] for c in COLUMNS), strict=True):
+    for values in zip(*(rows[c] for c in columns), strict=True):
         writer.writerow((family, seed, *(repr(v) if isinstance(v, float) else v for v in values)))
     atomic_write(run_dir / "instances" / f"{key}.csv", buffer.getvalue())
     atomic_write(run_dir / "instances" / f"{key}.json", json.dumps(meta))
 
 
 def read_instances(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows, metas) of every finished instance, rows as dicts with typed values."""
+    """(rows, metas) of every finished instance; numbers in rows come back as int or float."""
     folder = run_dir / "instances"
     metas, rows = [], []
     for meta_path in sorted(folder.glob("*.json")):
         metas.append(json.loads(meta_path.read_text()))
         with meta_path.with_suffix(".csv").open() as handle:
-            for row in csv.DictReader(handle):
-                rows.append(_typed(row))
+            rows += [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
     return rows, metas
 
 
-def _typed(row: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(row)
-    for key in ("family", "seed", "n", "support_size"):
-        out[key] = int(row[key])
-    for key in ("loss", "loss_rel", "step_size", "gap"):
-        out[key] = float(row[key])
-    return out
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

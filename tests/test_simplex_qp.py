@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -84,6 +86,18 @@ def test_singular_faces_with_a_generic_linear_term(size, rank, dup):
 def test_descent_along_a_flat_face_is_followed(quad, lin, start, best):
     x = solve_simplex_qp(quad, lin, start=start)
     assert objective(quad, lin, x) == pytest.approx(best, abs=1e-12)
+
+
+def test_near_singular_support_at_the_floor_terminates():
+    """A 30-neuron support from a fully-corrective run (regimes preset: N=4000, d=1, m=500,
+    tanh, seed 0) whose face Hessians have eigenvalues from 3e-15 to 18: the active-set solver
+    used to cycle through KKT violations of round-off size and raise after 400 iterations."""
+    data = np.load(Path(__file__).parent / "data" / "cycling_qp.npz")
+    quad, lin = data["quad"], data["lin"]
+    x = solve_simplex_qp(quad, lin, start=data["start"])
+    reference = solve_simplex_qp(quad, lin, solver="cvxpy")
+    scale = float(np.abs(quad).max())
+    assert objective(quad, lin, x) <= objective(quad, lin, reference) + 1e-13 * scale
 
 
 def test_warm_start_reaches_the_same_minimum():

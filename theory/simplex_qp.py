@@ -90,6 +90,11 @@ def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> 
             raise ValueError("start must be (s,) with a positive entry")
         x /= x.sum()
     scale = max(float(np.abs(np.diag(quad)).max()), float(np.abs(lin).max()), np.finfo(float).tiny)
+    # Objective values closer than this are round-off: an admitted neuron that does not lower
+    # the objective by more is a KKT violation of round-off size, and the search stops there
+    # (without this, near-singular faces at the floor can cycle).
+    noise = 16.0 * s * np.finfo(float).eps * scale
+    best, best_value = x.copy(), np.inf
     free = x > 0
     added = -1
     for _ in range(10 * s + 100):
@@ -98,6 +103,10 @@ def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> 
         if bounded and z.min() > 0.0:
             x[:] = 0.0
             x[idx] = z
+            value = objective(quad, lin, x)
+            if value > best_value - noise:
+                return best
+            best, best_value = x.copy(), value
             grad = quad @ x + lin  # half the gradient
             reduced = grad - x @ grad  # KKT: >= 0 off the face, 0 on it
             reduced[free] = np.inf
