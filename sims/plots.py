@@ -110,32 +110,29 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     """
     window = tuple(run.config["fit_window"])
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ratios, dropped = [], 0
+    ratios, dropped, labelled = [], 0, set()
+    samples = sorted({spec["samples"] for spec in run.families})
     for family, methods in run.curves.items():
-        spec = run.families[family]
-        for exact in (True, False):
-            xs, ys = [], []
-            for curve in methods.get("greedy-local", []):
-                g = curve.geometry
-                if g["margin_exact"] != exact or g["diameter"] <= 0:
-                    continue
-                try:
-                    c = fit_curve(curve.n, curve.loss_rel, window).c
-                except ValueError:
-                    c = 0.0
-                if c <= 0 or g["margin"] <= 0:
-                    dropped += 1
-                    continue
-                xs.append((g["margin"] / g["diameter"]) ** 2)
-                ys.append(c)
-            if xs:
-                ratios += xs
-                ax.scatter(
-                    xs, ys, s=18, color=f"C{family}",
-                    facecolors=f"C{family}" if exact else "none",
-                    label=f"{spec['activation']} N={spec['neurons']} m={spec['samples']}"
-                    + ("" if exact else " (r bound)"),
-                )  # fmt: skip
+        m = run.families[family]["samples"]
+        colour = f"C{samples.index(m) % 10}"
+        for curve in methods.get("greedy-local", []):
+            g = curve.geometry
+            try:
+                c = fit_curve(curve.n, curve.loss_rel, window).c
+            except ValueError:
+                c = 0.0
+            if c <= 0 or g["margin"] <= 0 or g["diameter"] <= 0:
+                dropped += 1
+                continue
+            x = (g["margin"] / g["diameter"]) ** 2
+            ratios.append(x)
+            label = f"m={m}" + ("" if g["margin_exact"] else " (r: certified bound)")
+            ax.scatter(
+                [x], [c], s=16, color=colour,
+                facecolors=colour if g["margin_exact"] else "none",
+                label=None if label in labelled else label,
+            )  # fmt: skip
+            labelled.add(label)
     if ratios:
         grid = np.geomspace(min(ratios), max(ratios), 60)
         ax.plot(grid, -np.log1p(-np.minimum(grid, 1 - 1e-16)), "k--", lw=1,
@@ -152,9 +149,62 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     return _save(fig, out, "rate_vs_margin")
 
 
+VERDICT_COLOURS = {"exponential": "#4daf4a", "power": "#e41a1c", "unresolved": "#bbbbbb"}
+
+
+def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -> list[Path]:
+    """One panel per combination of the grid's other axes: N (rows) against m (columns),
+    each cell coloured by the verdict for ``method`` and labelled with its fitted rate."""
+    from sims.report import rows
+
+    verdicts = {r["family"]: r for r in rows(run) if r["method"] == method}
+    specs = run.families
+    panel_keys = [k for k in specs[0] if k not in ("neurons", "samples")]
+    panels = sorted({tuple(s[k] for k in panel_keys) for s in specs})
+    ns = sorted({s["neurons"] for s in specs})
+    ms = sorted({s["samples"] for s in specs})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for family, spec in enumerate(specs):
+            if tuple(spec[k] for k in panel_keys) != panel:
+                continue
+            row = verdicts.get(family, {})
+            verdict = row.get("verdict", "unresolved")
+            i, j = ns.index(spec["neurons"]), ms.index(spec["samples"])
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, color=VERDICT_COLOURS[verdict]))
+            if "c" in row:
+                text = (
+                    f"c={row['c'][0]:.2g}" if verdict == "exponential" else f"p={row['p'][0]:.2g}"
+                )
+                ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7)
+        ax.set_xlim(0, len(ms))
+        ax.set_ylim(0, len(ns))
+        ax.set_xticks(np.arange(len(ms)) + 0.5, [str(m) for m in ms])
+        ax.set_yticks(np.arange(len(ns)) + 0.5, [str(n) for n in ns])
+        ax.set_xlabel("m, calibration samples")
+        ax.set_ylabel("N, neurons")
+        changing = [k for k in panel_keys if len({s[k] for s in specs}) > 1]
+        ax.set_title(
+            ", ".join(f"{k}={v}" for k, v in zip(panel_keys, panel, strict=True) if k in changing),
+            fontsize=8,
+        )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
+    fig.legend(handles, list(VERDICT_COLOURS), loc="upper right", fontsize=7)
+    fig.suptitle(
+        f"{LABELS[method]}: verdict by held-out extrapolation, 95% over seeds", fontsize=10
+    )
+    fig.tight_layout(rect=(0, 0, 0.93, 1))
+    return _save(fig, out, f"regime_map_{method}")
+
+
 def plot_run(run: RunCurves, out: Path) -> list[Path]:
     paths = []
     for family in sorted(run.curves):
         paths += decay_figure(run, family, out)
     paths += rate_vs_margin_figure(run, out)
+    specs = run.families
+    if len({s["neurons"] for s in specs}) > 1 and len({s["samples"] for s in specs}) > 1:
+        for method in ("greedy-local", "fully-corrective"):
+            if any(method in methods for methods in run.curves.values()):
+                paths += regime_map_figure(run, out, method)
     return paths

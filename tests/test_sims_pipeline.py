@@ -150,3 +150,21 @@ def test_unknown_preset_and_file_errors(tmp_path, capsys):
 def test_every_preset_is_valid():
     for name in cfg.PRESETS:
         cfg.preset(name).validate()
+
+
+def test_grid_runs_get_a_regime_map(tmp_path):
+    from sims.curves import load_curves
+    from sims.plots import plot_run
+
+    config = replace(
+        TINY,
+        name="grid",
+        networks=cfg.grid(cfg.NetworkSpec(dim=2), neurons=[30, 60], samples=[4, 8]),
+        methods=("greedy-local", "random"),
+        seeds=2,
+    )
+    run_dir = runner.run(config, tmp_path, jobs=1, progress=False)
+    paths = plot_run(load_curves(run_dir), tmp_path / "fig")
+    names = {p.name for p in paths}
+    assert {"regime_map_greedy-local.png", "regime_map_greedy-local.pdf"} <= names
+    assert "regime_map_fully-corrective.png" not in names  # not run, so not drawn
