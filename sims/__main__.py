@@ -5,6 +5,7 @@
     python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
     python -m sims plot RUN_DIR [--figures figures]
     python -m sims report RUN_DIR
+    python -m sims explain RUN_DIR [--method greedy-local] [--at 50] [--holdout activation=tanh]
 
 ``run`` resumes an interrupted run of the same configuration (the run folder is named by the
 configuration's hash) and ends with the report and the figures.
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
     run.add_argument("--no-progress", action="store_true")
+    explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
+    explain.add_argument("run_dir", type=Path)
+    explain.add_argument("--method", default="greedy-local")
+    explain.add_argument("--at", type=int, default=50, help="decades = log10(h_1 / h_at)")
+    explain.add_argument("--holdout", default="activation=tanh", help="FIELD=VALUE to test on")
     for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", type=Path)
@@ -120,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             _plot(run_dir, args.figures)
         elif args.command == "plot":
             _plot(args.run_dir, args.figures)
+        elif args.command == "explain":
+            from sims.spectrum import report as spectrum_report
+
+            print(spectrum_report(args.run_dir, args.method, args.at, args.holdout))
         else:
             _report(args.run_dir)
     except ValueError as error:

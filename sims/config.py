@@ -20,6 +20,7 @@ INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
 ACTIVATIONS = ("relu", "tanh", "gelu")
 TRAINING = ("random", "teacher", "labels")
 REAL_DIM = {"digits": 64, "mnist5k": 784}
+REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class NetworkSpec:
     inputs: str = "gaussian"
     training: str = "random"  # random first layer, fit to a teacher, or fit to the labels
     train_steps: int = 300
+    train_samples: int = 1000  # training set of a trained network, apart from the m samples
 
     def validate(self) -> None:
         for name in ("neurons", "dim", "samples"):
@@ -40,14 +42,23 @@ class NetworkSpec:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
         if self.neurons < 2:
             raise ValueError(f"neurons must be at least 2; got {self.neurons}")
-        if self.train_steps < 0:
-            raise ValueError(f"train_steps must be >= 0; got {self.train_steps}")
+        if self.train_steps < 0 or self.train_samples < 1:
+            raise ValueError(
+                f"train_steps must be >= 0 and train_samples >= 1; "
+                f"got {self.train_steps} and {self.train_samples}"
+            )
         _member("activation", self.activation, ACTIVATIONS)
         _member("inputs", self.inputs, INPUTS)
         _member("training", self.training, TRAINING)
         if self.training == "labels" and self.inputs not in REAL_DIM:
             raise ValueError(
                 f"training='labels' needs real data (digits, mnist5k), not {self.inputs}"
+            )
+        needed = self.samples + (self.train_samples if self.training != "random" else 0)
+        if self.inputs in REAL_SIZE and needed > REAL_SIZE[self.inputs]:
+            raise ValueError(
+                f"{self.inputs} has {REAL_SIZE[self.inputs]} images; samples + train_samples "
+                f"= {needed}"
             )
         if self.inputs in REAL_DIM and self.dim != REAL_DIM[self.inputs]:
             fixed = REAL_DIM[self.inputs]
@@ -163,6 +174,37 @@ PRESETS: dict[str, ExperimentConfig] = {
             samples=[5, 50, 500],
         ),
         methods=("greedy-local", "fixed-step", "fully-corrective", "random"),
+        steps=100,
+        seeds=10,
+        fit_window=(2, 100),
+    ),
+    # Trained against random first layers: a teacher function, and the labels of real data.
+    "trained": ExperimentConfig(
+        name="trained",
+        networks=(
+            NetworkSpec(neurons=1000, dim=10, samples=200, activation="tanh"),
+            NetworkSpec(neurons=1000, dim=10, samples=200, activation="tanh", training="teacher"),
+            NetworkSpec(neurons=1000, dim=64, samples=200, activation="relu", inputs="digits"),
+            NetworkSpec(
+                neurons=1000,
+                dim=64,
+                samples=200,
+                activation="relu",
+                inputs="digits",
+                training="labels",
+            ),
+            NetworkSpec(neurons=1000, dim=784, samples=200, activation="relu", inputs="mnist5k"),
+            NetworkSpec(
+                neurons=1000,
+                dim=784,
+                samples=200,
+                activation="relu",
+                inputs="mnist5k",
+                training="labels",
+                train_steps=150,
+            ),
+        ),
+        methods=("greedy-local", "fixed-step", "fully-corrective", "omp", "random"),
         steps=100,
         seeds=10,
         fit_window=(2, 100),

@@ -39,15 +39,26 @@ def instances(config: ExperimentConfig) -> list[Instance]:
 
 
 def build_problem(spec: NetworkSpec, seed: int) -> LayerProblem:
-    """The layer problem of a (possibly trained) two-layer network on spec.samples inputs."""
+    """The layer problem of a (possibly trained) two-layer network on spec.samples inputs.
+
+    A trained network learns on spec.train_samples other inputs of the same kind (disjoint
+    from the calibration samples for real data).
+    """
     rng = np.random.default_rng(seed)
-    x, labels = load_inputs(spec.inputs, spec.samples, spec.dim, rng)
+    trained = spec.training != "random"
+    total = spec.samples + (spec.train_samples if trained else 0)
+    x_all, labels_all = load_inputs(spec.inputs, total, spec.dim, rng)
+    x = x_all[: spec.samples]
     outputs = 10 if spec.training == "labels" else 1
     net = random_two_layer(spec.neurons, x.shape[1], outputs, spec.activation, rng)
-    if spec.training == "teacher":
-        net, _ = train_two_layer(net, x, teacher_targets(x, rng), spec.train_steps, TRAIN_LR)
-    elif spec.training == "labels":
-        net, _ = train_two_layer(net, x, np.eye(10)[labels], spec.train_steps, TRAIN_LR)
+    if trained:
+        xt = x_all[spec.samples :]
+        targets = (
+            np.eye(10)[labels_all[spec.samples :]]
+            if spec.training == "labels"
+            else teacher_targets(xt, rng)
+        )
+        net, _ = train_two_layer(net, xt, targets, spec.train_steps, TRAIN_LR)
     return LayerProblem.from_features(net.features(x))
 
 

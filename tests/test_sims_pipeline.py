@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sims import config as cfg
@@ -168,3 +169,26 @@ def test_grid_runs_get_a_regime_map(tmp_path):
     names = {p.name for p in paths}
     assert {"regime_map_greedy-local.png", "regime_map_greedy-local.pdf"} <= names
     assert "regime_map_fully-corrective.png" not in names  # not run, so not drawn
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (cfg.NetworkSpec(inputs="digits", dim=64, samples=900, training="labels"), "1797 images"),
+        (cfg.NetworkSpec(train_samples=0, training="teacher"), "train_samples >= 1"),
+    ],
+)
+def test_real_data_sizes_are_checked(spec, message):
+    with pytest.raises(ValueError, match=message):
+        spec.validate()
+
+
+def test_trained_network_calibrates_on_samples_it_did_not_see():
+    from sims.instance import build_problem
+
+    spec = cfg.NetworkSpec(neurons=50, dim=64, samples=30, inputs="digits", training="labels",
+                           activation="relu", train_steps=20, train_samples=200)  # fmt: skip
+    problem = build_problem(spec, 3)
+    assert problem.n_neurons == 50
+    random_spec = replace(spec, training="random")
+    assert not np.allclose(build_problem(random_spec, 3).centred, problem.centred)
