@@ -23,6 +23,22 @@ REAL_DIM = {"digits": 64, "mnist5k": 784}
 REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
 
 
+class Named:
+    """What a run needs of a configuration dataclass with a ``name``: a dict, a hash, a folder."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """First 10 hex digits of the SHA-256 of the canonical JSON of this configuration."""
+        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.name}-{self.digest()}"
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """One family of two-layer networks: psi_i(x) = c_i act(w_i . x + b_i) over m inputs."""
@@ -76,7 +92,7 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Named):
     """A grid of network families, the selectors to run on each, and the fitting window."""
 
     name: str = "custom"
@@ -107,22 +123,6 @@ class ExperimentConfig:
             )
         if not 0.0 < self.corrective_cap <= 1.0:
             raise ValueError(f"corrective_cap must be in (0, 1]; got {self.corrective_cap}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def digest(self) -> str:
-        return digest_of(self.as_dict())
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.name}-{self.digest()}"
-
-
-def digest_of(config: dict[str, Any]) -> str:
-    """First 10 hex digits of the SHA-256 of the canonical JSON of a configuration."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def _member(name: str, value: str, valid: tuple[str, ...]) -> None:

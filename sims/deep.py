@@ -19,12 +19,11 @@ sum_l Lip_l sqrt(eps_l) in L2(D); every instance records both sides.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from sims.config import _member, digest_of
+from sims.config import Named, _member
 from sims.data import load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
@@ -173,7 +172,7 @@ def _replay(trace) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class DeepConfig:
+class DeepConfig(Named):
     """MLPs trained on a real data set, each hidden layer pruned to ``keep`` neurons."""
 
     name: str = "deep"
@@ -204,16 +203,6 @@ class DeepConfig:
             raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
         if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
             raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def digest(self) -> str:
-        return digest_of(self.as_dict())
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.name}-{self.digest()}"
 
 
 def _accuracy(mlp: MLP, x: np.ndarray, labels: np.ndarray) -> float:

@@ -97,6 +97,12 @@ class Iterate:
             self._in_order[j] = True
             self.order.append(j)
 
+    def start_at_best_vertex(self) -> int:
+        """a <- e_j for the j with the least loss L(e_j) (ties: lowest j); returns j."""
+        j = int(np.argmin(self.vertex_losses()))
+        self.start(j)
+        return j
+
     def start(self, j: int) -> None:
         """a <- e_j: the first step of every simplex selector."""
         self.weights[:] = 0.0

@@ -21,10 +21,8 @@ def make(problem: LayerProblem, rng: np.random.Generator, repeats: bool = True):
     def step(it: Iterate) -> Step | None:
         nonlocal picks
         if it.empty:
-            j = int(np.argmin(it.vertex_losses()))
-            it.start(j)
             picks = 1
-            return Step(VERTEX, j, 1.0)
+            return Step(VERTEX, it.start_at_best_vertex(), 1.0)
         g = 1.0 / (picks + 1)
         _, change = it.forward_changes(g)
         if not repeats:

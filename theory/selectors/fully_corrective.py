@@ -31,9 +31,7 @@ def make(
 
     def step(it: Iterate) -> Step | None:
         if it.empty:
-            j = int(np.argmin(it.vertex_losses()))
-            it.start(j)
-            return Step(VERTEX, j, 1.0)
+            return Step(VERTEX, it.start_at_best_vertex(), 1.0)
         _, change = it.forward_changes()
         j = int(np.argmin(change)) if choice == "greedy" else int(np.argmin(it.slopes()))
         if not change[j] < 0.0:

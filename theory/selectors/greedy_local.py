@@ -19,9 +19,7 @@ def make(problem: LayerProblem, rng: np.random.Generator, allow_drop: bool = Fal
 
     def step(it: Iterate) -> Step | None:
         if it.empty:
-            j = int(np.argmin(it.vertex_losses()))
-            it.start(j)
-            return Step(VERTEX, j, 1.0)
+            return Step(VERTEX, it.start_at_best_vertex(), 1.0)
         g, change = it.forward_changes()
         j = int(np.argmin(change))
         best = float(change[j])
