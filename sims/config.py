@@ -178,6 +178,19 @@ PRESETS: dict[str, ExperimentConfig] = {
         seeds=10,
         fit_window=(2, 100),
     ),
+    # The largest sizes the toolkit targets: N = 10,000 neurons, m = 5,000 samples (all of
+    # MNIST-5k, 784 input dimensions). About 1 GiB per instance for the centred Gram matrix.
+    "large": ExperimentConfig(
+        name="large",
+        networks=(
+            NetworkSpec(neurons=10_000, dim=784, samples=5000, activation="relu", inputs="mnist5k"),
+            NetworkSpec(neurons=10_000, dim=10, samples=5000, activation="tanh"),
+        ),
+        methods=("greedy-local", "fixed-step", "fully-corrective", "random"),
+        steps=200,
+        seeds=3,
+        fit_window=(2, 200),
+    ),
     # Trained against random first layers: a teacher function, and the labels of real data.
     "trained": ExperimentConfig(
         name="trained",
