@@ -178,6 +178,19 @@ PRESETS: dict[str, ExperimentConfig] = {
         seeds=10,
         fit_window=(2, 100),
     ),
+    # Long runs: do the power laws seen at n <= 150 turn exponential later? Fits on n >= 300.
+    "long": ExperimentConfig(
+        name="long",
+        networks=(
+            NetworkSpec(neurons=4000, dim=10, samples=50, activation="relu"),
+            NetworkSpec(neurons=4000, dim=10, samples=50, activation="tanh"),
+            NetworkSpec(neurons=4000, dim=10, samples=500, activation="tanh"),
+        ),
+        methods=("greedy-local", "frank-wolfe", "fixed-step", "random"),
+        steps=3000,
+        seeds=5,
+        fit_window=(300, 3000),
+    ),
     # The largest sizes the toolkit targets: N = 10,000 neurons, m = 5,000 samples (all of
     # MNIST-5k, 784 input dimensions). About 1 GiB per instance for the centred Gram matrix.
     "large": ExperimentConfig(
