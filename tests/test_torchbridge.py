@@ -1,0 +1,86 @@
+"""The torch bridge: Gram matrices from activations against explicit psi; FLOP counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch.nn import functional  # noqa: E402
+
+from theory import LayerProblem  # noqa: E402
+from torchbridge.counting import count  # noqa: E402
+from torchbridge.gram import GramAccumulator, consumer_gram  # noqa: E402
+
+
+def _explicit_psi(consumer: nn.Module, h: torch.Tensor) -> np.ndarray:
+    """psi_i = N * consumer(h with only channel i kept), minus the bias: (N, B, ...) float64."""
+    n = h.shape[1]
+    out = []
+    for i in range(n):
+        only = torch.zeros_like(h)
+        only[:, i] = h[:, i]
+        if isinstance(consumer, nn.Linear):
+            y = functional.linear(only, consumer.weight)
+        else:
+            y = functional.conv2d(
+                only, consumer.weight, None, consumer.stride, consumer.padding, consumer.dilation
+            )
+        out.append(n * y.detach().reshape(h.shape[0], -1).numpy())
+    return np.stack(out)
+
+
+CONSUMERS = {
+    "conv3x3_stride2_pad1": lambda: nn.Conv2d(5, 4, 3, stride=2, padding=1),
+    "conv1x1": lambda: nn.Conv2d(5, 7, 1),
+    "conv3x3_dilated": lambda: nn.Conv2d(5, 3, 3, padding=2, dilation=2),
+    "conv5x3_no_pad": lambda: nn.Conv2d(5, 2, (5, 3)),
+    "linear": lambda: nn.Linear(5, 6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONSUMERS))
+def test_gram_from_activations_equals_gram_of_explicit_psi(name):
+    torch.manual_seed(0)
+    consumer = CONSUMERS[name]().double()
+    shape = (7, 5) if name == "linear" else (7, 5, 9, 8)
+    h = torch.randn(shape, dtype=torch.float64)
+    batches = [h[:3], h[3:5], h[5:]]  # accumulated batch by batch
+    gram = consumer_gram(consumer, batches)
+    reference = LayerProblem.from_features(_explicit_psi(consumer, h)).gram
+    assert np.allclose(gram, reference, rtol=1e-8, atol=1e-8 * np.abs(reference).max())
+
+
+def test_float32_activations_are_accumulated_in_float64():
+    torch.manual_seed(1)
+    consumer = nn.Conv2d(6, 4, 3, padding=1)
+    h = torch.randn(4, 6, 10, 10) * 100 + 1000  # a large mean: float32 sums would lose digits
+    gram = consumer_gram(consumer, [h])
+    reference = LayerProblem.from_features(_explicit_psi(consumer.double(), h.double())).gram
+    assert np.allclose(gram, reference, rtol=1e-6)
+
+
+def test_unsupported_consumers_and_bad_batches_are_named():
+    with pytest.raises(ValueError, match="groups=4"):
+        GramAccumulator(nn.Conv2d(4, 4, 3, groups=4))
+    with pytest.raises(ValueError, match="unsupported consumer BatchNorm2d"):
+        GramAccumulator(nn.BatchNorm2d(4))
+    acc = GramAccumulator(nn.Conv2d(4, 2, 1))
+    with pytest.raises(ValueError, match=r"activations must be \(B, 4, H, W\)"):
+        acc.update(torch.zeros(2, 3, 5, 5))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        acc.update(torch.full((2, 4, 5, 5), float("nan")))
+    with pytest.raises(ValueError, match="no activations were accumulated"):
+        acc.gram()
+
+
+def test_flops_of_a_conv_a_depthwise_conv_and_a_linear_layer():
+    x = torch.zeros(2, 8, 16, 16)
+    conv = count(nn.Conv2d(8, 16, 3, padding=1, bias=False), x)
+    assert conv.macs == 2 * 16 * 8 * 9 * 16 * 16  # batch x out x in x k^2 x output pixels
+    assert conv.flops == 2 * conv.macs and conv.params == 16 * 8 * 9
+    depthwise = count(nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8, bias=False), x)
+    assert depthwise.macs == 2 * 8 * 9 * 8 * 8  # batch x channels x k^2 x (16/2)^2
+    linear = count(nn.Linear(8, 10), torch.zeros(3, 8))
+    assert linear.macs == 3 * 8 * 10 and linear.params == 8 * 10 + 10

@@ -1,0 +1,98 @@
+"""The layer problem of a real network: the Gram matrix of channel contributions, batch by batch.
+
+Channel i of a feature map h (B, N, H, W) reaches the next layer through the consumer's weights
+W[:, i] (a dense convolution or a linear layer). In THEORY.md's scaling its contribution is
+psi_i(x) = N conv(h_i(x), W[:, i]): a stack of output maps. The Gram matrix
+
+    G_ij = E_x <psi_i(x), psi_j(x)>      (sum over output channels and pixels, mean over images)
+
+is exact without ever forming psi: with U the unfolded input (the k x k patch of every output
+pixel, (C K) values) and V = W_flat^T W_flat ((C K) x (C K), W_flat the (C_out, C K) weight),
+
+    G_ij = N^2 / B_total * sum_{k, k'} (sum_patches U U^T)[(i,k), (j,k')] V[(i,k), (j,k')].
+
+Only U U^T is accumulated (float64, on the activations' device): one matrix product per batch,
+nothing stored per image. A 1 x 1 convolution has K = 1; a linear layer is a 1 x 1
+convolution on a 1 x 1 map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+
+def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
+    """(weight as (C_out, C_in, kh, kw), unfold keyword arguments) of a supported consumer."""
+    if isinstance(consumer, nn.Linear):
+        return consumer.weight[:, :, None, None], {"kernel_size": (1, 1)}
+    if isinstance(consumer, nn.Conv2d):
+        if consumer.groups != 1:
+            raise ValueError(
+                f"consumer convolution has groups={consumer.groups}; only dense (groups=1) "
+                "consumers define a channel Gram matrix"
+            )
+        if isinstance(consumer.padding, str) or consumer.padding_mode != "zeros":
+            raise ValueError("consumer convolution must use explicit zero padding")
+        return consumer.weight, {
+            "kernel_size": consumer.kernel_size,
+            "dilation": consumer.dilation,
+            "padding": consumer.padding,
+            "stride": consumer.stride,
+        }
+    raise ValueError(f"unsupported consumer {type(consumer).__name__}: use nn.Conv2d or nn.Linear")
+
+
+class GramAccumulator:
+    """Accumulates G for one consumer over batches of its input activations."""
+
+    def __init__(self, consumer: nn.Module) -> None:
+        weight, self._unfold = _conv_geometry(consumer)
+        self.n_channels = weight.shape[1]
+        self._kernel = int(np.prod(weight.shape[2:]))
+        flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
+        self._weights = flat.T @ flat  # V, (C K, C K)
+        self._patches: torch.Tensor | None = None  # sum over patches of U U^T
+        self.images = 0
+
+    def update(self, activations: torch.Tensor) -> None:
+        """Add a batch of consumer inputs: (B, N, H, W) for a convolution, (B, N) for linear."""
+        h = activations.detach()
+        if h.dim() == 2:
+            h = h[:, :, None, None]
+        if h.dim() != 4 or h.shape[1] != self.n_channels:
+            raise ValueError(
+                f"activations must be (B, {self.n_channels}, H, W) or (B, {self.n_channels}); "
+                f"got {tuple(activations.shape)}"
+            )
+        if not torch.isfinite(h).all():
+            raise ValueError("activations contain NaN or infinite values")
+        unfolded = functional.unfold(h.to(torch.float64), **self._unfold)  # (B, C K, P)
+        patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
+        product = patches.T @ patches
+        if self._patches is None:
+            self._patches = product
+            self._weights = self._weights.to(product.device)
+        else:
+            self._patches += product
+        self.images += h.shape[0]
+
+    def gram(self) -> np.ndarray:
+        """G (N, N) float64 with the N^2 scaling of THEORY.md; needs at least one batch."""
+        if self._patches is None:
+            raise ValueError("no activations were accumulated: call update() with a batch first")
+        c, k = self.n_channels, self._kernel
+        blocks = (self._patches * self._weights).reshape(c, k, c, k).sum(dim=(1, 3))
+        return (blocks * (c * c / self.images)).cpu().numpy()
+
+
+def consumer_gram(consumer: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:
+    """G (N, N) of the N input channels of ``consumer`` over batches of its inputs."""
+    accumulator = GramAccumulator(consumer)
+    for batch in batches:
+        accumulator.update(batch)
+    return accumulator.gram()
