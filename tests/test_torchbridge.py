@@ -84,3 +84,78 @@ def test_flops_of_a_conv_a_depthwise_conv_and_a_linear_layer():
     assert depthwise.macs == 2 * 8 * 9 * 8 * 8  # batch x channels x k^2 x (16/2)^2
     linear = count(nn.Linear(8, 10), torch.zeros(3, 8))
     assert linear.macs == 3 * 8 * 10 and linear.params == 8 * 10 + 10
+
+
+def _chain():
+    torch.manual_seed(3)
+    producer = nn.Conv2d(3, 8, 3, padding=1).double()
+    norm = nn.BatchNorm2d(8).double().eval()
+    norm.running_mean.uniform_(-0.5, 0.5)
+    norm.running_var.uniform_(0.5, 2.0)
+    norm.weight.data.uniform_(0.5, 1.5)
+    consumer = nn.Conv2d(8, 5, 3, padding=1).double()
+    x = torch.randn(6, 3, 10, 10, dtype=torch.float64)
+    return producer, norm, consumer, x
+
+
+def _run(producer, norm, consumer, x, mask=None):
+    h = torch.relu(norm(producer(x)) if norm is not None else producer(x))
+    if mask is not None:
+        h = h * torch.as_tensor(mask)[None, :, None, None]
+    return consumer(h)
+
+
+def test_keeping_every_channel_with_uniform_weights_changes_nothing():
+    from torchbridge.surgery import prune_chain
+
+    producer, norm, consumer, x = _chain()
+    pruned = prune_chain(producer, norm, consumer, np.full(8, 1 / 8))
+    assert torch.allclose(_run(*pruned, x), _run(producer, norm, consumer, x), atol=1e-12)
+
+
+def test_pruned_chain_equals_the_masked_computation():
+    """Keep channels 1, 4, 6 with convex weights a: the pruned modules compute what the
+    original computes with consumer inputs scaled by N a_i."""
+    from torchbridge.surgery import prune_chain
+
+    producer, norm, consumer, x = _chain()
+    a = np.zeros(8)
+    a[[1, 4, 6]] = [0.5, 0.3, 0.2]
+    new_producer, new_norm, new_consumer = prune_chain(producer, norm, consumer, a)
+    assert new_producer.out_channels == new_norm.num_features == new_consumer.in_channels == 3
+    expected = _run(producer, norm, consumer, x, mask=8 * a)
+    assert torch.allclose(_run(new_producer, new_norm, new_consumer, x), expected, atol=1e-12)
+
+
+def test_layer_loss_from_the_gram_equals_the_measured_output_change():
+    """The coupling theory <-> torch: select on the Gram accumulated from activations, prune,
+    and the consumer's output moves by exactly the trace's loss (mean over images of the
+    squared change summed over channels and pixels)."""
+    from theory import select
+    from torchbridge.surgery import prune_chain
+
+    producer, norm, consumer, x = _chain()
+    with torch.no_grad():
+        h = torch.relu(norm(producer(x)))
+        problem = LayerProblem.from_gram(consumer_gram(consumer, [h[:3], h[3:]]))
+        trace = select(problem, 4, "greedy-local")
+        pruned = prune_chain(producer, norm, consumer, trace.weights)
+        change = _run(*pruned, x) - _run(producer, norm, consumer, x)
+    measured = float((change**2).sum(dim=(1, 2, 3)).mean())
+    assert measured == pytest.approx(trace.loss, rel=1e-8)
+    assert pruned[2].in_channels == trace.support.size <= 4
+
+
+def test_surgery_rejects_what_it_cannot_prune():
+    from torchbridge.surgery import prune_chain
+
+    producer, norm, consumer, _ = _chain()
+    with pytest.raises(ValueError, match="weights have 7 entries"):
+        prune_chain(producer, norm, consumer, np.full(7, 1 / 7))
+    with pytest.raises(ValueError, match="unsupported consumer ReLU"):
+        prune_chain(producer, norm, nn.ReLU(), np.full(8, 1 / 8))
+    with pytest.raises(ValueError, match="not all zero"):
+        prune_chain(producer, norm, consumer, np.zeros(8))
+    depthwise = nn.Conv2d(8, 8, 3, groups=8)
+    with pytest.raises(ValueError, match=r"dense nn\.Conv2d with 8 input channels"):
+        prune_chain(producer, norm, depthwise, np.full(8, 1 / 8))
