@@ -159,3 +159,70 @@ def test_surgery_rejects_what_it_cannot_prune():
     depthwise = nn.Conv2d(8, 8, 3, groups=8)
     with pytest.raises(ValueError, match=r"dense nn\.Conv2d with 8 input channels"):
         prune_chain(producer, norm, depthwise, np.full(8, 1 / 8))
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    """A small CNN trained briefly on digits (trained once per module; tests never mutate it:
+    prune_sequential works on a copy)."""
+    from sims.data import load_inputs
+
+    torch.manual_seed(0)
+    x, y = load_inputs("digits", 700, None, np.random.default_rng(0))
+    x = torch.tensor(x, dtype=torch.float32).reshape(-1, 1, 8, 8)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(12, 12, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 10),
+    )  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(25):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[:500]), torch.tensor(y[:500])).backward()
+        opt.step()
+    return model.eval(), x[500:]
+
+
+def test_chains_of_a_sequential_cnn(digits_cnn):
+    from torchbridge.sequential import Chain, find_chains
+
+    model, _ = digits_cnn
+    assert find_chains(model) == [Chain(0, 1, 3), Chain(3, 4, 7), Chain(7, None, 11)]
+    with pytest.raises(ValueError, match="Flatten of a spatial map"):
+        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="grouped convolution consumers"):
+        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=2)))
+    with pytest.raises(ValueError, match="unsupported module LSTM"):
+        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.LSTM(4, 4)))
+
+
+def test_prune_every_chain_from_the_input_side(digits_cnn):
+    from torchbridge.sequential import prune_sequential
+
+    model, x = digits_cnn
+    calib, test = [x[:100], x[100:]], x[:50]
+    before = count(model, test)
+    pruned, reports = prune_sequential(model, calib, 0.5, "fully-corrective")
+    after = count(pruned, test)
+    assert [(r.kept <= r.total // 2) for r in reports] == [True] * 3
+    assert [m.out_channels for m in pruned if isinstance(m, nn.Conv2d)] == [r.kept for r in reports]
+    assert after.flops < 0.5 * before.flops and after.params < 0.5 * before.params
+    assert pruned(test).shape == (50, 10)
+    assert [type(m) for m in pruned] == [type(m) for m in model]  # plain modules, no masks
+    everything, full = prune_sequential(model, calib, 1.0, "fully-corrective")
+    # every channel allowed: exact fits (a dead ReLU channel may be left out at no cost)
+    assert all(r.loss_rel < 1e-12 and r.kept >= r.total - 1 for r in full)
+    assert torch.allclose(everything(test), model(test), atol=1e-4)
+
+
+def test_prune_sequential_rejects_bad_arguments(digits_cnn):
+    from torchbridge.sequential import prune_sequential
+
+    model, x = digits_cnn
+    with pytest.raises(ValueError, match="keep must be a fraction"):
+        prune_sequential(model, [x], 0.0)
+    with pytest.raises(ValueError, match="no calibration batches"):
+        prune_sequential(model, [], 0.5)
+    with pytest.raises(ValueError, match=r"model must be an nn\.Sequential"):
+        prune_sequential(nn.Linear(2, 2), [x], 0.5)
