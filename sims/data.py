@@ -59,13 +59,23 @@ def _synthetic(kind: str, samples: int, dim: int | None, rng: np.random.Generato
 
 
 @cache
+def raw_images(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole real data set as read: pixels (M, d) in [0, 1] float64, labels (M,), read-only."""
+    if kind not in REAL_DIMS:
+        raise ValueError(f"unknown real data set {kind!r}; valid: {', '.join(REAL_DIMS)}")
+    pixels, labels = _read_digits() if kind == "digits" else _read_mnist5k()
+    labels = labels.astype(np.int64)
+    pixels.flags.writeable = False
+    labels.flags.writeable = False
+    return pixels, labels
+
+
+@cache
 def _real(kind: str) -> tuple[np.ndarray, np.ndarray]:
     """The whole real data set, standardised: x (M, d) float64 and labels (M,), read-only."""
-    pixels, labels = _read_digits() if kind == "digits" else _read_mnist5k()
+    pixels, labels = raw_images(kind)
     x = _standardise(pixels)
-    labels = labels.astype(np.int64)
     x.flags.writeable = False
-    labels.flags.writeable = False
     return x, labels
 
 

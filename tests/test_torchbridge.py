@@ -212,7 +212,7 @@ def test_prune_every_chain_from_the_input_side(digits_cnn):
     assert [type(m) for m in pruned] == [type(m) for m in model]  # plain modules, no masks
     everything, full = prune_sequential(model, calib, 1.0, "fully-corrective")
     # every channel allowed: exact fits (a dead ReLU channel may be left out at no cost)
-    assert all(r.loss_rel < 1e-12 and r.kept >= r.total - 1 for r in full)
+    assert all(r.output_rel < 1e-12 and r.kept >= r.total - 1 for r in full)
     assert torch.allclose(everything(test), model(test), atol=1e-4)
 
 
@@ -226,3 +226,10 @@ def test_prune_sequential_rejects_bad_arguments(digits_cnn):
         prune_sequential(model, [], 0.5)
     with pytest.raises(ValueError, match=r"model must be an nn\.Sequential"):
         prune_sequential(nn.Linear(2, 2), [x], 0.5)
+
+
+def test_mnist_command_rejects_bad_arguments(capsys):
+    from torchbridge.__main__ import main
+
+    assert main(["mnist", "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err

@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from theory import LayerProblem, select
-from theory.geometry import sigma2
 from torchbridge.gram import GramAccumulator
 from torchbridge.surgery import prune_chain
 
@@ -77,7 +76,7 @@ class LayerReport:
     kept: int
     total: int
     loss: float  # the consumer's output change, E ||.||^2 (the trace's final loss)
-    loss_rel: float  # loss / sigma^2
+    output_rel: float  # loss / E ||F||^2: the relative squared error of the consumer's output
 
 
 def prune_sequential(
@@ -122,9 +121,9 @@ def prune_sequential(
         model[chain.producer], model[chain.consumer] = producer, new_consumer
         if chain.norm is not None:
             model[chain.norm] = new_norm
-        spread = sigma2(problem)
+        energy = problem.target_norm2
         reports.append(
-            LayerReport(chain, int(trace.support.size), n, trace.loss, trace.loss / spread)
+            LayerReport(chain, int(trace.support.size), n, trace.loss, trace.loss / energy)
         )
     return model, reports
 
