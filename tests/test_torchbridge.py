@@ -98,8 +98,11 @@ def _chain():
     return producer, norm, consumer, x
 
 
-def _run(producer, norm, consumer, x, mask=None):
-    h = torch.relu(norm(producer(x)) if norm is not None else producer(x))
+def _run(producer, norms, consumer, x, mask=None):
+    h = producer(x)
+    for norm in norms:
+        h = norm(h)
+    h = torch.relu(h)
     if mask is not None:
         h = h * torch.as_tensor(mask)[None, :, None, None]
     return consumer(h)
@@ -109,8 +112,8 @@ def test_keeping_every_channel_with_uniform_weights_changes_nothing():
     from torchbridge.surgery import prune_chain
 
     producer, norm, consumer, x = _chain()
-    pruned = prune_chain(producer, norm, consumer, np.full(8, 1 / 8))
-    assert torch.allclose(_run(*pruned, x), _run(producer, norm, consumer, x), atol=1e-12)
+    pruned = prune_chain(producer, [norm], consumer, np.full(8, 1 / 8))
+    assert torch.allclose(_run(*pruned, x), _run(producer, [norm], consumer, x), atol=1e-12)
 
 
 def test_pruned_chain_equals_the_masked_computation():
@@ -121,10 +124,10 @@ def test_pruned_chain_equals_the_masked_computation():
     producer, norm, consumer, x = _chain()
     a = np.zeros(8)
     a[[1, 4, 6]] = [0.5, 0.3, 0.2]
-    new_producer, new_norm, new_consumer = prune_chain(producer, norm, consumer, a)
+    new_producer, [new_norm], new_consumer = prune_chain(producer, [norm], consumer, a)
     assert new_producer.out_channels == new_norm.num_features == new_consumer.in_channels == 3
-    expected = _run(producer, norm, consumer, x, mask=8 * a)
-    assert torch.allclose(_run(new_producer, new_norm, new_consumer, x), expected, atol=1e-12)
+    expected = _run(producer, [norm], consumer, x, mask=8 * a)
+    assert torch.allclose(_run(new_producer, [new_norm], new_consumer, x), expected, atol=1e-12)
 
 
 def test_layer_loss_from_the_gram_equals_the_measured_output_change():
@@ -139,8 +142,8 @@ def test_layer_loss_from_the_gram_equals_the_measured_output_change():
         h = torch.relu(norm(producer(x)))
         problem = LayerProblem.from_gram(consumer_gram(consumer, [h[:3], h[3:]]))
         trace = select(problem, 4, "greedy-local")
-        pruned = prune_chain(producer, norm, consumer, trace.weights)
-        change = _run(*pruned, x) - _run(producer, norm, consumer, x)
+        pruned = prune_chain(producer, [norm], consumer, trace.weights)
+        change = _run(*pruned, x) - _run(producer, [norm], consumer, x)
     measured = float((change**2).sum(dim=(1, 2, 3)).mean())
     assert measured == pytest.approx(trace.loss, rel=1e-8)
     assert pruned[2].in_channels == trace.support.size <= 4
@@ -151,14 +154,16 @@ def test_surgery_rejects_what_it_cannot_prune():
 
     producer, norm, consumer, _ = _chain()
     with pytest.raises(ValueError, match="weights have 7 entries"):
-        prune_chain(producer, norm, consumer, np.full(7, 1 / 7))
+        prune_chain(producer, [norm], consumer, np.full(7, 1 / 7))
     with pytest.raises(ValueError, match="unsupported consumer ReLU"):
-        prune_chain(producer, norm, nn.ReLU(), np.full(8, 1 / 8))
+        prune_chain(producer, [norm], nn.ReLU(), np.full(8, 1 / 8))
     with pytest.raises(ValueError, match="not all zero"):
-        prune_chain(producer, norm, consumer, np.zeros(8))
+        prune_chain(producer, [norm], consumer, np.zeros(8))
     depthwise = nn.Conv2d(8, 8, 3, groups=8)
     with pytest.raises(ValueError, match=r"dense nn\.Conv2d with 8 input channels"):
-        prune_chain(producer, norm, depthwise, np.full(8, 1 / 8))
+        prune_chain(producer, [norm], depthwise, np.full(8, 1 / 8))
+    with pytest.raises(ValueError, match="only BatchNorm2d"):
+        prune_chain(producer, [nn.Conv2d(8, 8, 1)], consumer, np.full(8, 1 / 8))
 
 
 @pytest.fixture(scope="module")
@@ -185,20 +190,26 @@ def digits_cnn():
 
 
 def test_chains_of_a_sequential_cnn(digits_cnn):
-    from torchbridge.sequential import Chain, find_chains
+    from torchbridge.chains import Chain, sequential_chains
 
     model, _ = digits_cnn
-    assert find_chains(model) == [Chain(0, 1, 3), Chain(3, 4, 7), Chain(7, None, 11)]
+    assert sequential_chains(model) == [
+        Chain("0", ("1",), "3"),
+        Chain("3", ("4",), "7"),
+        Chain("7", (), "11"),
+    ]
     with pytest.raises(ValueError, match="Flatten of a spatial map"):
-        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)))
+        sequential_chains(
+            nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+        )
     with pytest.raises(ValueError, match="grouped convolution consumers"):
-        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=2)))
+        sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=2)))
     with pytest.raises(ValueError, match="unsupported module LSTM"):
-        find_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.LSTM(4, 4)))
+        sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.LSTM(4, 4)))
 
 
 def test_prune_every_chain_from_the_input_side(digits_cnn):
-    from torchbridge.sequential import prune_sequential
+    from torchbridge.chains import prune_sequential
 
     model, x = digits_cnn
     calib, test = [x[:100], x[100:]], x[:50]
@@ -217,7 +228,7 @@ def test_prune_every_chain_from_the_input_side(digits_cnn):
 
 
 def test_prune_sequential_rejects_bad_arguments(digits_cnn):
-    from torchbridge.sequential import prune_sequential
+    from torchbridge.chains import prune_sequential
 
     model, x = digits_cnn
     with pytest.raises(ValueError, match="keep must be a fraction"):
@@ -233,3 +244,47 @@ def test_mnist_command_rejects_bad_arguments(capsys):
 
     assert main(["mnist", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arch", "chains"), [("resnet18", 8), ("resnet50", 32), ("mobilenet_v2", 16)]
+)
+def test_torchvision_blocks_prune_and_keep_working(arch, chains):
+    """Random-initialised torchvision models (nothing downloaded): uniform weights over every
+    internal channel change nothing; half the internal channels cut FLOPs and still run."""
+    import torchvision
+
+    from torchbridge.chains import prune_chains, torchvision_chains
+    from torchbridge.surgery import prune_chain
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    found = torchvision_chains(model)
+    assert len(found) == chains
+    same = __import__("copy").deepcopy(model)
+    for chain in found:
+        n = same.get_submodule(chain.producer).out_channels
+        modules = prune_chain(
+            same.get_submodule(chain.producer),
+            [same.get_submodule(b) for b in chain.between],
+            same.get_submodule(chain.consumer),
+            np.full(n, 1.0 / n),
+        )
+        for name, module in zip((chain.producer, *chain.between, chain.consumer),
+                                (modules[0], *modules[1], modules[2]), strict=True):  # fmt: skip
+            same.set_submodule(name, module)
+    with torch.no_grad():
+        assert torch.allclose(same(x), model(x), rtol=1e-4, atol=1e-5)
+    pruned, reports = prune_chains(model, found, [x], 0.5, "greedy-local")
+    assert all(r.kept <= r.total // 2 for r in reports)
+    assert count(pruned, x).flops < count(model, x).flops
+    with torch.no_grad():
+        assert pruned(x).shape == (2, 10)
+
+
+def test_unknown_architecture_has_no_chains():
+    from torchbridge.chains import torchvision_chains
+
+    with pytest.raises(ValueError, match="no supported block in Linear"):
+        torchvision_chains(nn.Linear(3, 3))

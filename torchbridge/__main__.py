@@ -26,8 +26,8 @@ from torch import nn
 
 from sims.data import raw_images
 from sims.store import atomic_write, versions
+from torchbridge.chains import accuracy, agreement, prune_sequential
 from torchbridge.counting import count
-from torchbridge.sequential import accuracy, agreement, prune_sequential
 
 METHODS = ("greedy-local", "fully-corrective", "fixed-step", "magnitude", "random")
 

@@ -1,31 +1,45 @@
-"""Physical removal of channels from a producer -> (batch norm) -> consumer chain.
+"""Physical removal of channels from a producer -> (channel-wise modules) -> consumer chain.
 
 Given convex weights a (N,) over the producer's output channels (from any selector), the kept
-channels are those with a_i > 0. The producer convolution and its batch norm keep only those
-output channels; the consumer keeps only those input channels, each multiplied by N a_i (the
-weights folded back, THEORY.md section 1). The result is plain modules, no masks: the pruned
-chain computes exactly what the original computes with its consumer input channels scaled by
-N a_i (zero for the dropped ones).
+channels are those with a_i > 0. The producer convolution keeps only those output channels;
+every channel-wise module with parameters in between (batch norms, depthwise convolutions)
+keeps only those channels; the consumer keeps only those input channels, each multiplied by
+N a_i (the weights folded back, THEORY.md section 1). The result is plain modules, no masks:
+the pruned chain computes exactly what the original computes with its consumer input channels
+scaled by N a_i (zero for the dropped ones).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 
-def _check(producer: nn.Module, norm: nn.Module | None, consumer: nn.Module, n: int) -> None:
+def _is_depthwise(module: nn.Module, n: int) -> bool:
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.groups == module.in_channels == module.out_channels == n
+    )
+
+
+def _check(producer: nn.Module, between: Sequence[nn.Module], consumer: nn.Module, n: int) -> None:
     if not isinstance(producer, nn.Conv2d) or producer.groups != 1:
         raise ValueError(f"unsupported producer {type(producer).__name__}: need a dense nn.Conv2d")
     if producer.out_channels != n:
         raise ValueError(
             f"weights have {n} entries; the producer has {producer.out_channels} outputs"
         )
-    if norm is not None and (not isinstance(norm, nn.BatchNorm2d) or norm.num_features != n):
-        raise ValueError(f"norm must be nn.BatchNorm2d({n}) or None; got {norm!r}")
+    for module in between:
+        norm = isinstance(module, nn.BatchNorm2d) and module.num_features == n
+        if not (norm or _is_depthwise(module, n)):
+            raise ValueError(
+                f"between producer and consumer only BatchNorm2d({n}) and depthwise "
+                f"Conv2d({n}, {n}, groups={n}) can be sliced; got {module!r}"
+            )
     if isinstance(consumer, nn.Conv2d):
         if consumer.groups != 1 or consumer.in_channels != n:
             raise ValueError(f"consumer must be a dense nn.Conv2d with {n} input channels")
@@ -38,36 +52,40 @@ def _check(producer: nn.Module, norm: nn.Module | None, consumer: nn.Module, n: 
         )
 
 
+def _slice(module: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """A copy of a producer conv, batch norm or depthwise conv with only channels ``keep``."""
+    new = copy.deepcopy(module)
+    for name in ("weight", "bias"):
+        param = getattr(module, name, None)
+        if param is not None:
+            setattr(new, name, nn.Parameter(param.detach()[keep].clone()))
+    for name in ("running_mean", "running_var"):
+        buffer = getattr(module, name, None)
+        if buffer is not None:
+            setattr(new, name, buffer[keep].clone())
+    count = len(keep)
+    if isinstance(new, nn.BatchNorm2d):
+        new.num_features = count
+    elif new.groups > 1:  # depthwise
+        new.in_channels = new.out_channels = new.groups = count
+    else:
+        new.out_channels = count
+    return new
+
+
 def prune_chain(
     producer: nn.Conv2d,
-    norm: nn.BatchNorm2d | None,
+    between: Sequence[nn.Module],
     consumer: nn.Conv2d | nn.Linear,
     weights: np.ndarray,
-) -> tuple[nn.Conv2d, nn.BatchNorm2d | None, nn.Module]:
-    """New (producer, norm, consumer) keeping the channels with weights > 0, folded N a_i."""
+) -> tuple[nn.Conv2d, list[nn.Module], nn.Module]:
+    """New (producer, between, consumer) keeping the channels with weights > 0, folded N a_i."""
     a = np.asarray(weights, dtype=np.float64)
-    _check(producer, norm, consumer, a.size)
+    _check(producer, between, consumer, a.size)
     if not np.all(np.isfinite(a)) or np.any(a < 0) or not a.any():
         raise ValueError("weights must be finite, >= 0 and not all zero")
     keep = torch.as_tensor(np.flatnonzero(a))
     scale = torch.as_tensor(a.size * a[a > 0], dtype=consumer.weight.dtype)
-
-    new_producer = copy.deepcopy(producer)
-    new_producer.weight = nn.Parameter(producer.weight.detach()[keep].clone())
-    if producer.bias is not None:
-        new_producer.bias = nn.Parameter(producer.bias.detach()[keep].clone())
-    new_producer.out_channels = len(keep)
-
-    new_norm = None
-    if norm is not None:
-        new_norm = copy.deepcopy(norm)
-        new_norm.num_features = len(keep)
-        for name in ("weight", "bias"):
-            if getattr(norm, name) is not None:
-                setattr(new_norm, name, nn.Parameter(getattr(norm, name).detach()[keep].clone()))
-        for name in ("running_mean", "running_var"):
-            if getattr(norm, name) is not None:
-                setattr(new_norm, name, getattr(norm, name)[keep].clone())
 
     new_consumer = copy.deepcopy(consumer)
     kept = consumer.weight.detach()[:, keep]
@@ -77,4 +95,4 @@ def prune_chain(
         new_consumer.in_channels = len(keep)
     else:
         new_consumer.in_features = len(keep)
-    return new_producer, new_norm, new_consumer
+    return _slice(producer, keep), [_slice(m, keep) for m in between], new_consumer

@@ -1,11 +1,16 @@
-"""Layer-by-layer channel pruning of an nn.Sequential CNN, from the input side.
+"""Layer-by-layer channel pruning of CNNs, from the input side, chain by chain.
 
-A chain is a dense convolution (the producer), an optional BatchNorm2d, any channel-wise
-modules (activations, pooling, dropout; a Flatten only after a global pooling), and the next
-dense convolution or linear layer (the consumer). For each chain in order the consumer's
-inputs are captured on the calibration batches (earlier chains already pruned), their Gram
-matrix is accumulated (:mod:`torchbridge.gram`), a selector of :mod:`theory` picks the
-channels and their weights, and :mod:`torchbridge.surgery` removes the others.
+A chain is a dense convolution (the producer), the channel-wise modules after it (batch norms
+and depthwise convolutions are sliced; activations, pooling, dropout need nothing; a Flatten
+only after a global pooling), and the next dense convolution or linear layer (the consumer),
+named by their dotted module names. Finders: :func:`sequential_chains` (an nn.Sequential) and
+:func:`torchvision_chains` (the internal channels of torchvision's ResNet basic and bottleneck
+blocks and of MobileNetV2's inverted residuals; channels on residual paths are not touched).
+
+For each chain in order the consumer's inputs are captured on the calibration batches
+(earlier chains already pruned), their Gram matrix is accumulated (:mod:`torchbridge.gram`), a
+selector of :mod:`theory` picks the channels and their weights, and
+:mod:`torchbridge.surgery` removes the others.
 """
 
 from __future__ import annotations
@@ -29,14 +34,14 @@ CHANNELWISE = (
 
 @dataclass(frozen=True)
 class Chain:
-    """Indices into the Sequential: producer, norm (or None), consumer."""
+    """Dotted module names: producer, the modules to slice in between, consumer."""
 
-    producer: int
-    norm: int | None
-    consumer: int
+    producer: str
+    between: tuple[str, ...]
+    consumer: str
 
 
-def find_chains(model: nn.Sequential) -> list[Chain]:
+def sequential_chains(model: nn.Sequential) -> list[Chain]:
     """Every producer -> consumer chain of a Sequential, in order (see the module docstring)."""
     if not isinstance(model, nn.Sequential):
         raise ValueError(f"model must be an nn.Sequential; got {type(model).__name__}")
@@ -63,10 +68,33 @@ def find_chains(model: nn.Sequential) -> list[Chain]:
             elif isinstance(nxt, nn.Conv2d | nn.Linear):
                 if isinstance(nxt, nn.Conv2d) and nxt.groups != 1:
                     raise ValueError(f"layer {j}: grouped convolution consumers are not supported")
-                chains.append(Chain(i, norm, j))
+                chains.append(Chain(str(i), () if norm is None else (str(norm),), str(j)))
                 break
             else:
                 raise ValueError(f"layer {j}: unsupported module {type(nxt).__name__} in a chain")
+    return chains
+
+
+def torchvision_chains(model: nn.Module) -> list[Chain]:
+    """Internal chains of torchvision ResNet (BasicBlock, Bottleneck) and MobileNetV2
+    (InvertedResidual with expansion) blocks, in module order."""
+    chains = []
+    for name, module in model.named_modules():
+        kind = type(module).__name__
+        if kind == "BasicBlock":
+            chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))
+        elif kind == "Bottleneck":
+            chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))
+            chains.append(Chain(f"{name}.conv2", (f"{name}.bn2",), f"{name}.conv3"))
+        elif kind == "InvertedResidual" and len(module.conv) == 4:  # expand, depthwise, project
+            inner = f"{name}.conv"
+            between = (f"{inner}.0.1", f"{inner}.1.0", f"{inner}.1.1")
+            chains.append(Chain(f"{inner}.0.0", between, f"{inner}.2"))
+    if not chains:
+        raise ValueError(
+            f"no supported block in {type(model).__name__}: torchvision_chains knows ResNet "
+            "BasicBlock/Bottleneck and MobileNetV2 InvertedResidual"
+        )
     return chains
 
 
@@ -79,18 +107,19 @@ class LayerReport:
     output_rel: float  # loss / E ||F||^2: the relative squared error of the consumer's output
 
 
-def prune_sequential(
-    model: nn.Sequential,
-    batches: Iterable[torch.Tensor] | list[torch.Tensor],
+def prune_chains(
+    model: nn.Module,
+    chains: list[Chain],
+    batches: Iterable[torch.Tensor],
     keep: float,
     method: str = "greedy-local",
     seed: int = 0,
     **options: object,
-) -> tuple[nn.Sequential, list[LayerReport]]:
+) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model``: every chain keeps at most round(keep * N) channels.
 
-    ``batches``: calibration inputs (a list, iterated once per chain). ``method``/``options``
-    go to :func:`theory.select` with n = that many steps.
+    ``batches``: calibration inputs (iterated once per chain). ``method``/``options`` go to
+    :func:`theory.select` with n = that many steps.
     """
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
@@ -99,8 +128,8 @@ def prune_sequential(
         raise ValueError("no calibration batches")
     model = copy.deepcopy(model)
     reports = []
-    for chain in find_chains(model):
-        consumer = model[chain.consumer]
+    for chain in chains:
+        consumer = model.get_submodule(chain.consumer)
         accumulator = GramAccumulator(consumer)
         handle = consumer.register_forward_pre_hook(
             lambda _, args, acc=accumulator: acc.update(args[0])
@@ -114,18 +143,33 @@ def prune_sequential(
         problem = LayerProblem.from_gram(accumulator.gram())
         n = problem.n_neurons
         trace = select(problem, max(1, round(keep * n)), method, seed=seed, **options)
-        norm = model[chain.norm] if chain.norm is not None else None
-        producer, new_norm, new_consumer = prune_chain(
-            model[chain.producer], norm, consumer, trace.weights
+        between = [model.get_submodule(name) for name in chain.between]
+        producer, between, consumer = prune_chain(
+            model.get_submodule(chain.producer), between, consumer, trace.weights
         )
-        model[chain.producer], model[chain.consumer] = producer, new_consumer
-        if chain.norm is not None:
-            model[chain.norm] = new_norm
+        for name, module in zip(
+            (chain.producer, *chain.between, chain.consumer),
+            (producer, *between, consumer),
+            strict=True,
+        ):
+            model.set_submodule(name, module)
         energy = problem.target_norm2
         reports.append(
             LayerReport(chain, int(trace.support.size), n, trace.loss, trace.loss / energy)
         )
     return model, reports
+
+
+def prune_sequential(
+    model: nn.Sequential,
+    batches: Iterable[torch.Tensor],
+    keep: float,
+    method: str = "greedy-local",
+    seed: int = 0,
+    **options: object,
+) -> tuple[nn.Sequential, list[LayerReport]]:
+    """:func:`prune_chains` over :func:`sequential_chains`."""
+    return prune_chains(model, sequential_chains(model), batches, keep, method, seed, **options)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> float:
