@@ -130,6 +130,18 @@ def test_pruned_chain_equals_the_masked_computation():
     assert torch.allclose(_run(new_producer, [new_norm], new_consumer, x), expected, atol=1e-12)
 
 
+def test_signed_least_squares_weights_fold_too():
+    """omp's weights are free (negative ones included): the fold is the same masked identity."""
+    from torchbridge.surgery import prune_chain
+
+    producer, norm, consumer, x = _chain()
+    a = np.zeros(8)
+    a[[0, 2, 5]] = [0.9, -0.4, 0.6]
+    pruned = prune_chain(producer, [norm], consumer, a)
+    expected = _run(producer, [norm], consumer, x, mask=8 * a)
+    assert torch.allclose(_run(*pruned, x), expected, atol=1e-12)
+
+
 def test_layer_loss_from_the_gram_equals_the_measured_output_change():
     """The coupling theory <-> torch: select on the Gram accumulated from activations, prune,
     and the consumer's output moves by exactly the trace's loss (mean over images of the
@@ -157,7 +169,7 @@ def test_surgery_rejects_what_it_cannot_prune():
         prune_chain(producer, [norm], consumer, np.full(7, 1 / 7))
     with pytest.raises(ValueError, match="unsupported consumer ReLU"):
         prune_chain(producer, [norm], nn.ReLU(), np.full(8, 1 / 8))
-    with pytest.raises(ValueError, match="not all zero"):
+    with pytest.raises(ValueError, match="finite and not all zero"):
         prune_chain(producer, [norm], consumer, np.zeros(8))
     depthwise = nn.Conv2d(8, 8, 3, groups=8)
     with pytest.raises(ValueError, match=r"dense nn\.Conv2d with 8 input channels"):

@@ -114,7 +114,7 @@ def mnist(keep: float, seeds: int, out: Path) -> dict:
     return result
 
 
-EFFNET_METHODS = ("greedy-local", "fixed-step", "magnitude", "random")
+EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random")
 
 
 def effnet(keep: float, weights: Path | None, out: Path) -> dict:

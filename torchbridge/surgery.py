@@ -1,12 +1,12 @@
 """Physical removal of channels from a producer -> (channel-wise modules) -> consumer chain.
 
-Given convex weights a (N,) over the producer's output channels (from any selector), the kept
-channels are those with a_i > 0. The producer convolution keeps only those output channels;
-every channel-wise module with parameters in between (batch norms, depthwise convolutions)
-keeps only those channels; the consumer keeps only those input channels, each multiplied by
-N a_i (the weights folded back, THEORY.md section 1). The result is plain modules, no masks:
-the pruned chain computes exactly what the original computes with its consumer input channels
-scaled by N a_i (zero for the dropped ones).
+Given weights a (N,) over the producer's output channels (from any selector: convex, or free
+for omp), the kept channels are those with a_i != 0. The producer convolution keeps only those
+output channels; every channel-wise module with parameters in between (batch norms,
+depthwise convolutions) keeps only those channels; the consumer keeps only those input
+channels, each multiplied by N a_i (the weights folded back, THEORY.md section 1). The result
+is plain modules, no masks: the pruned chain computes exactly what the original computes with
+its consumer input channels scaled by N a_i (zero for the dropped ones).
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ def prune_chain(
     consumer: nn.Conv2d | nn.Linear,
     weights: np.ndarray,
 ) -> tuple[nn.Conv2d, list[nn.Module], nn.Module]:
-    """New (producer, between, consumer) keeping the channels with weights > 0, folded N a_i."""
+    """New (producer, between, consumer) keeping the channels with weights != 0, folded N a_i."""
     a = np.asarray(weights, dtype=np.float64)
     _check(producer, between, consumer, a.size)
-    if not np.all(np.isfinite(a)) or np.any(a < 0) or not a.any():
-        raise ValueError("weights must be finite, >= 0 and not all zero")
+    if not np.all(np.isfinite(a)) or not a.any():
+        raise ValueError("weights must be finite and not all zero")
     keep = torch.as_tensor(np.flatnonzero(a))
-    scale = torch.as_tensor(a.size * a[a > 0], dtype=consumer.weight.dtype)
+    scale = torch.as_tensor(a.size * a[a != 0], dtype=consumer.weight.dtype)
 
     new_consumer = copy.deepcopy(consumer)
     kept = consumer.weight.detach()[:, keep]
