@@ -192,3 +192,12 @@ def test_trained_network_calibrates_on_samples_it_did_not_see():
     assert problem.n_neurons == 50
     random_spec = replace(spec, training="random")
     assert not np.allclose(build_problem(random_spec, 3).centred, problem.centred)
+
+
+def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
+    path = tmp_path / "deep" / "report.json"
+    store.atomic_write(path, "first")
+    store.atomic_write(path, "second")
+    assert path.read_text() == "second"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left
