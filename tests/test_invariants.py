@@ -128,3 +128,17 @@ def test_greedy_local_with_drop_sheds_a_neuron_when_f_is_near_the_boundary():
     assert "drop" in drop.kinds and "away" in drop.kinds
     assert drop.support.size < drop.order.size  # a neuron left the support
     assert drop.loss < 0.5 * plain.loss
+
+
+@pytest.mark.parametrize("method", ["greedy-local", "fixed-step", "random", "frank-wolfe"])
+def test_size_budget_stops_at_that_many_neurons(method):
+    problem = LayerProblem.from_features(np.random.default_rng(2).normal(size=(60, 5)))
+    trace = select(problem, 600, method, size=12, seed=0)
+    assert trace.stopped == "size" and trace.support_sizes[-1] == 12
+    assert np.all(trace.support_sizes[:-1] < 12)
+
+
+def test_size_must_fit_in_n():
+    problem = LayerProblem.from_features(np.random.default_rng(2).normal(size=(10, 5)))
+    with pytest.raises(ValueError, match=r"size must be an integer in \[1, n=5\]"):
+        select(problem, 5, size=6)

@@ -45,8 +45,8 @@ class Trace:
     kinds          (K,)  the move of each step (see the constants of this module)
     support_sizes  (K,)  |support| after each step
     loss           the final loss, L(weights)
-    stopped        why the run ended: "n" (n steps), "tol" (loss <= tol), "converged" (no
-                   step lowers the loss any further)
+    stopped        why the run ended: "n" (n steps), "tol" (loss <= tol), "size" (size
+                   neurons kept), "converged" (no step lowers the loss any further)
     """
 
     method: str

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from theory import LayerProblem, select
+from theory.selectors import SELECTORS
 from torchbridge.gram import GramAccumulator
 from torchbridge.surgery import prune_chain
 
@@ -123,10 +124,11 @@ def prune_chains(
     seed: int = 0,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
-    """A pruned copy of ``model``: every chain keeps at most round(keep * N) channels.
+    """A pruned copy of ``model``: every chain keeps at most k = round(keep * N) channels.
 
     ``batches``: calibration inputs (iterated once per chain). ``method``/``options`` go to
-    :func:`theory.select` with n = that many steps.
+    :func:`theory.select`, which runs until k channels carry weight (``size=k``; at most 20 k
+    steps for the selectors that may pick a channel again, k for the others).
     """
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
@@ -149,7 +151,9 @@ def prune_chains(
             handle.remove()
         problem = LayerProblem.from_gram(accumulator.gram())
         n = problem.n_neurons
-        trace = select(problem, max(1, round(keep * n)), method, seed=seed, **options)
+        k = max(1, round(keep * n))
+        steps = min(20 * k, 20 * n) if SELECTORS[method].repeats else k
+        trace = select(problem, steps, method, size=k, seed=seed, **options)
         between = [model.get_submodule(name) for name in chain.between]
         producer, between, consumer = prune_chain(
             model.get_submodule(chain.producer), between, consumer, trace.weights

@@ -90,10 +90,13 @@ def select(
     method: str = "greedy-local",
     *,
     tol: float | None = None,
+    size: int | None = None,
     seed: int | None = 0,
     **options: object,
 ) -> Trace:
-    """Run ``method`` on ``problem`` for at most ``n`` steps, or until the loss is <= ``tol``.
+    """Run ``method`` on ``problem`` for at most ``n`` steps, or until the loss is <= ``tol``,
+    or until ``size`` neurons carry weight (a budget of kept neurons, for selectors that may
+    pick a neuron again and so keep fewer neurons than steps).
 
     ``seed`` seeds the selectors that draw at random (``random``). ``options`` go to the
     selector (e.g. ``allow_drop=True`` for greedy-local, ``repeats=False`` for fixed-step,
@@ -110,6 +113,8 @@ def select(
         raise ValueError(
             f"n={n} exceeds N={problem.n_neurons} neurons, and {method} never picks a neuron twice"
         )
+    if size is not None and not (isinstance(size, int | np.integer) and 1 <= size <= n):
+        raise ValueError(f"size must be an integer in [1, n={n}]; got {size!r}")
     if tol is not None and not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a finite loss value >= 0; got {tol!r}")
     unknown = sorted(set(options) - set(chosen.options))
@@ -135,6 +140,9 @@ def select(
         support_sizes.append(len(iterate.support))
         if tol is not None and losses[-1] <= tol:
             stopped = "tol"
+            break
+        if size is not None and support_sizes[-1] >= size:
+            stopped = "size"
             break
     return Trace(
         method=method,
