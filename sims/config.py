@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sims.data import REAL_DIMS as REAL_DIM
 from theory.selectors import LOCAL_METHODS
 
 INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
 ACTIVATIONS = ("relu", "tanh", "gelu")
 TRAINING = ("random", "teacher", "labels")
-REAL_DIM = {"digits": 64, "mnist5k": 784}
 REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
 
 

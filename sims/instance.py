@@ -10,8 +10,8 @@ import numpy as np
 from sims.config import ExperimentConfig, NetworkSpec
 from sims.data import load_inputs
 from sims.networks import random_two_layer, teacher_targets, train_two_layer
-from theory import LayerProblem, geometry, select
-from theory.geometry import spectrum
+from theory import LayerProblem, select
+from theory.geometry import geometry_and_spectrum
 from theory.selectors import SELECTORS
 
 TRAIN_LR = 0.05
@@ -67,8 +67,7 @@ def run_instance(config: ExperimentConfig, instance: Instance) -> tuple[dict, di
     spec = config.networks[instance.family]
     start = time.perf_counter()
     problem = build_problem(spec, instance.seed)
-    geo = geometry(problem)
-    eigenvalues = spectrum(problem)
+    geo, eigenvalues = geometry_and_spectrum(problem)
     rows: dict[str, list] = {c: [] for c in COLUMNS}
     timings = {}
     for method in config.methods:

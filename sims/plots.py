@@ -19,7 +19,7 @@ import numpy as np
 
 from sims.curves import RunCurves, quantiles
 from sims.fit import fit_curve
-from theory.bounds import fixed_step_margin, greedy_local, linear_rate
+from theory.bounds import fixed_step_margin, greedy_local, linear_rate, random_expected
 
 LABELS = {
     "greedy-local": "greedy local (Ye et al. 2020)",
@@ -71,7 +71,7 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     r = float(np.median([g["margin"] for g in geos]))
     s2 = float(np.median([g["sigma2"] for g in geos]))
     steps = np.arange(1, max(len(c.n) for cs in methods.values() for c in cs) + 1)
-    bounds = {"statement 1: E random = 1/n": 1.0 / steps}
+    bounds = {"statement 1: E random = 1/n": random_expected(1.0, steps)}
     if r > 0:
         bounds["statement 3: fixed step"] = fixed_step_margin(d, r, steps) / s2
     if "greedy-local" in methods:

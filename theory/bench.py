@@ -3,7 +3,7 @@
     python -m theory.bench [--sizes 1000 4000] [--steps 200] [--json PATH]
 
 Rows:
-1. Per-step time of each line-search selector at each N (linear scaling: ratio ~ N ratio).
+1. Per-step time of each step-wise selector at each N (linear scaling: ratio ~ N ratio).
 2. Gram build (``LayerProblem.from_features``: centring, X X^T, offsets) against a plain
    matrix product of the same shape, (N, p) @ (p, N): the machine's limit.
 3. The active-set gamma solver against cvxpy on the same supports (those of a

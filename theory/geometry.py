@@ -144,10 +144,17 @@ def _margin_bound(problem: LayerProblem, coords: np.ndarray, rank: int) -> float
 
 def geometry(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> Geometry:
     """D, r, sigma^2 and the affine rank of one problem (O(N^2 d) for affine dimension d)."""
+    return geometry_and_spectrum(problem, exact_max_dim)[0]
+
+
+def geometry_and_spectrum(
+    problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM
+) -> tuple[Geometry, np.ndarray]:
+    """:func:`geometry` and :func:`spectrum` from one factorisation."""
     vals, coords = _spectrum(problem)
     rank = affine_rank(vals)
     r, exact = _margin(problem, coords, rank, exact_max_dim)
-    return Geometry(
+    geo = Geometry(
         diameter=diameter(problem),
         margin=r,
         margin_exact=exact,
@@ -155,3 +162,4 @@ def geometry(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> Geome
         rank=rank,
         n_neurons=problem.n_neurons,
     )
+    return geo, vals[:rank]

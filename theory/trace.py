@@ -46,7 +46,8 @@ class Trace:
     support_sizes  (K,)  |support| after each step
     loss           the final loss, L(weights)
     stopped        why the run ended: "n" (n steps), "tol" (loss <= tol), "size" (size
-                   neurons kept), "converged" (no step lowers the loss any further)
+                   neurons kept), "converged" (the selector had no step left: for the
+                   line-search selectors, no step lowers the loss)
     """
 
     method: str

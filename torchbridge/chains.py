@@ -3,7 +3,9 @@
 A chain is a dense convolution (the producer), the channel-wise modules after it (batch norms
 and depthwise convolutions are sliced; activations, pooling, dropout need nothing; a Flatten
 only after a global pooling), and the next dense convolution or linear layer (the consumer),
-named by their dotted module names. Finders: :func:`sequential_chains` (an nn.Sequential) and
+named by their dotted module names. In a Sequential only a batch norm right after the producer
+is recognised (no depthwise convolutions); :func:`block_chains` knows the blocks that have
+depthwise convolutions. Finders: :func:`sequential_chains` (an nn.Sequential) and
 :func:`block_chains` (the internal channels of torchvision's ResNet basic and bottleneck
 blocks and MobileNetV2's inverted residuals, and of timm's inverted residuals as in
 EfficientNet-Lite; channels on residual paths are not touched).

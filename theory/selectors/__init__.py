@@ -1,9 +1,11 @@
 """The selectors, one per module, behind one entry point: :func:`select`.
 
 A selector module offers ``make(problem, rng, **options) -> (iterate, step)``; ``step(iterate)``
-takes one step in place and returns a :class:`theory.trace.Step`, or None when no step lowers
-the loss. :func:`select` runs the steps, records the trace, and applies the stopping rules.
-This small interface is the extension point: register a new module in ``SELECTORS``.
+takes one step in place and returns a :class:`theory.trace.Step`, or None when it has no step
+left (the line-search selectors: no step lowers the loss; fixed-step without repeats and
+magnitude: every neuron is used). :func:`select` runs the steps, records the trace, and
+applies the stopping rules. This small interface is the extension point: register a new
+module in ``SELECTORS``.
 """
 
 from __future__ import annotations

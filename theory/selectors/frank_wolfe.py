@@ -10,7 +10,7 @@ from theory.trace import FORWARD, VERTEX, Step
 
 
 def make(problem: LayerProblem, rng: np.random.Generator):
-    """Stepper of frank-wolfe (it starts, like every selector, at the best single neuron)."""
+    """Stepper of frank-wolfe (it starts at the best single neuron, like greedy-local)."""
 
     def step(it: Iterate) -> Step | None:
         if it.empty:
