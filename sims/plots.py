@@ -44,8 +44,8 @@ COLOURS = dict(
 def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for path in paths:
-        fig.savefig(path, dpi=130)
+    for path in paths:  # no creation date in the PDF: the same run gives the same bytes
+        fig.savefig(path, dpi=130, metadata={"CreationDate": None} if path.suffix == ".pdf" else {})
     plt.close(fig)
     return paths
 
