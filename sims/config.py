@@ -191,6 +191,18 @@ PRESETS: dict[str, ExperimentConfig] = {
         seeds=5,
         fit_window=(300, 3000),
     ),
+    # Where does the exponential regime start? m from 10 to 200 at N = 4,000, n up to 3,000.
+    "onset": ExperimentConfig(
+        name="onset",
+        networks=grid(
+            NetworkSpec(neurons=4000, dim=10, activation="tanh"), samples=[10, 20, 50, 100, 200]
+        ),
+        methods=("greedy-local",),
+        steps=3000,
+        seeds=3,
+        fit_window=(300, 3000),
+        eps_grid=(1e-4, 1e-6, 1e-8, 1e-10),
+    ),
     # The largest sizes the toolkit targets: N = 10,000 neurons, m = 5,000 samples (all of
     # MNIST-5k, 784 input dimensions). About 1 GiB per instance for the centred Gram matrix.
     "large": ExperimentConfig(
