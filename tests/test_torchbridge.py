@@ -352,3 +352,62 @@ def test_consumers_with_dynamic_padding_are_refused():
 
     with pytest.raises(ValueError, match=r"overrides Conv2d\.forward"):
         GramAccumulator(Same(4, 4, 3))
+
+
+@pytest.mark.parametrize("name", ["conv3x3_stride2_pad1", "linear"])
+def test_channel_outputs_sum_to_the_consumer_output(name):
+    from torchbridge.chains import channel_outputs
+
+    torch.manual_seed(4)
+    consumer = CONSUMERS[name]().double()
+    h = torch.randn((3, 5) if name == "linear" else (3, 5, 9, 8), dtype=torch.float64)
+    psi = channel_outputs(consumer, h)
+    expected = consumer(h) - (consumer.bias[:, None, None] if name != "linear" else consumer.bias)
+    assert torch.allclose(psi.mean(dim=0), expected.detach(), atol=1e-12)
+    explicit = _explicit_psi(consumer, h)  # (N, B, flat), one conv per channel
+    assert np.allclose(psi.reshape(explicit.shape).numpy(), explicit, atol=1e-12)
+
+
+def test_global_oracle_matches_the_pruned_network(digits_cnn):
+    """Coupling: the oracle's loss for the selected weights (g = 0) is the measured mean
+    squared change of the logits after folding those weights into the network."""
+    from torchbridge.chains import output_oracle, sequential_chains
+    from torchbridge.surgery import prune_chain
+
+    model, x = digits_cnn
+    chain = sequential_chains(model)[1]
+    batches = [x[:60], x[60:120]]
+    with torch.no_grad():
+        reference = torch.cat([model(b) for b in batches])
+    oracle = output_oracle(model, chain, batches, reference)
+    a = np.zeros(12)
+    a[[0, 3, 7, 9]] = [0.4, 0.3, 0.2, 0.1]
+    predicted = oracle(a, np.array([0]), np.array([0.0]))[0]
+    pruned = __import__("copy").deepcopy(model)
+    producer, between, consumer = prune_chain(
+        model.get_submodule(chain.producer),
+        [model.get_submodule(b) for b in chain.between],
+        model.get_submodule(chain.consumer),
+        a,
+    )
+    for name, module in zip((chain.producer, *chain.between, chain.consumer),
+                            (producer, *between, consumer), strict=True):  # fmt: skip
+        pruned.set_submodule(name, module)
+    with torch.no_grad():
+        change = torch.cat([pruned(b) for b in batches]) - reference
+    assert float((change**2).sum(dim=1).mean()) == pytest.approx(predicted, rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["global-imitation", "combined"])
+def test_global_selectors_prune_a_sequential_cnn(digits_cnn, method):
+    from torchbridge.chains import block_chains, prune_chains, prune_sequential
+
+    model, x = digits_cnn
+    pruned, reports = prune_sequential(model, [x[:100]], 0.5, method, candidates=8)
+    assert all(r.kept <= r.total // 2 for r in reports)
+    assert pruned(x[:5]).shape == (5, 10)
+    import torchvision
+
+    resnet = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    with pytest.raises(ValueError, match=r"needs an nn\.Sequential"):
+        prune_chains(resnet, block_chains(resnet), [torch.zeros(1, 3, 32, 32)], 0.5, method)

@@ -36,7 +36,10 @@ from sims.store import atomic_write, versions
 from torchbridge.chains import accuracy, agreement, prune_sequential
 from torchbridge.counting import count
 
-METHODS = ("greedy-local", "fully-corrective", "fixed-step", "magnitude", "random")
+METHODS = (
+    "greedy-local", "fully-corrective", "global-imitation", "combined", "omp", "fixed-step",
+    "magnitude", "random",
+)  # fmt: skip
 
 
 def small_cnn() -> nn.Sequential:

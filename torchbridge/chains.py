@@ -117,6 +117,59 @@ class LayerReport:
     output_rel: float  # loss / E ||F||^2: the relative squared error of the consumer's output
 
 
+def channel_outputs(consumer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """psi (N, B, ...) in float64: psi_i = N * (the consumer's output from input channel i
+    alone, without bias), by one grouped convolution."""
+    x = inputs.detach().to(torch.float64)
+    w = consumer.weight.detach().to(torch.float64)
+    n = w.shape[1]
+    if isinstance(consumer, nn.Linear):
+        return n * (x.T[:, :, None] * w.T[:, None, :])  # (N, B, C_out)
+    grouped = w.transpose(0, 1).reshape(n * w.shape[0], 1, *w.shape[2:])
+    out = nn.functional.conv2d(
+        x, grouped, None, consumer.stride, consumer.padding, consumer.dilation, groups=n
+    )
+    out = out.reshape(x.shape[0], n, w.shape[0], *out.shape[2:])
+    return n * out.transpose(0, 1)
+
+
+def output_oracle(
+    model: nn.Sequential, chain: Chain, batches: list[torch.Tensor], reference: torch.Tensor
+):
+    """Oracle of :mod:`theory.selectors.global_imitation` for a chain of a Sequential: the
+    logits' mean squared distance to ``reference`` (B_total, classes) when the consumer's
+    output is (1 - g) sum_i a_i psi_i + g psi_j + bias, run through the layers after it."""
+    index = int(chain.consumer)
+    consumer = model[index]
+    rest = model[index + 1 :]
+    captured = []
+    handle = consumer.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        handle.remove()
+    psi = channel_outputs(consumer, torch.cat(captured))  # (N, B, ...)
+    bias = 0.0 if consumer.bias is None else consumer.bias.detach().to(torch.float64)
+    if consumer.bias is not None and psi.dim() == 5:
+        bias = bias[:, None, None]
+    dtype = consumer.weight.dtype
+
+    def oracle(weights, neurons, steps):
+        a = torch.as_tensor(weights, dtype=torch.float64)
+        base = torch.tensordot(a, psi, dims=1)
+        losses = []
+        with torch.no_grad():
+            for j, g in zip(neurons, steps, strict=True):
+                z = (1.0 - g) * base + g * psi[int(j)] + bias
+                logits = rest(z.to(dtype)).to(torch.float64)
+                losses.append(float(((logits - reference) ** 2).sum(dim=1).mean()))
+        return losses
+
+    return oracle
+
+
 def prune_chains(
     model: nn.Module,
     chains: list[Chain],
@@ -130,13 +183,21 @@ def prune_chains(
 
     ``batches``: calibration inputs (iterated once per chain). ``method``/``options`` go to
     :func:`theory.select`, which runs until k channels carry weight (``size=k``; at most 20 k
-    steps for the selectors that may pick a channel again, k for the others).
+    steps for the selectors that may pick a channel again, k for the others). The global
+    selectors (``global-imitation``, ``combined``) score candidates by the mean squared
+    distance of the network's logits to the unpruned network's on the calibration inputs;
+    they need an nn.Sequential, whose layers after the consumer can be run on their own.
     """
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
     batches = list(batches)
     if not batches:
         raise ValueError("no calibration batches")
+    oracle_needed = SELECTORS[method].needs_oracle if method in SELECTORS else False
+    if oracle_needed and not isinstance(model, nn.Sequential):
+        raise ValueError(f"{method} on a real network needs an nn.Sequential model")
+    with torch.no_grad():
+        reference = torch.cat([model(batch) for batch in batches]) if oracle_needed else None
     model = copy.deepcopy(model)
     reports = []
     for chain in chains:
@@ -155,6 +216,8 @@ def prune_chains(
         n = problem.n_neurons
         k = max(1, round(keep * n))
         steps = min(20 * k, 20 * n) if SELECTORS[method].repeats else k
+        if oracle_needed:
+            options = options | {"oracle": output_oracle(model, chain, batches, reference)}
         trace = select(problem, steps, method, size=k, seed=seed, **options)
         between = [model.get_submodule(name) for name in chain.between]
         producer, between, consumer = prune_chain(
