@@ -58,7 +58,7 @@ def test_the_oracle_sees_the_current_weights_and_local_step_sizes():
     select(problem, 5, "global-imitation", oracle=oracle, candidates=10)
     assert seen[0][0] == 0.0 and seen[0][2:] == (1.0, 1.0)  # the vertex step: empty weights, g=1
     for total, count, low, high in seen[1:]:
-        assert total == pytest.approx(1.0) and count == 10 and 0.0 <= low <= high <= 1.0
+        assert total == pytest.approx(1.0) and 1 <= count <= 10 and 0.0 < low <= high <= 1.0
 
 
 def test_missing_or_broken_oracle_is_a_clear_error():
@@ -69,3 +69,16 @@ def test_missing_or_broken_oracle_is_a_clear_error():
         select(problem, 3, "combined", oracle=lambda w, n, g: np.zeros(2))
     with pytest.raises(ValueError, match=r"unknown option.*include_local"):
         select(problem, 3, "combined", oracle=_local_oracle(problem), include_local=False)
+
+
+def test_candidates_that_would_not_move_never_win():
+    """An oracle that prefers neuron 0 at any price: once 0 can no longer be moved toward
+    (g = 0), other neurons are taken instead of stopping the run."""
+    problem = LayerProblem.from_features(PSI)
+
+    def oracle(weights, neurons, step_sizes):
+        return np.where(np.asarray(neurons) == 0, -1.0, 1.0)
+
+    trace = select(problem, 30, "global-imitation", oracle=oracle, candidates=40, size=10)
+    assert trace.stopped == "size" and trace.support.size == 10
+    assert np.all(trace.step_sizes > 0.0)

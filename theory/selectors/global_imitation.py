@@ -1,8 +1,9 @@
 """Global imitation: choose each step by the loss of the whole network, through an oracle.
 
 Each step draws ``candidates`` neurons at random (as the GFS authors' code does), gives each
-its exact local line-search step size g_j (the greedy-local closed form), and asks the oracle
-for the global loss of every candidate a' = (1 - g_j) a + g_j e_j; the lowest wins. With
+its exact local line-search step size g_j (the greedy-local closed form; candidates with
+g_j = 0 would not move and are left out), and asks the oracle for the global loss of every
+candidate a' = (1 - g_j) a + g_j e_j; the lowest wins, even when it raises the global loss. With
 ``include_local=True`` (registered as ``combined``: the paper's deep-network rule) the
 greedy-local proposal competes too, so each step is the better of the local and the global
 proposal by the global loss.
@@ -51,6 +52,9 @@ def make(
             g, change = it.forward_changes()
             if include_local:
                 pool = np.union1d(pool, [int(np.argmin(change))])
+            pool = pool[g[pool] > 0.0]  # a candidate with step 0 would not move the weights
+            if pool.size == 0:
+                return None
             sizes = g[pool]
         losses = np.asarray(oracle(it.weights.copy(), pool, sizes), dtype=np.float64)
         if losses.shape != pool.shape or not np.all(np.isfinite(losses)):
@@ -62,8 +66,6 @@ def make(
         if it.empty:
             it.start(j)
             return Step(VERTEX, j, 1.0)
-        if g_j <= 0.0:
-            return None  # the best candidate by the global loss does not move the weights
         it.forward(j, g_j)
         return Step(FORWARD, j, g_j)
 
