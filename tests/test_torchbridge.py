@@ -256,6 +256,8 @@ def test_mnist_command_rejects_bad_arguments(capsys):
 
     assert main(["mnist", "--seeds", "0"]) == 2
     assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert main(["mnist", "--methods", "best"]) == 2
+    assert "unknown method(s) best" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
