@@ -373,7 +373,7 @@ def test_channel_outputs_sum_to_the_consumer_output(name):
 def test_global_oracle_matches_the_pruned_network(digits_cnn):
     """Coupling: the oracle's loss for the selected weights (g = 0) is the measured mean
     squared change of the logits after folding those weights into the network."""
-    from torchbridge.chains import output_oracle, sequential_chains
+    from torchbridge.chains import output_oracle, run_capturing, sequential_chains
     from torchbridge.surgery import prune_chain
 
     model, x = digits_cnn
@@ -381,7 +381,9 @@ def test_global_oracle_matches_the_pruned_network(digits_cnn):
     batches = [x[:60], x[60:120]]
     with torch.no_grad():
         reference = torch.cat([model(b) for b in batches])
-    oracle = output_oracle(model, chain, batches, reference)
+    inputs: list[torch.Tensor] = []
+    run_capturing(model, model.get_submodule(chain.consumer), batches, inputs.append)
+    oracle = output_oracle(model, chain, torch.cat(inputs), reference)
     a = np.zeros(12)
     a[[0, 3, 7, 9]] = [0.4, 0.3, 0.2, 0.1]
     predicted = oracle(a, np.array([0]), np.array([0.0]))[0]

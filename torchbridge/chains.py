@@ -133,24 +133,29 @@ def channel_outputs(consumer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return n * out.transpose(0, 1)
 
 
-def output_oracle(
-    model: nn.Sequential, chain: Chain, batches: list[torch.Tensor], reference: torch.Tensor
-):
-    """Oracle of :mod:`theory.selectors.global_imitation` for a chain of a Sequential: the
-    logits' mean squared distance to ``reference`` (B_total, classes) when the consumer's
-    output is (1 - g) sum_i a_i psi_i + g psi_j + bias, run through the layers after it."""
-    index = int(chain.consumer)
-    consumer = model[index]
-    rest = model[index + 1 :]
-    captured = []
-    handle = consumer.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+def run_capturing(model: nn.Module, consumer: nn.Module, batches, visit) -> None:
+    """Run ``model`` on every batch (no grad), calling ``visit(inputs)`` with each batch of
+    ``consumer``'s inputs: one pass over the calibration data."""
+    handle = consumer.register_forward_pre_hook(lambda _, args: visit(args[0]))
     try:
         with torch.no_grad():
             for batch in batches:
                 model(batch)
     finally:
         handle.remove()
-    psi = channel_outputs(consumer, torch.cat(captured))  # (N, B, ...)
+
+
+def output_oracle(
+    model: nn.Sequential, chain: Chain, inputs: torch.Tensor, reference: torch.Tensor
+):
+    """Oracle of :mod:`theory.selectors.global_imitation` for a chain of a Sequential: the
+    logits' mean squared distance to ``reference`` (B_total, classes) when the consumer's
+    output is (1 - g) sum_i a_i psi_i + g psi_j + bias, run through the layers after it.
+    ``inputs``: the consumer's inputs on the calibration batches, concatenated."""
+    index = int(chain.consumer)
+    consumer = model[index]
+    rest = model[index + 1 :]
+    psi = channel_outputs(consumer, inputs)  # (N, B, ...)
     bias = 0.0 if consumer.bias is None else consumer.bias.detach().to(torch.float64)
     if consumer.bias is not None and psi.dim() == 5:
         bias = bias[:, None, None]
@@ -203,21 +208,21 @@ def prune_chains(
     for chain in chains:
         consumer = model.get_submodule(chain.consumer)
         accumulator = GramAccumulator(consumer)
-        handle = consumer.register_forward_pre_hook(
-            lambda _, args, acc=accumulator: acc.update(args[0])
-        )
-        try:
-            with torch.no_grad():
-                for batch in batches:
-                    model(batch)
-        finally:
-            handle.remove()
+        captured: list[torch.Tensor] = []
+
+        def visit(inputs, acc=accumulator, keep_inputs=captured):
+            acc.update(inputs)
+            if oracle_needed:
+                keep_inputs.append(inputs)
+
+        run_capturing(model, consumer, batches, visit)
         problem = LayerProblem.from_gram(accumulator.gram())
         n = problem.n_neurons
         k = max(1, round(keep * n))
         steps = min(20 * k, 20 * n) if SELECTORS[method].repeats else k
         if oracle_needed:
-            options = options | {"oracle": output_oracle(model, chain, batches, reference)}
+            oracle = output_oracle(model, chain, torch.cat(captured), reference)
+            options = options | {"oracle": oracle}
         trace = select(problem, steps, method, size=k, seed=seed, **options)
         between = [model.get_submodule(name) for name in chain.between]
         producer, between, consumer = prune_chain(
