@@ -82,3 +82,67 @@ def test_candidates_that_would_not_move_never_win():
     trace = select(problem, 30, "global-imitation", oracle=oracle, candidates=40, size=10)
     assert trace.stopped == "size" and trace.support.size == 10
     assert np.all(trace.step_sizes > 0.0)
+
+
+def _local_gradient(problem: LayerProblem):
+    """d L / d a = 2 G (a - t): the gradient of the layer loss, from the full Gram matrix."""
+    gram, target = problem.gram, problem.target
+    return lambda weights: 2.0 * gram @ (weights - target)
+
+
+def test_taylor_with_every_candidate_and_the_local_loss_is_greedy_local():
+    problem = LayerProblem.from_features(PSI)
+    greedy = select(problem, 25, "greedy-local")
+    taylor = select(
+        problem, 25, "taylor", oracle=_local_oracle(problem),
+        gradient=_local_gradient(problem), candidates=40,
+    )  # fmt: skip
+    assert np.array_equal(taylor.neurons, greedy.neurons)
+    assert taylor.losses == pytest.approx(greedy.losses, rel=1e-12)
+
+
+def test_taylor_with_one_candidate_takes_the_frank_wolfe_vertex_at_every_step():
+    """Replays the whole sequence: after the first vertex (argmin of the gradient), each step
+    is argmin_j b_j (Frank-Wolfe's vertex) at the exact line-search step size."""
+    from theory.iterate import Iterate
+
+    problem = LayerProblem.from_features(PSI)
+    gradient = _local_gradient(problem)
+    trace = select(
+        problem, 30, "taylor", oracle=_local_oracle(problem), gradient=gradient, candidates=1
+    )
+    assert trace.neurons[0] == int(np.argmin(gradient(np.zeros(40))))
+    it = Iterate(problem)
+    it.start(int(trace.neurons[0]))
+    for j, g in zip(trace.neurons[1:], trace.step_sizes[1:], strict=True):
+        b, q = it.slopes(), it.curvatures()
+        assert j == int(np.argmin(b))
+        assert g == pytest.approx(min(max(-b[j] / q[j], 0.0), 1.0), rel=1e-12)
+        it.forward(int(j), float(g))
+    assert it.loss() == pytest.approx(trace.loss, rel=1e-12)
+    fw = select(problem, 30, "frank-wolfe")
+    if fw.neurons[0] == trace.neurons[0]:  # the same start: the same run
+        assert np.array_equal(fw.neurons, trace.neurons)
+
+
+def test_taylor_asks_the_oracle_only_for_the_best_few():
+    problem = LayerProblem.from_features(PSI)
+    pools = []
+
+    def oracle(weights, neurons, step_sizes):
+        pools.append(np.asarray(neurons).size)
+        return _local_oracle(problem)(weights, neurons, step_sizes)
+
+    select(problem, 10, "taylor", oracle=oracle, gradient=_local_gradient(problem), candidates=4)
+    assert len(pools) == 10 and max(pools) <= 4
+
+
+def test_taylor_without_gradient_or_with_a_broken_one_is_a_clear_error():
+    problem = LayerProblem.from_features(PSI)
+    oracle = _local_oracle(problem)
+    with pytest.raises(ValueError, match="taylor needs gradient"):
+        select(problem, 3, "taylor", oracle=oracle)
+    with pytest.raises(ValueError, match="taylor needs oracle"):
+        select(problem, 3, "taylor", gradient=_local_gradient(problem))
+    with pytest.raises(ValueError, match="gradient must return 40 finite values"):
+        select(problem, 3, "taylor", oracle=oracle, gradient=lambda a: np.full(40, np.nan))

@@ -28,6 +28,7 @@ from theory.selectors import (
     omp,
     pairwise,
     random_subset,
+    taylor,
 )
 from theory.trace import Trace
 
@@ -71,6 +72,7 @@ SELECTORS: dict[str, SelectorSpec] = {
         defaults=(("include_local", True),),
         needs_oracle=True,
     ),
+    "taylor": SelectorSpec(taylor, simplex=True, monotone=False, repeats=True, needs_oracle=True),
 }
 METHODS: tuple[str, ...] = tuple(SELECTORS)
 LOCAL_METHODS: tuple[str, ...] = tuple(m for m, s in SELECTORS.items() if not s.needs_oracle)

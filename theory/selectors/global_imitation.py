@@ -34,16 +34,28 @@ def make(
     include_local: bool = False,
 ):
     """Stepper of global imitation (``include_local=True``: the combined rule)."""
-    if oracle is None or not callable(oracle):
-        raise ValueError(
-            "global imitation needs oracle=f, f(weights, neurons, step_sizes) -> losses"
-        )
+    check_oracle(oracle, "global imitation")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1; got {candidates}")
     n = problem.n_neurons
 
+    def propose(it: Iterate) -> np.ndarray:
+        return rng.choice(n, size=min(candidates, n), replace=False)
+
+    return Iterate(problem), stepper(oracle, propose, include_local)
+
+
+def check_oracle(oracle: object, name: str) -> None:
+    if oracle is None or not callable(oracle):
+        raise ValueError(f"{name} needs oracle=f, f(weights, neurons, step_sizes) -> losses")
+
+
+def stepper(oracle: Oracle, propose: Callable[[Iterate], np.ndarray], include_local: bool):
+    """A step that scores the pool ``propose(it)`` (neuron indices) by the oracle, each
+    candidate at its exact local line-search step size, and takes the lowest."""
+
     def step(it: Iterate) -> Step | None:
-        pool = rng.choice(n, size=min(candidates, n), replace=False)
+        pool = np.asarray(propose(it), dtype=np.intp)
         if it.empty:
             if include_local:
                 pool = np.union1d(pool, [int(np.argmin(it.vertex_losses()))])
@@ -69,4 +81,4 @@ def make(
         it.forward(j, g_j)
         return Step(FORWARD, j, g_j)
 
-    return Iterate(problem), step
+    return step
