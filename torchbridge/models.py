@@ -1,0 +1,113 @@
+"""The architectures the command line prunes, their weights (offline), and saved pruned models.
+
+Weights: ``torchvision`` takes the file of torchvision's default weights enum from the user's
+cache (``$TORCH_HOME/hub/checkpoints``, never downloaded); ``package`` the EfficientNet-Lite0
+weights package; ``none`` a random initialisation (smoke tests); any other value is a path to a
+state dict. A pruned model is saved as plain tensors, ints and strings (architecture, kept width
+of every chain, state dict), so ``torch.load(..., weights_only=True)`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from torchbridge.chains import Chain, block_chains
+from torchbridge.images import IMAGENET, SYMMETRIC, Views
+from torchbridge.prune import resize
+
+TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
+ARCHS = (*TORCHVISION, "efficientnet_lite0")
+FORMAT = "logtickets-pruned-1"
+
+
+def build(arch: str, num_classes: int = 1000) -> nn.Module:
+    """``arch`` with random weights, in eval mode."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+    if arch == "efficientnet_lite0":
+        try:
+            import timm
+        except ImportError:
+            raise ValueError("efficientnet_lite0 needs timm: pip install timm") from None
+        return timm.create_model("tf_efficientnet_lite0", num_classes=num_classes).eval()
+    import torchvision
+
+    return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
+
+
+def views(arch: str, size: int = 224) -> Views:
+    """The input convention of ``arch``'s pretrained weights."""
+    mean, std = SYMMETRIC if arch == "efficientnet_lite0" else IMAGENET
+    return Views(size, mean, std)
+
+
+def torchvision_weights_file(arch: str) -> Path:
+    """Where torchvision's default weights for ``arch`` sit in the user's cache."""
+    import torchvision
+
+    url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def load(arch: str, weights: str) -> nn.Module:
+    """``arch`` with ``weights`` ('torchvision', 'package', 'none' or a state-dict path)."""
+    if weights == "none":
+        return build(arch)
+    if weights == "package":
+        if arch != "efficientnet_lite0":
+            raise ValueError("--weights package holds EfficientNet-Lite0 weights only")
+        from torchbridge.efficientnet import load_efficientnet_lite0
+
+        return load_efficientnet_lite0()
+    if weights == "torchvision":
+        if arch not in TORCHVISION:
+            raise ValueError(f"torchvision has no weights for {arch}")
+        path = torchvision_weights_file(arch)
+        if not path.is_file():
+            raise ValueError(
+                f"torchvision weights for {arch} not found: put {path.name} into {path.parent} "
+                "(set TORCH_HOME to use another cache); nothing is downloaded"
+            )
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(f"weights file not found: {path}")
+        if arch == "efficientnet_lite0":
+            from torchbridge.efficientnet import load_efficientnet_lite0
+
+            return load_efficientnet_lite0(path)
+    model = build(arch)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not hold {arch} weights: {error}") from None
+    return model
+
+
+def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) -> None:
+    """Write the pruned ``model`` (an ``arch`` with the given chains pruned) to ``path``."""
+    widths = {c.producer: int(model.get_submodule(c.producer).out_channels) for c in chains}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, partial)
+    partial.replace(path)
+
+
+def load_pruned(path: Path) -> tuple[str, nn.Module]:
+    """(arch, model) from a file written by :func:`save_pruned`, without unpickling code."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"pruned model not found: {path}")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a pruned model saved by logtickets ({FORMAT})")
+    state = saved["state_dict"]
+    classifier = next(v for k, v in reversed(state.items()) if k.endswith("weight"))
+    model = build(saved["arch"], num_classes=classifier.shape[0])
+    model = resize(model, block_chains(model), saved["widths"])
+    model.load_state_dict(state)
+    return saved["arch"], model.eval()

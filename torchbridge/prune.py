@@ -1,0 +1,166 @@
+"""Layer-by-layer pruning of a network's chains, from the input side, under one budget.
+
+For each chain in order the consumer's inputs are captured on the calibration batches
+(earlier chains already pruned) and their Gram matrix is accumulated
+(:mod:`torchbridge.gram`); a selector of :mod:`theory` picks the channels and their weights
+until the budget is met, and :mod:`torchbridge.surgery` removes the others. Budgets, per
+chain: ``keep``, a fraction of its channels, or ``tol``, a bound on its relative output error
+(the trace's loss over E ||F||^2, F the consumer's unpruned output without bias). A
+whole-network FLOPs target is :mod:`torchbridge.budget`. The global selectors (``global-imitation``,
+``combined``, ``taylor``) also get the network's output loss (:mod:`torchbridge.oracle`) on
+the first ``oracle_images`` calibration images.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from theory import LayerProblem, select
+from theory.selectors import spec
+from torchbridge.chains import Chain
+from torchbridge.gram import GramAccumulator
+from torchbridge.oracle import global_loss
+from torchbridge.surgery import prune_chain
+
+MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    chain: Chain
+    kept: int
+    total: int
+    loss: float  # the consumer's output change, E ||.||^2 (the trace's final loss)
+    output_rel: float  # loss / E ||F||^2: the relative squared error of the consumer's output
+    seconds: float  # calibration pass, Gram matrix, selection and surgery of this chain
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"chain": asdict(self.chain)}
+
+
+def run_capturing(
+    model: nn.Module, consumer: nn.Module, batches: Iterable[torch.Tensor], visit: Callable
+) -> None:
+    """Run ``model`` on every batch (no grad), calling ``visit(inputs)`` with each batch of
+    ``consumer``'s inputs: one pass over the calibration data."""
+    handle = consumer.register_forward_pre_hook(lambda _, args: visit(args[0]))
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        handle.remove()
+
+
+def apply_weights(model: nn.Module, chain: Chain, weights: np.ndarray) -> None:
+    """Prune ``chain`` of ``model`` in place to the channels with weights != 0, folded N a_i."""
+    names = (chain.producer, *chain.between, chain.consumer)
+    modules = [model.get_submodule(name) for name in names]
+    producer, between, consumer = prune_chain(modules[0], modules[1:-1], modules[-1], weights)
+    for name, module in zip(names, (producer, *between, consumer), strict=True):
+        model.set_submodule(name, module)
+
+
+def resize(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> nn.Module:
+    """A copy of ``model`` whose chains keep their first ``widths[producer]`` channels: the
+    shapes of a pruned network, to load its state dict into."""
+    model = copy.deepcopy(model)
+    for chain in chains:
+        total = model.get_submodule(chain.producer).out_channels
+        kept = widths.get(chain.producer, total)
+        if not 1 <= kept <= total:
+            raise ValueError(f"width {kept} of {chain.producer} is not in [1, {total}]")
+        apply_weights(model, chain, np.r_[np.ones(kept), np.zeros(total - kept)])
+    return model
+
+
+def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
+    out, count = [], 0
+    for batch in batches:
+        if count >= images:
+            break
+        out.append(batch[: images - count])
+        count += out[-1].shape[0]
+    return out
+
+
+def prune_chains(
+    model: nn.Module,
+    chains: list[Chain],
+    batches: Iterable[torch.Tensor],
+    *,
+    keep: float | None = None,
+    tol: float | None = None,
+    method: str = "greedy-local",
+    seed: int = 0,
+    objective: str = "kl",
+    oracle_images: int = 64,
+    progress: bool = False,
+    **options: object,
+) -> tuple[nn.Module, list[LayerReport]]:
+    """A pruned copy of ``model`` (in eval mode) and a report per chain.
+
+    Exactly one budget: ``keep`` (each chain keeps k = round(keep N) channels: the selector
+    runs until k channels carry weight, at most 20 k steps for the selectors that may pick a
+    channel again) or ``tol`` (each chain stops once its relative output error is <= tol).
+    ``batches``: calibration inputs, run once per chain. ``method`` and ``options`` go to
+    :func:`theory.select`; ``objective`` ("kl" or "mse") is the global selectors' loss.
+    """
+    if (keep is None) == (tol is None):
+        raise ValueError("give exactly one budget: keep (a fraction) or tol (a relative error)")
+    if keep is not None and not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
+    if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
+        raise ValueError(f"tol must be a finite relative error >= 0; got {tol}")
+    chosen = spec(method)
+    batches = list(batches)
+    if not batches:
+        raise ValueError("no calibration batches")
+    if oracle_images < 1:
+        raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
+    model = copy.deepcopy(model).eval()
+    if chosen.needs_oracle:
+        oracle_batches = _oracle_batches(batches, oracle_images)
+        with torch.no_grad():
+            references = [model(batch) for batch in oracle_batches]
+    reports = []
+    for chain in tqdm(chains, desc=f"prune {method}", unit="chain", disable=not progress):
+        start = time.perf_counter()
+        consumer = model.get_submodule(chain.consumer)
+        accumulator = GramAccumulator(consumer)
+        run_capturing(model, consumer, batches, accumulator.update)
+        problem = LayerProblem.from_gram(accumulator.gram())
+        n, energy = problem.n_neurons, problem.target_norm2
+        extra = dict(options)
+        if chosen.needs_oracle:
+            loss = global_loss(model, chain.consumer, oracle_batches, references, objective)
+            extra["oracle"] = loss.oracle
+            if "gradient" in chosen.options:
+                extra["gradient"] = loss.gradient
+        if keep is not None:
+            k = max(1, round(keep * n))
+            steps = MAX_REPEATS * k if chosen.repeats else k
+            trace = select(problem, steps, method, size=k, seed=seed, **extra)
+        else:
+            steps = MAX_REPEATS * n if chosen.repeats else n
+            trace = select(problem, steps, method, tol=tol * energy, seed=seed, **extra)
+        apply_weights(model, chain, trace.weights)
+        reports.append(
+            LayerReport(
+                chain,
+                int(np.count_nonzero(trace.weights)),
+                n,
+                trace.loss,
+                trace.loss / energy,
+                time.perf_counter() - start,
+            )
+        )
+    return model, reports
