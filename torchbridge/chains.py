@@ -7,8 +7,9 @@ named by their dotted module names. In a Sequential only a batch norm right afte
 is recognised (no depthwise convolutions); :func:`block_chains` knows the blocks that have
 depthwise convolutions. Finders: :func:`sequential_chains` (an nn.Sequential) and
 :func:`block_chains` (the internal channels of torchvision's ResNet basic and bottleneck
-blocks and MobileNetV2's inverted residuals, and of timm's inverted residuals as in
-EfficientNet-Lite; channels on residual paths are not touched).
+blocks, MobileNetV2's and MobileNetV3's inverted residuals (with squeeze-excitation), and of
+timm's inverted residuals as in EfficientNet-Lite; channels on residual paths are not
+touched).
 
 :mod:`torchbridge.prune` prunes the chains in order.
 """
@@ -69,9 +70,10 @@ def sequential_chains(model: nn.Sequential) -> list[Chain]:
 
 
 def block_chains(model: nn.Module) -> list[Chain]:
-    """Internal chains of torchvision ResNet (BasicBlock, Bottleneck) and MobileNetV2
-    (InvertedResidual with expansion) blocks, and of timm inverted residuals without
-    squeeze-excitation (EfficientNet-Lite), in module order."""
+    """Internal chains of torchvision ResNet (BasicBlock, Bottleneck), MobileNetV2 and
+    MobileNetV3 (InvertedResidual with expansion; V3's squeeze-excitation is sliced with the
+    chain) blocks, and of timm inverted residuals without squeeze-excitation
+    (EfficientNet-Lite), in module order."""
     chains = []
     for name, module in model.named_modules():
         kind = type(module).__name__
@@ -85,13 +87,24 @@ def block_chains(model: nn.Module) -> list[Chain]:
         elif kind == "Bottleneck":
             chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))
             chains.append(Chain(f"{name}.conv2", (f"{name}.bn2",), f"{name}.conv3"))
-        elif kind == "InvertedResidual" and len(module.conv) == 4:  # expand, depthwise, project
-            inner = f"{name}.conv"
+        elif kind == "InvertedResidual" and hasattr(module, "conv") and len(module.conv) == 4:
+            inner = f"{name}.conv"  # MobileNetV2: expand, depthwise, project conv, its norm
             between = (f"{inner}.0.1", f"{inner}.1.0", f"{inner}.1.1")
             chains.append(Chain(f"{inner}.0.0", between, f"{inner}.2"))
+        elif kind == "InvertedResidual" and hasattr(module, "block"):  # MobileNetV3
+            expand = module.block[0][0]
+            if expand.groups != 1:  # no expansion: the block starts with its depthwise conv
+                continue
+            inner = f"{name}.block"
+            between = [f"{inner}.0.1", f"{inner}.1.0", f"{inner}.1.1"]
+            if len(module.block) == 4:
+                between.append(f"{inner}.2")  # squeeze-excitation
+            chains.append(
+                Chain(f"{inner}.0.0", tuple(between), f"{inner}.{len(module.block) - 1}.0")
+            )
     if not chains:
         raise ValueError(
             f"no supported block in {type(model).__name__}: block_chains knows ResNet "
-            "BasicBlock/Bottleneck, MobileNetV2 InvertedResidual and timm's InvertedResidual"
+            "BasicBlock/Bottleneck, MobileNetV2/V3 InvertedResidual and timm's InvertedResidual"
         )
     return chains

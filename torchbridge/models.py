@@ -18,7 +18,8 @@ from torchbridge.chains import Chain, block_chains
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
-TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
+TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small",
+               "mobilenet_v3_large")  # fmt: skip
 ARCHS = (*TORCHVISION, "efficientnet_lite0")
 FORMAT = "logtickets-pruned-1"
 

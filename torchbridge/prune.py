@@ -14,6 +14,7 @@ the first ``oracle_images`` calibration images.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -28,7 +29,7 @@ from theory.selectors import spec
 from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator
 from torchbridge.oracle import global_loss
-from torchbridge.surgery import prune_chain
+from torchbridge.surgery import is_squeeze_excitation, prune_chain
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
@@ -60,11 +61,19 @@ def run_capturing(
         handle.remove()
 
 
-def apply_weights(model: nn.Module, chain: Chain, weights: np.ndarray) -> None:
-    """Prune ``chain`` of ``model`` in place to the channels with weights != 0, folded N a_i."""
+def apply_weights(
+    model: nn.Module,
+    chain: Chain,
+    weights: np.ndarray,
+    squeeze_means: dict[int, torch.Tensor] | None = None,
+) -> None:
+    """Prune ``chain`` of ``model`` in place to the channels with weights != 0, folded N a_i
+    (``squeeze_means``: see :func:`torchbridge.surgery.prune_chain`)."""
     names = (chain.producer, *chain.between, chain.consumer)
     modules = [model.get_submodule(name) for name in names]
-    producer, between, consumer = prune_chain(modules[0], modules[1:-1], modules[-1], weights)
+    producer, between, consumer = prune_chain(
+        modules[0], modules[1:-1], modules[-1], weights, squeeze_means
+    )
     for name, module in zip(names, (producer, *between, consumer), strict=True):
         model.set_submodule(name, module)
 
@@ -80,6 +89,31 @@ def resize(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> nn.
             raise ValueError(f"width {kept} of {chain.producer} is not in [1, {total}]")
         apply_weights(model, chain, np.r_[np.ones(kept), np.zeros(total - kept)])
     return model
+
+
+class SqueezeMeans:
+    """Mean over calibration images of the pooled input (N,) of a chain's squeeze-excitation
+    modules, gathered by forward pre-hooks during the calibration pass."""
+
+    def __init__(self, model: nn.Module, chain: Chain) -> None:
+        self._sums: dict[int, torch.Tensor] = {}
+        self._images: dict[int, int] = {}
+        self._handles = []
+        for i, name in enumerate(chain.between):
+            module = model.get_submodule(name)
+            if is_squeeze_excitation(module):
+                hook = functools.partial(self._add, i)
+                self._handles.append(module.register_forward_pre_hook(hook))
+
+    def _add(self, i: int, _module: nn.Module, args: tuple) -> None:
+        pooled = args[0].detach().double().mean(dim=(2, 3)).sum(dim=0)
+        self._sums[i] = self._sums.get(i, 0) + pooled
+        self._images[i] = self._images.get(i, 0) + args[0].shape[0]
+
+    def close(self) -> dict[int, torch.Tensor]:
+        for handle in self._handles:
+            handle.remove()
+        return {i: (total / self._images[i]).cpu() for i, total in self._sums.items()}
 
 
 def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
@@ -136,7 +170,11 @@ def prune_chains(
         start = time.perf_counter()
         consumer = model.get_submodule(chain.consumer)
         accumulator = GramAccumulator(consumer)
-        run_capturing(model, consumer, batches, accumulator.update)
+        squeeze = SqueezeMeans(model, chain)
+        try:
+            run_capturing(model, consumer, batches, accumulator.update)
+        finally:
+            means = squeeze.close()
         problem = LayerProblem.from_gram(accumulator.gram())
         n, energy = problem.n_neurons, problem.target_norm2
         extra = dict(options)
@@ -152,7 +190,7 @@ def prune_chains(
         else:
             steps = MAX_REPEATS * n if chosen.repeats else n
             trace = select(problem, steps, method, tol=tol * energy, seed=seed, **extra)
-        apply_weights(model, chain, trace.weights)
+        apply_weights(model, chain, trace.weights, means)
         reports.append(
             LayerReport(
                 chain,

@@ -7,6 +7,15 @@ depthwise convolutions) keeps only those channels; the consumer keeps only those
 channels, each multiplied by N a_i (the weights folded back, THEORY.md section 1). The result
 is plain modules, no masks: the pruned chain computes exactly what the original computes with
 its consumer input channels scaled by N a_i (zero for the dropped ones).
+
+A squeeze-excitation module in between (``fc1``: N -> s and ``fc2``: s -> N 1x1 convolutions
+on the pooled channels, as in MobileNetV3) couples the channels: its gates read every channel.
+It keeps fc1's input columns and fc2's output rows of the kept channels; the dropped
+channels' share of fc1's input is replaced by its calibration mean, folded into fc1's bias
+(``fc1.bias += W1[:, dropped] @ mean[dropped]``) when the means are given. The pruned chain
+then equals the original with the consumer inputs scaled by N a_i *and* the dropped channels'
+pooled values fixed at their means inside the squeeze (tested); the gates of the kept
+channels move by what the dropped channels varied around their means.
 """
 
 from __future__ import annotations
@@ -26,6 +35,14 @@ def _is_depthwise(module: nn.Module, n: int) -> bool:
     )
 
 
+def is_squeeze_excitation(module: nn.Module, n: int | None = None) -> bool:
+    """A squeeze-excitation block over n channels: 1x1 convolutions fc1 (n -> s), fc2 (s -> n)."""
+    fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
+    if not (isinstance(fc1, nn.Conv2d) and isinstance(fc2, nn.Conv2d)):
+        return False
+    return fc1.in_channels == fc2.out_channels and (n is None or fc1.in_channels == n)
+
+
 def _check(producer: nn.Module, between: Sequence[nn.Module], consumer: nn.Module, n: int) -> None:
     if not isinstance(producer, nn.Conv2d) or producer.groups != 1:
         raise ValueError(f"unsupported producer {type(producer).__name__}: need a dense nn.Conv2d")
@@ -35,10 +52,11 @@ def _check(producer: nn.Module, between: Sequence[nn.Module], consumer: nn.Modul
         )
     for module in between:
         norm = isinstance(module, nn.BatchNorm2d) and module.num_features == n
-        if not (norm or _is_depthwise(module, n)):
+        if not (norm or _is_depthwise(module, n) or is_squeeze_excitation(module, n)):
             raise ValueError(
-                f"between producer and consumer only BatchNorm2d({n}) and depthwise "
-                f"Conv2d({n}, {n}, groups={n}) can be sliced; got {module!r}"
+                f"between producer and consumer only BatchNorm2d({n}), depthwise "
+                f"Conv2d({n}, {n}, groups={n}) and squeeze-excitation over {n} channels can "
+                f"be sliced; got {module!r}"
             )
     if isinstance(consumer, nn.Conv2d):
         if consumer.groups != 1 or consumer.in_channels != n:
@@ -73,17 +91,44 @@ def _slice(module: nn.Module, keep: torch.Tensor) -> nn.Module:
     return new
 
 
+def _slice_squeeze(module: nn.Module, keep: torch.Tensor, mean: torch.Tensor | None) -> nn.Module:
+    """A copy of a squeeze-excitation block over only channels ``keep``; the dropped channels'
+    pooled ``mean`` (N,) folded into fc1's bias when given."""
+    new = copy.deepcopy(module)
+    fc1, fc2 = module.fc1, module.fc2
+    weight = fc1.weight.detach()
+    new.fc1.weight = nn.Parameter(weight[:, keep].clone())
+    new.fc1.in_channels = len(keep)
+    if mean is not None:
+        dropped = torch.ones(weight.shape[1], dtype=torch.bool)
+        dropped[keep] = False
+        shift = weight[:, dropped, 0, 0] @ mean.to(weight)[dropped]
+        bias = fc1.bias.detach() if fc1.bias is not None else torch.zeros_like(shift)
+        new.fc1.bias = nn.Parameter(bias + shift)
+    new.fc2.weight = nn.Parameter(fc2.weight.detach()[keep].clone())
+    if fc2.bias is not None:
+        new.fc2.bias = nn.Parameter(fc2.bias.detach()[keep].clone())
+    new.fc2.out_channels = len(keep)
+    return new
+
+
 def prune_chain(
     producer: nn.Conv2d,
     between: Sequence[nn.Module],
     consumer: nn.Conv2d | nn.Linear,
     weights: np.ndarray,
+    squeeze_means: dict[int, torch.Tensor] | None = None,
 ) -> tuple[nn.Conv2d, list[nn.Module], nn.Module]:
-    """New (producer, between, consumer) keeping the channels with weights != 0, folded N a_i."""
+    """New (producer, between, consumer) keeping the channels with weights != 0, folded N a_i.
+
+    ``squeeze_means``: for the squeeze-excitation modules in ``between`` (by position), the
+    calibration mean of their pooled input (N,); without it the dropped channels simply leave
+    the squeeze (shapes only, as when rebuilding a saved model)."""
     a = np.asarray(weights, dtype=np.float64)
     _check(producer, between, consumer, a.size)
     if not np.all(np.isfinite(a)) or not a.any():
         raise ValueError("weights must be finite and not all zero")
+    means = squeeze_means or {}
     keep = torch.as_tensor(np.flatnonzero(a))
     scale = torch.as_tensor(a.size * a[a != 0], dtype=consumer.weight.dtype)
 
@@ -95,4 +140,8 @@ def prune_chain(
         new_consumer.in_channels = len(keep)
     else:
         new_consumer.in_features = len(keep)
-    return _slice(producer, keep), [_slice(m, keep) for m in between], new_consumer
+    sliced = [
+        _slice_squeeze(m, keep, means.get(i)) if is_squeeze_excitation(m) else _slice(m, keep)
+        for i, m in enumerate(between)
+    ]
+    return _slice(producer, keep), sliced, new_consumer
