@@ -265,15 +265,6 @@ def test_prune_chains_rejects_bad_arguments(digits_cnn):
         sequential_chains(nn.Linear(2, 2))
 
 
-def test_mnist_command_rejects_bad_arguments(capsys):
-    from torchbridge.__main__ import main
-
-    assert main(["mnist", "--seeds", "0"]) == 2
-    assert "--seeds must be >= 1" in capsys.readouterr().err
-    assert main(["mnist", "--methods", "best"]) == 2
-    assert "unknown method(s) best" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("arch", "chains"),
     [("resnet18", 8), ("resnet50", 32), ("mobilenet_v2", 16), ("mobilenet_v3_small", 10)],

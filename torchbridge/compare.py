@@ -1,0 +1,67 @@
+"""Several methods on one network at one budget, in one run: quality before and after the same
+short fine-tune, FLOPs, parameters, latency and time, for the comparison tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from torchbridge.chains import Chain
+from torchbridge.job import PruneConfig, measure, prune_model
+from torchbridge.oracle import output_distance
+
+
+def distill(
+    model: nn.Module, reference: nn.Module, images: torch.Tensor, epochs: int = 2, lr: float = 1e-4
+) -> None:
+    """Short fine-tune in place without labels: Adam on KL(reference || model) over ``images``
+    in minibatches of 32, batch norms frozen (eval mode throughout)."""
+    opt = torch.optim.Adam(model.parameters(), lr)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(images), generator=generator).split(32):
+            with torch.no_grad():
+                target = reference(images[idx])
+            opt.zero_grad()
+            output_distance(model(images[idx]), target, "kl").mean().backward()
+            opt.step()
+    model.eval()
+
+
+def compare_methods(
+    model: nn.Module,
+    chains: list[Chain],
+    calibration: list[torch.Tensor],
+    test: torch.Tensor,
+    labels: torch.Tensor | None,
+    methods: tuple[str, ...],
+    budget: dict[str, float],
+    finetune: Callable[[nn.Module], None],
+    seed: int = 0,
+    progress: Callable[[str, dict], None] | None = None,
+) -> dict[str, dict]:
+    """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
+    FLOPs, parameters and latency), seconds, kept widths, and agreement, KL and accuracy again
+    after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: {"keep": f} or {"flops": f}."""
+    base = measure(model, model, test, labels, 32)
+    rows = {}
+    for method in methods:
+        config = PruneConfig("-", method=method, seed=seed, **budget)
+        config.check()
+        start = time.perf_counter()
+        pruned, reports, _ = prune_model(model, chains, calibration, config)
+        seconds = time.perf_counter() - start
+        row = measure(pruned, model, test, labels, 32)
+        for key in ("flops", "params", "latency_s"):
+            row[key] /= base[key]
+        row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
+        finetune(pruned)
+        tuned = measure(pruned, model, test, labels, 32)
+        row |= {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
+        rows[method] = row
+        if progress is not None:
+            progress(method, row)
+    return {"unpruned": base, "methods": rows}
