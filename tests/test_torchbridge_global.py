@@ -171,3 +171,54 @@ def test_global_selectors_beat_local_on_their_own_objective():
             return float(output_distance(net(x).double(), reference.double(), "kl").mean())
 
     assert kl(glob) <= kl(local) + 1e-9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_lite0"])
+def test_walking_the_graph_prunes_as_running_the_network_per_chain(name):
+    """The one-pass walk gives the same channels and weights as a full forward pass per
+    chain, and runs the stem once per batch instead of once per chain."""
+    models = _models() | {"mobilenet_v3_small": torchvision.models.mobilenet_v3_small()}
+    if name not in models:
+        pytest.skip("timm is not installed")
+    model = models[name].eval()
+    chains = block_chains(model)
+    x = torch.randn(6, 3, 48, 48, generator=torch.Generator().manual_seed(2))
+    batches = [x[:3], x[3:]]
+    stem = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    calls = []
+    handle = stem.register_forward_pre_hook(lambda *_: calls.append(1))
+    walked, walked_reports = prune_chains(model, chains, batches, keep=0.5)
+    walked_calls = len(calls)
+    calls.clear()
+    full, full_reports = prune_chains(model, chains, batches, keep=0.5, walk_graph=False)
+    handle.remove()
+    # the copy pruned keeps the hook: the stem runs once per batch against once per chain
+    assert walked_calls == len(batches) and len(calls) == len(chains) * len(batches)
+    assert [r.kept for r in walked_reports] == [r.kept for r in full_reports]
+    assert [r.loss for r in walked_reports] == pytest.approx(
+        [r.loss for r in full_reports], rel=1e-6
+    )
+    for (key, a), b in zip(walked.state_dict().items(), full.state_dict().values(), strict=True):
+        assert a.shape == b.shape, key
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), key
+
+
+def test_the_walk_runs_the_network_about_twice():
+    from torchbridge.walk import Walk
+
+    model = _models()["resnet18"]
+    chains = block_chains(model)
+    walk = Walk(model, chains)
+    stem_calls, last_producer, last_consumer = [], [], []
+    model.conv1.register_forward_pre_hook(lambda *_: stem_calls.append(1))
+    model.layer4[1].conv1.register_forward_pre_hook(lambda *_: last_producer.append(1))
+    model.layer4[1].conv2.register_forward_pre_hook(lambda *_: last_consumer.append(1))
+    state = walk.start(torch.randn(2, 3, 32, 32))
+    with torch.no_grad():
+        for i in range(len(chains)):
+            walk.advance(state, i)
+            walk.consumer_input(state, i)
+    assert len(stem_calls) == 1 and len(last_producer) == 1
+    assert not last_consumer  # nothing after the last consumer's input runs
+    assert set(state.env) <= set(walk.nodes)
+    assert len(state.env) <= 3  # only the values that cross the cut are kept

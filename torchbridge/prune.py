@@ -30,6 +30,7 @@ from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator
 from torchbridge.oracle import global_loss
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
+from torchbridge.walk import try_walk
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
@@ -94,7 +95,8 @@ def resize(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> nn.
 
 class SqueezeMeans:
     """Mean over calibration images of the pooled input (N,) of a chain's squeeze-excitation
-    modules, gathered by forward pre-hooks during the calibration pass."""
+    modules, gathered during the calibration pass by forward pre-hooks on their ``fc1`` (a
+    leaf module: it is called whether the network runs whole or walked as a graph)."""
 
     def __init__(self, model: nn.Module, chain: Chain) -> None:
         self._sums: dict[int, torch.Tensor] = {}
@@ -104,7 +106,7 @@ class SqueezeMeans:
             module = model.get_submodule(name)
             if is_squeeze_excitation(module):
                 hook = functools.partial(self._add, i)
-                self._handles.append(module.register_forward_pre_hook(hook))
+                self._handles.append(module.fc1.register_forward_pre_hook(hook))
 
     def _add(self, i: int, _module: nn.Module, args: tuple) -> None:
         pooled = args[0].detach().double().mean(dim=(2, 3)).sum(dim=0)
@@ -159,6 +161,7 @@ def prune_chains(
     objective: str = "kl",
     oracle_images: int = 64,
     progress: bool = False,
+    walk_graph: bool = True,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
@@ -166,7 +169,9 @@ def prune_chains(
     Exactly one budget: ``keep`` (each chain keeps k = round(keep N) channels: the selector
     runs until k channels carry weight, at most 20 k steps for the selectors that may pick a
     channel again) or ``tol`` (each chain stops once its relative output error is <= tol).
-    ``batches``: calibration inputs, run once per chain. ``method`` and ``options`` go to
+    ``batches``: calibration inputs. With ``walk_graph`` (where the network can be traced:
+    :mod:`torchbridge.walk`) they pass through the network about twice in all; otherwise, or
+    with ``walk_graph=False``, once per chain. ``method`` and ``options`` go to
     :func:`theory.select`; ``objective`` ("kl" or "mse") is the global selectors' loss.
     """
     if (keep is None) == (tol is None):
@@ -187,13 +192,23 @@ def prune_chains(
         with torch.no_grad():
             references = [model(batch) for batch in oracle_batches]
     reports = []
-    for chain in tqdm(chains, desc=f"prune {method}", unit="chain", disable=not progress):
+    walk = try_walk(model, chains) if walk_graph else None
+    if walk is not None:
+        states = [walk.start(batch) for batch in batches]
+    for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
+                                   disable=not progress)):  # fmt: skip
         start = time.perf_counter()
         consumer = model.get_submodule(chain.consumer)
         accumulator = GramAccumulator(consumer)
         squeeze = SqueezeMeans(model, chain)
         try:
-            run_capturing(model, consumer, batches, accumulator.update)
+            if walk is None:
+                run_capturing(model, consumer, batches, accumulator.update)
+            else:
+                with torch.no_grad():
+                    for state in states:
+                        walk.advance(state, i)
+                        accumulator.update(walk.consumer_input(state, i))
         finally:
             means = squeeze.close()
         problem = LayerProblem.from_gram(accumulator.gram())

@@ -33,15 +33,20 @@ class Split:
     carried: int  # how many values head passes to tail besides the consumer's input/output
 
 
-def split_at(model: nn.Module, consumer: str) -> Split:
-    """Cut ``model`` at the only call of the submodule named ``consumer``."""
+def trace(model: nn.Module) -> fx.Graph:
+    """The fx graph of ``model``; a ValueError naming the cause when it cannot be traced."""
     try:
-        graph = _Tracer().trace(model)
+        return _Tracer().trace(model)
     except Exception as error:  # fx raises several types for untraceable Python control flow
         raise ValueError(
-            f"{type(model).__name__} cannot be traced by torch.fx, which the global selectors "
-            f"need to run the network after a layer ({type(error).__name__}: {error})"
+            f"{type(model).__name__} cannot be traced by torch.fx, which is needed to run the "
+            f"network piece by piece ({type(error).__name__}: {error})"
         ) from None
+
+
+def split_at(model: nn.Module, consumer: str) -> Split:
+    """Cut ``model`` at the only call of the submodule named ``consumer``."""
+    graph = trace(model)
     root = fx.GraphModule(model, graph)
     nodes = list(graph.nodes)
     calls = [n for n in nodes if n.op == "call_module" and n.target == consumer]
