@@ -6,21 +6,35 @@ every candidate in O(N) per step) against GFS-style evaluation (each step, 50 ra
 each scored by a forward pass of the consumer on the batch: the layer's output loss with the
 candidate's gates), and the loss each reaches at the same n, relative to E ||F||^2. Both run in
 this process, one after the other, so the ratio is what to read.
+
+Rows "end to end": the MNIST ResNet-18 and EfficientNet-Lite0 pruned to a FLOPs target by our
+greedy-local (shared-tolerance search) and by Torch-Pruning's magnitude and Taylor pruners
+(ratio search), against the calibration forward passes alone; each in a fresh process, for its
+peak resident memory; quality before any fine-tuning. Rows "scaling": our pruning time
+against the number of calibration images, and where the time goes (a profile's top entries).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import multiprocessing
 import platform
+import pstats
+import resource
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from sims.store import atomic_write, versions
 from theory import LayerProblem, select
-from torchbridge.chains import Chain, block_chains, sequential_chains
+from torchbridge.chains import Chain, block_chains
 from torchbridge.gram import GramAccumulator
 from torchbridge.oracle import GlobalLoss
 from torchbridge.prune import run_capturing
@@ -64,50 +78,127 @@ def local_vs_forward(model, chain: Chain, batch: torch.Tensor, keep: float) -> d
     }
 
 
-def _mnist_cnn() -> tuple[torch.nn.Module, torch.Tensor]:
-    from sims.data import raw_images
-    from torchbridge.mnist import small_cnn, train
+def _network(
+    name: str,
+) -> tuple[nn.Module, list, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """(model, chains, calibration batches, test images, test labels or None)."""
+    if name == "mnist-resnet18":
+        from torchbridge.mnist import split, trained
+
+        model = trained("resnet18", 0)
+        xt, _, xs, ys = split(0)
+        return model, block_chains(model), list(xt[:512].split(128)), xs, ys
+    from torchbridge.efficientnet import load_efficientnet_lite0
+    from torchbridge.images import photo_sets
+    from torchbridge.models import views
+
+    model = load_efficientnet_lite0()
+    calibration, test, _ = photo_sets(views("efficientnet_lite0"), 96, seed=0)
+    return model, block_chains(model), list(calibration.split(32)), test, None
+
+
+def end_to_end_task(network: str, task: str, flops: float) -> dict:
+    """One row of the end-to-end table, run in its own process (for its peak memory)."""
+    from torchbridge.baselines import torch_pruning_to_flops
+    from torchbridge.budget import prune_to_flops
+    from torchbridge.job import measure
 
     torch.manual_seed(0)
-    images, labels = raw_images("mnist5k")
-    x = torch.tensor(images, dtype=torch.float32).reshape(-1, 1, 28, 28)
-    model = small_cnn()
-    train(model, x[:2000], torch.tensor(labels[:2000]), epochs=2, seed=0)
-    return model, x[4000:4256]
+    model, chains, calibration, test, labels = _network(network)
+    start = time.perf_counter()
+    if task == "forward passes":
+        with torch.no_grad():
+            for batch in calibration:
+                model(batch)
+        pruned = None
+    elif task == "greedy-local":
+        pruned, _, probes = prune_to_flops(model, chains, calibration, flops)
+    else:
+        pruned, _ = torch_pruning_to_flops(model, chains, calibration, task, flops)
+    seconds = time.perf_counter() - start
+    row = {"network": network, "task": task, "seconds": seconds,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    if pruned is not None:
+        result = measure(pruned, model, test, labels, 64)
+        base = measure(model, model, test[:64], None, 64)
+        row |= {k: result[k] for k in ("agreement", "kl", "accuracy") if k in result}
+        row["flops"] = result["flops"] / base["flops"]
+        if task == "greedy-local":
+            row["real_probes"] = sum(not p.predicted for p in probes)
+    return row
+
+
+def scaling(images: tuple[int, ...]) -> tuple[list[dict], list[str]]:
+    """EfficientNet-Lite0, greedy-local at keep 0.5: seconds against calibration images (and
+    the forward passes alone), and the top entries of a profile of the largest run."""
+    from torchbridge.prune import prune_chains
+
+    model, chains, calibration, _, _ = _network("efficientnet-lite0")
+    everything = torch.cat(calibration)
+    rows = []
+    for count in images:
+        batches = list(everything[:count].split(32))
+        start = time.perf_counter()
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+        forward = time.perf_counter() - start
+        start = time.perf_counter()
+        prune_chains(model, chains, batches, keep=0.5)
+        rows.append({"images": count, "prune_s": time.perf_counter() - start,
+                     "forward_s": forward})  # fmt: skip
+    profile = cProfile.Profile()
+    profile.enable()
+    prune_chains(model, chains, list(everything[: images[-1]].split(32)), keep=0.5)
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(8)
+    top = [line for line in text.getvalue().splitlines() if line.strip()][-9:]
+    return rows, top
+
+
+def _print(rows: list[dict], header: tuple[str, ...]) -> None:
+    print(" | ".join(header))
+    for row in rows:
+        cells = [row.get(k, "") for k in header]
+        print(" | ".join(f"{c:.4g}" if isinstance(c, float) else str(c) for c in cells))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m torchbridge.bench", description=__doc__)
-    parser.add_argument("--keep", type=float, default=0.5)
+    parser.add_argument("--keep", type=float, default=0.5, help="local vs forward: n / N")
+    parser.add_argument("--flops", type=float, default=0.5, help="end to end: FLOPs target")
     parser.add_argument("--out", type=Path, default=Path("runs/torchbridge-bench.json"))
     args = parser.parse_args(argv)
-    rows = []
-    model, batch = _mnist_cnn()
-    rows.append({"network": "mnist-cnn"} | local_vs_forward(
-        model, sequential_chains(model)[1], batch, args.keep))  # fmt: skip
-    try:
-        from torchbridge.efficientnet import load_efficientnet_lite0
-        from torchbridge.images import photo_sets
-        from torchbridge.models import views
-
-        effnet = load_efficientnet_lite0()
-        calibration, _, _ = photo_sets(views("efficientnet_lite0"), 32, seed=0)
-        chain = block_chains(effnet)[4]
-        rows.append({"network": "efficientnet-lite0"} | local_vs_forward(
-            effnet, chain, calibration, args.keep))  # fmt: skip
-    except ValueError as error:  # weights package absent
-        print(f"efficientnet-lite0 row skipped: {error}")
-    header = ("network", "chain", "N", "n", "images", "gram_greedy_s", "forward_50_s", "speedup",
-              "gram_greedy_loss_rel", "forward_50_loss_rel")  # fmt: skip
-    print(" | ".join(header))
-    for row in rows:
-        print(" | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k])
-                         for k in header))  # fmt: skip
+    networks = ["mnist-resnet18", "efficientnet-lite0"]
+    local = []
+    for network in networks:
+        model, chains, calibration, _, _ = _network(network)
+        chain = chains[4]
+        local.append({"network": network} | local_vs_forward(
+            model, chain, torch.cat(calibration)[:128], args.keep))  # fmt: skip
+    _print(local, ("network", "chain", "N", "n", "images", "gram_greedy_s", "forward_50_s",
+                   "speedup", "gram_greedy_loss_rel", "forward_50_loss_rel"))  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    ends = []
+    for network in networks:
+        for task in ("forward passes", "greedy-local", "tp-magnitude", "tp-taylor"):
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                ends.append(pool.submit(end_to_end_task, network, task, args.flops).result())
+            print(f"  {ends[-1]}", file=sys.stderr)
+    _print(ends, ("network", "task", "seconds", "peak_rss_mib", "flops", "agreement", "kl",
+                  "accuracy", "real_probes"))  # fmt: skip
+    scale, profile = scaling((24, 48, 96))
+    _print(scale, ("images", "prune_s", "forward_s"))
+    print("\n".join(profile))
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads()},
         "versions": versions() | {"torch": torch.__version__},
-        "rows": rows,
+        "local_vs_forward": local,
+        "end_to_end": ends,
+        "scaling": scale,
+        "profile_top": profile,
     }  # fmt: skip
     atomic_write(args.out, json.dumps(result, indent=2))
     print(f"written: {args.out}")

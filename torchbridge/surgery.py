@@ -130,7 +130,9 @@ def prune_chain(
         raise ValueError("weights must be finite and not all zero")
     means = squeeze_means or {}
     keep = torch.as_tensor(np.flatnonzero(a))
-    scale = torch.as_tensor(a.size * a[a != 0], dtype=consumer.weight.dtype)
+    scale = torch.as_tensor(
+        a.size * a[a != 0], dtype=consumer.weight.dtype, device=consumer.weight.device
+    )
 
     new_consumer = copy.deepcopy(consumer)
     kept = consumer.weight.detach()[:, keep]
