@@ -51,8 +51,26 @@ def test_flops_target_is_met_by_the_best_probe(resnet):
     ]
     # a larger shared tolerance never kept more FLOPs, among predictions and among real probes
     for group in ([p for p in probes if p.predicted], real):
-        ordered = sorted(group, key=lambda p: p.tol)
+        ordered = sorted(group, key=lambda p: p.value)
         assert all(a.flops >= b.flops - 1e-9 for a, b in itertools.pairwise(ordered))
+
+
+def test_uniform_allocation_keeps_one_fraction_everywhere_under_the_target(resnet):
+    model, chains, batches = resnet
+    x = batches[0][:1]
+    pruned, reports, probes = prune_to_flops(
+        model, chains, batches, 0.6, allocation="uniform", method="magnitude"
+    )
+    assert count(pruned, x).flops / count(model, x).flops <= 0.6
+    keep = probes[-1].value
+    assert probes[-1].budget == "keep" and not probes[-1].predicted
+    assert [r.kept for r in reports] == [max(1, round(keep * r.total)) for r in reports]
+    wider = {r.chain.producer: max(1, round((keep + 0.02) * r.total)) for r in reports}
+    from torchbridge.prune import resize
+
+    assert count(resize(model, chains, wider), x).flops / count(model, x).flops > 0.6
+    with pytest.raises(ValueError, match="unknown allocation 'even'"):
+        prune_to_flops(model, chains, batches, 0.6, allocation="even")
 
 
 def test_predicted_widths_are_the_first_chain_widths_of_a_real_run(resnet):
@@ -155,6 +173,7 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
         (["--keep", "0.5", "--method", "best"], "unknown method 'best'"),
         (["--keep", "0.5", "--arch", "vgg16"], "unknown architecture 'vgg16'"),
         (["--flops", "0.01"], "cannot be met"),
+        (["--flops", "0.5", "--allocation", "even"], "unknown --allocation 'even'"),
     ],
 )
 def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):

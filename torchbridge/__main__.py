@@ -43,6 +43,7 @@ import torch
 from sims.store import atomic_write, versions
 from theory.selectors import SELECTORS
 from torchbridge.baselines import TP_METHODS
+from torchbridge.budget import ALLOCATIONS
 from torchbridge.job import PruneConfig, eval_job, prune_job
 
 MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
@@ -177,13 +178,17 @@ def _eval(args: argparse.Namespace) -> None:
 def _budget(args: argparse.Namespace) -> dict:
     if (args.keep is None) == (args.flops is None):
         raise ValueError("give exactly one budget: --keep or --flops")
+    if args.allocation not in ALLOCATIONS:
+        raise ValueError(
+            f"unknown --allocation {args.allocation!r}; valid: {', '.join(ALLOCATIONS)}"
+        )
     if args.keep is not None:
         if not 0 < args.keep <= 1:
             raise ValueError("--keep must be in (0, 1]")
         return {"keep": args.keep}
     if not 0 < args.flops <= 1:
         raise ValueError("--flops must be in (0, 1]")
-    return {"flops": args.flops}
+    return {"flops": args.flops, "allocation": args.allocation}
 
 
 def _methods(names: list[str]) -> tuple[str, ...]:
@@ -211,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     for command in (run, eff):
         command.add_argument("--keep", type=float, default=None, help="fraction of each chain")
         command.add_argument("--flops", type=float, default=None, help="fraction of the FLOPs")
+        command.add_argument(
+            "--allocation", default="tolerance",
+            help="--flops: 'tolerance' (one shared tolerance) or 'uniform' (one kept fraction)",
+        )  # fmt: skip
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
     _add_config_flags(prune)
     prune.add_argument("--out", type=Path, required=True)

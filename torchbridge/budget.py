@@ -1,5 +1,8 @@
 """A whole-network FLOPs target, reached by searching one per-chain tolerance shared by all
-chains (:func:`torchbridge.prune.prune_chains` with ``tol``).
+chains (:func:`torchbridge.prune.prune_chains` with ``tol``; ``allocation="tolerance"``), or
+one kept fraction shared by all chains (``allocation="uniform"``: every chain keeps
+round(keep N) channels, as Torch-Pruning's uniform ratio does, so that selectors can be
+compared at equal widths; the fraction comes from FLOPs counts alone, then one pruning runs).
 
 The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
 is the expensive part, so the search first predicts: every chain's layer problem on the
@@ -30,11 +33,15 @@ from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_ch
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
 
 
+ALLOCATIONS = ("tolerance", "uniform")
+
+
 @dataclass(frozen=True)
 class Probe:
-    tol: float
+    budget: str  # "tol" (a shared relative tolerance) or "keep" (a shared kept fraction)
+    value: float
     flops: float  # fraction of the unpruned network's FLOPs
-    predicted: bool  # from the unpruned network's layer problems only (no pruning run)
+    predicted: bool  # counted without running a pruning (predicted widths, or uniform ones)
 
 
 def predicted_widths(
@@ -66,6 +73,7 @@ def prune_to_flops(
     batches: list[torch.Tensor],
     flops: float,
     *,
+    allocation: str = "tolerance",
     iterations: int = 5,
     slack: float = 0.02,
     **options: object,
@@ -75,6 +83,8 @@ def prune_to_flops(
     reports, and every probe. ``options`` go to :func:`prune_chains` (method, seed, ...)."""
     if not 0.0 < flops <= 1.0:
         raise ValueError(f"the FLOPs target must be a fraction in (0, 1]; got {flops}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1; got {iterations}")
     batches = list(batches)
@@ -92,13 +102,15 @@ def prune_to_flops(
             f"a FLOPs target of {flops:.3f} cannot be met: with every chain cut to one channel "
             f"the network keeps {floor:.3f} of its FLOPs (layers outside the chains are not pruned)"
         )
+    if allocation == "uniform":
+        return _uniform(model, chains, batches, flops, fraction_of, options)
     method = str(options.get("method", "greedy-local"))
     widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
     probes, low, high = [], LOWEST, HIGHEST
     for _ in range(30):  # predictions only: cheap
         middle = (low + high) / 2
         fraction = fraction_of(widths(10.0**middle))
-        probes.append(Probe(10.0**middle, fraction, predicted=True))
+        probes.append(Probe("tol", 10.0**middle, fraction, predicted=True))
         low, high = (low, middle) if fraction <= flops else (middle, high)
     centre = high
     low, high = centre - 1.0, centre + 1.0
@@ -111,7 +123,7 @@ def prune_to_flops(
             middle = HIGHEST
         pruned, reports = prune_chains(model, chains, batches, tol=10.0**middle, **options)
         fraction = count(pruned, example).flops / base
-        probes.append(Probe(10.0**middle, fraction, predicted=False))
+        probes.append(Probe("tol", 10.0**middle, fraction, predicted=False))
         if fraction <= flops:
             high = middle
             if best is None or fraction > best[2]:
@@ -126,3 +138,25 @@ def prune_to_flops(
             f"(the last probe kept {probes[-1].flops:.3f})"
         )
     return best[0], best[1], probes
+
+
+def _uniform(model, chains, batches, flops, fraction_of, options):
+    """The largest shared kept fraction whose widths count <= ``flops``, then one pruning."""
+    totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
+
+    def widths(keep: float) -> dict[str, int]:
+        return {name: max(1, round(keep * n)) for name, n in totals.items()}
+
+    probes, low, high = [], 0.0, 1.0
+    if fraction_of(widths(1.0)) <= flops:
+        low = 1.0
+    for _ in range(30 if low < 1.0 else 0):
+        middle = (low + high) / 2
+        fraction = fraction_of(widths(middle))
+        probes.append(Probe("keep", middle, fraction, predicted=True))
+        low, high = (middle, high) if fraction <= flops else (low, middle)
+    keep = max(low, min(1.0 / n for n in totals.values()))
+    pruned, reports = prune_chains(model, chains, batches, keep=keep, **options)
+    fraction = fraction_of({r.chain.producer: r.kept for r in reports})
+    probes.append(Probe("keep", keep, fraction, predicted=False))
+    return pruned, reports, probes

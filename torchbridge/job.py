@@ -20,7 +20,7 @@ from torch import nn
 from sims.store import atomic_write, versions
 from theory.selectors import spec
 from torchbridge.baselines import TP_METHODS, torch_pruning_prune, torch_pruning_to_flops
-from torchbridge.budget import prune_to_flops
+from torchbridge.budget import ALLOCATIONS, prune_to_flops
 from torchbridge.chains import Chain, block_chains
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
@@ -38,6 +38,7 @@ class PruneConfig:
     keep: float | None = None
     tol: float | None = None
     flops: float | None = None
+    allocation: str = "tolerance"  # --flops: a shared tolerance, or a shared kept fraction
     images: int = 256  # calibration images
     test_images: int = 256  # held-out images (ImageFolder data; photos: 80 fixed views)
     batch: int = 32
@@ -54,6 +55,9 @@ class PruneConfig:
         given = [b for b in (self.keep, self.tol, self.flops) if b is not None]
         if len(given) != 1:
             raise ValueError("give exactly one budget: --keep, --tol or --flops")
+        if self.allocation not in ALLOCATIONS:
+            valid = ", ".join(ALLOCATIONS)
+            raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
         if self.method in TP_METHODS and self.tol is not None:
             raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
         if min(self.images, self.test_images, self.batch, self.size) < 1:
@@ -97,7 +101,10 @@ def prune_model(
         if config.candidates is not None:
             options["candidates"] = config.candidates
     if config.flops is not None:
-        return prune_to_flops(model, chains, calibration, config.flops, progress=True, **options)
+        return prune_to_flops(
+            model, chains, calibration, config.flops, allocation=config.allocation,
+            progress=True, **options,
+        )  # fmt: skip
     budget = {"keep": config.keep} if config.keep is not None else {"tol": config.tol}
     pruned, reports = prune_chains(model, chains, calibration, progress=True, **budget, **options)
     return pruned, reports, []
