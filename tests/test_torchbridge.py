@@ -403,3 +403,38 @@ def test_squeeze_excitation_chain_equals_its_masked_computation():
     assert torch.allclose(output(pruned), masked, rtol=1e-4, atol=1e-5)
     scale = float(masked.abs().max())
     assert float((output(pruned) - output(model)).abs().max()) > 1e-3 * scale  # it did change
+
+
+@pytest.mark.parametrize("method", ["magnitude", "greedy-local"])
+def test_bias_compensation_restores_the_mean_and_lowers_the_error(digits_cnn, method):
+    """After pruning one chain, the consumer's mean output over the calibration images equals
+    the unpruned one, and the mean squared change drops by exactly the squared mean change."""
+    from torchbridge.chains import sequential_chains
+    from torchbridge.prune import prune_chains
+
+    model, x = digits_cnn
+    chain = sequential_chains(model)[0]
+    calib = [x[:100], x[100:200]]
+
+    def consumer_output(net):
+        seen = []
+        handle = net.get_submodule(chain.consumer).register_forward_hook(
+            lambda *io: seen.append(io[2].double())
+        )
+        with torch.no_grad():
+            for batch in calib:
+                net(batch)
+        handle.remove()
+        return torch.cat(seen)
+
+    original = consumer_output(model)
+    plain, _ = prune_chains(model, [chain], calib, keep=0.5, method=method)
+    fixed, _ = prune_chains(model, [chain], calib, keep=0.5, method=method, compensate=True)
+    before, after = consumer_output(plain) - original, consumer_output(fixed) - original
+    per_channel = before.mean(dim=(0, 2, 3))
+    assert torch.allclose(after.mean(dim=(0, 2, 3)), torch.zeros_like(per_channel), atol=1e-4)
+    mse_before = float((before**2).sum(dim=1).mean())
+    mse_after = float((after**2).sum(dim=1).mean())
+    expected_drop = float((per_channel**2).sum())
+    assert mse_after < mse_before
+    assert mse_before - mse_after == pytest.approx(expected_drop, rel=1e-3)

@@ -189,15 +189,18 @@ def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):
     assert not (tmp_path / "pruned.pt").exists()
 
 
-def test_global_method_through_the_command_line(tmp_path):
+def test_global_method_through_the_command_line(tmp_path, capsys):
     from torchbridge.__main__ import main
 
     out = tmp_path / "run"
     argv = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "8",
-            "--method", "taylor", "--candidates", "3", "--oracle-images", "4", "--keep", "0.5",
-            "--out", str(out)]  # fmt: skip
+            "--method", "taylor", "--candidates", "3", "--oracle-images", "4", "--keep", "0.1",
+            "--compensate", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["method"] == "taylor"
-    assert all(layer["kept"] <= layer["total"] // 2 for layer in report["layers"])
+    assert report["config"]["method"] == "taylor" and report["config"]["compensate"] is True
+    assert all(layer["kept"] <= round(0.1 * layer["total"]) for layer in report["layers"])
     assert np.isfinite(report["after"]["kl"])
+    tp_argv = [*argv[:9], "--method", "tp-l1", "--keep", "0.5", "--compensate", "--out", str(out)]
+    assert main(tp_argv) == 2
+    assert "--compensate is for the selectors of theory, not tp-l1" in capsys.readouterr().err

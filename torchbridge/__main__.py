@@ -137,10 +137,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of PruneConfig (open_lth style), typed by its annotation."""
     types = {"str": str, "int": int, "float | None": float, "int | None": int}
     for field in dataclasses.fields(PruneConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(flag, action="store_true", help=f"(default: {field.default})")
+            continue
         required = field.default is dataclasses.MISSING
         default = None if required else field.default
         parser.add_argument(
-            "--" + field.name.replace("_", "-"),
+            flag,
             type=types[field.type],
             default=default,
             required=required,
@@ -185,10 +189,10 @@ def _budget(args: argparse.Namespace) -> dict:
     if args.keep is not None:
         if not 0 < args.keep <= 1:
             raise ValueError("--keep must be in (0, 1]")
-        return {"keep": args.keep}
+        return {"keep": args.keep, "compensate": args.compensate}
     if not 0 < args.flops <= 1:
         raise ValueError("--flops must be in (0, 1]")
-    return {"flops": args.flops, "allocation": args.allocation}
+    return {"flops": args.flops, "allocation": args.allocation, "compensate": args.compensate}
 
 
 def _methods(names: list[str]) -> tuple[str, ...]:
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "--allocation", default="tolerance",
             help="--flops: 'tolerance' (one shared tolerance) or 'uniform' (one kept fraction)",
         )  # fmt: skip
+        command.add_argument("--compensate", action="store_true", help="bias compensation")
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
     _add_config_flags(prune)
     prune.add_argument("--out", type=Path, required=True)

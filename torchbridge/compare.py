@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
 from torchbridge.job import PruneConfig, measure, prune_model
 from torchbridge.oracle import output_distance
@@ -45,11 +46,14 @@ def compare_methods(
 ) -> dict[str, dict]:
     """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
     FLOPs, parameters and latency), seconds, kept widths, and agreement, KL and accuracy again
-    after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: {"keep": f} or {"flops": f}."""
+    after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields, e.g.
+    {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
+    selectors of theory only)."""
     base = measure(model, model, test, labels, 32)
     rows = {}
     for method in methods:
-        config = PruneConfig("-", method=method, seed=seed, **budget)
+        settings = budget | ({"compensate": False} if method in TP_METHODS else {})
+        config = PruneConfig("-", method=method, seed=seed, **settings)
         config.check()
         start = time.perf_counter()
         pruned, reports, _ = prune_model(model, chains, calibration, config)

@@ -62,6 +62,8 @@ class GramAccumulator:
         flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
         self._weights = flat.T @ flat  # V, (C K, C K)
         self._patches: torch.Tensor | None = None  # sum over patches of U U^T
+        self._sums: torch.Tensor | None = None  # sum over patches of U, for the mean input
+        self._count = 0  # patches seen
         self.images = 0
 
     def update(self, activations: torch.Tensor) -> None:
@@ -80,10 +82,12 @@ class GramAccumulator:
         patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
         product = patches.T @ patches
         if self._patches is None:
-            self._patches = product
+            self._patches, self._sums = product, patches.sum(dim=0)
             self._weights = self._weights.to(product.device)
         else:
             self._patches += product
+            self._sums += patches.sum(dim=0)
+        self._count += patches.shape[0]
         self.images += h.shape[0]
 
     def gram(self) -> np.ndarray:
@@ -93,6 +97,23 @@ class GramAccumulator:
         c, k = self.n_channels, self._kernel
         blocks = (self._patches * self._weights).reshape(c, k, c, k).sum(dim=(1, 3))
         return (blocks * (c * c / self.images)).cpu().numpy()
+
+    def mean_patch(self) -> np.ndarray:
+        """The mean unfolded input patch (C K,) float64: channel-major, as the weight's
+        columns; the consumer's mean output without bias is W_flat @ this."""
+        if self._sums is None:
+            raise ValueError("no activations were accumulated: call update() with a batch first")
+        return (self._sums / self._count).cpu().numpy()
+
+
+def mean_shift(consumer: nn.Module, mean_patch: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(C_out,) float64: the consumer's mean output minus that of its pruned version with
+    input channels scaled by N a_i, the bias compensation of a selection ``weights`` (N,)."""
+    weight, _ = _conv_geometry(consumer)
+    flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1).cpu().numpy()
+    a = np.asarray(weights, dtype=np.float64)
+    kernel = flat.shape[1] // a.size
+    return flat @ (mean_patch * np.repeat(1.0 - a.size * a, kernel))
 
 
 def consumer_gram(consumer: nn.Module, batches: Iterable[torch.Tensor]) -> np.ndarray:

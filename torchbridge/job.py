@@ -39,6 +39,7 @@ class PruneConfig:
     tol: float | None = None
     flops: float | None = None
     allocation: str = "tolerance"  # --flops: a shared tolerance, or a shared kept fraction
+    compensate: bool = False  # add the mean change of each consumer's output to its bias
     images: int = 256  # calibration images
     test_images: int = 256  # held-out images (ImageFolder data; photos: 80 fixed views)
     batch: int = 32
@@ -60,6 +61,8 @@ class PruneConfig:
             raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
         if self.method in TP_METHODS and self.tol is not None:
             raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
+        if self.method in TP_METHODS and self.compensate:
+            raise ValueError(f"--compensate is for the selectors of theory, not {self.method}")
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -95,7 +98,7 @@ def prune_model(
             for c in chains
         ]  # fmt: skip
         return pruned, reports, []
-    options = {"method": config.method, "seed": config.seed}
+    options = {"method": config.method, "seed": config.seed, "compensate": config.compensate}
     if spec(config.method).needs_oracle:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from theory import LayerProblem, select
 from theory.selectors import spec
 from torchbridge.chains import Chain
-from torchbridge.gram import GramAccumulator
+from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.oracle import global_loss
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
@@ -68,14 +68,22 @@ def apply_weights(
     chain: Chain,
     weights: np.ndarray,
     squeeze_means: dict[int, torch.Tensor] | None = None,
+    bias_shift: np.ndarray | None = None,
 ) -> None:
     """Prune ``chain`` of ``model`` in place to the channels with weights != 0, folded N a_i
-    (``squeeze_means``: see :func:`torchbridge.surgery.prune_chain`)."""
+    (``squeeze_means``: see :func:`torchbridge.surgery.prune_chain`); ``bias_shift``
+    (C_out,) is added to the consumer's bias (created if it has none)."""
     names = (chain.producer, *chain.between, chain.consumer)
     modules = [model.get_submodule(name) for name in names]
     producer, between, consumer = prune_chain(
         modules[0], modules[1:-1], modules[-1], weights, squeeze_means
     )
+    if bias_shift is not None:
+        shift = torch.as_tensor(
+            bias_shift, dtype=consumer.weight.dtype, device=consumer.weight.device
+        )
+        bias = consumer.bias.detach() if consumer.bias is not None else torch.zeros_like(shift)
+        consumer.bias = nn.Parameter(bias + shift)
     for name, module in zip(names, (producer, *between, consumer), strict=True):
         model.set_submodule(name, module)
 
@@ -162,6 +170,7 @@ def prune_chains(
     oracle_images: int = 64,
     progress: bool = False,
     walk_graph: bool = True,
+    compensate: bool = False,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
@@ -173,6 +182,9 @@ def prune_chains(
     :mod:`torchbridge.walk`) they pass through the network about twice in all; otherwise, or
     with ``walk_graph=False``, once per chain. ``method`` and ``options`` go to
     :func:`theory.select`; ``objective`` ("kl" or "mse") is the global selectors' loss.
+    ``compensate``: add to each consumer's bias the mean over the calibration data of what
+    the pruning changed in its output (the reports' losses are then the selector's, before
+    that correction, which lowers the error by the squared mean change).
     """
     if (keep is None) == (tol is None):
         raise ValueError("give exactly one budget: keep (a fraction) or tol (a relative error)")
@@ -226,7 +238,10 @@ def prune_chains(
         else:
             steps = MAX_REPEATS * n if chosen.repeats else n
             trace = select(problem, steps, method, tol=tol * energy, seed=seed, **extra)
-        apply_weights(model, chain, trace.weights, means)
+        shift = (
+            mean_shift(consumer, accumulator.mean_patch(), trace.weights) if compensate else None
+        )
+        apply_weights(model, chain, trace.weights, means, shift)
         reports.append(
             LayerReport(
                 chain,
