@@ -7,11 +7,14 @@ each scored by a forward pass of the consumer on the batch: the layer's output l
 candidate's gates), and the loss each reaches at the same n, relative to E ||F||^2. Both run in
 this process, one after the other, so the ratio is what to read.
 
-Rows "end to end": the MNIST ResNet-18 and EfficientNet-Lite0 pruned to a FLOPs target by our
-greedy-local (shared-tolerance search) and by Torch-Pruning's magnitude and Taylor pruners
-(ratio search), against the calibration forward passes alone; each in a fresh process, for its
-peak resident memory; quality before any fine-tuning. Rows "scaling": our pruning time
-against the number of calibration images, and where the time goes (a profile's top entries).
+Row "Gram build": the channel Gram matrix accumulated from activations (float64, N = 4,096
+channels, 16,384 positions) against a plain matrix product of the same shape in float64 and
+float32 (the machine's limit). Rows "end to end": the MNIST ResNet-18 and EfficientNet-Lite0
+pruned to a FLOPs target by our greedy-local (shared-tolerance search) and by Torch-Pruning's
+magnitude and Taylor pruners (ratio search), against the calibration forward passes alone; each
+in a fresh process, for its peak resident memory; quality before any fine-tuning. Rows
+"scaling": our pruning time against the number of calibration images, and where the time goes
+(a profile's top entries).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,6 +80,41 @@ def local_vs_forward(model, chain: Chain, batch: torch.Tensor, keep: float) -> d
         "gram_greedy_loss_rel": ours.loss / energy,
         "forward_50_loss_rel": gfs.loss / energy,
     }
+
+
+def gram_build(channels: int = 4096, positions: int = 16384, repeat: int = 3) -> dict:
+    """GramAccumulator on a 1x1 consumer: ``positions`` = B x H x W activation vectors of
+    ``channels`` channels, against a general matrix product of the same shape (float64 and
+    float32) in torch: the machine's limit for that product."""
+    generator = torch.Generator().manual_seed(0)
+    side = int(np.sqrt(positions // 16))
+    h = torch.randn(16, channels, side, side, generator=generator)
+    consumer = nn.Conv2d(channels, 64, 1, bias=False)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    def accumulate():
+        accumulator = GramAccumulator(consumer)
+        accumulator.update(h)
+        return accumulator.gram()
+
+    flat64 = h.double().permute(0, 2, 3, 1).reshape(-1, channels)
+    flat32 = flat64.float()
+    row = {"N": channels, "values": flat64.shape[0]}
+    row["matmul64_s"] = best(lambda: flat64.T @ flat64)
+    row["matmul32_s"] = best(lambda: flat32.T @ flat32)
+    row["gram_s"] = best(accumulate)
+    flops = 2.0 * channels * channels * flat64.shape[0]
+    row["matmul64_gflops"] = flops / row["matmul64_s"] / 1e9
+    row["gram_vs_matmul64"] = row["matmul64_s"] / row["gram_s"]
+    row["gram_vs_matmul32"] = row["matmul32_s"] / row["gram_s"]
+    return row
 
 
 def _network(
@@ -170,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flops", type=float, default=0.5, help="end to end: FLOPs target")
     parser.add_argument("--out", type=Path, default=Path("runs/torchbridge-bench.json"))
     args = parser.parse_args(argv)
+    gram = gram_build()
+    _print([gram], ("N", "values", "matmul64_s", "matmul32_s", "gram_s", "matmul64_gflops",
+                    "gram_vs_matmul64", "gram_vs_matmul32"))  # fmt: skip
     networks = ["mnist-resnet18", "efficientnet-lite0"]
     local = []
     for network in networks:
@@ -195,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads()},
         "versions": versions() | {"torch": torch.__version__},
+        "gram_build": gram,
         "local_vs_forward": local,
         "end_to_end": ends,
         "scaling": scale,

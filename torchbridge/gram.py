@@ -59,6 +59,12 @@ class GramAccumulator:
         weight, self._unfold = _conv_geometry(consumer)
         self.n_channels = weight.shape[1]
         self._kernel = int(np.prod(weight.shape[2:]))
+        trivial = (1, 1), (0, 0), (1, 1)
+        self._pointwise = (  # a 1x1 consumer's patches are its input pixels: no unfold
+            self._kernel == 1
+            and tuple(self._unfold.get(k, d) for k, d in zip(("stride", "padding", "dilation"),
+                                                              trivial, strict=True)) == trivial
+        )  # fmt: skip
         flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
         self._weights = flat.T @ flat  # V, (C K, C K)
         self._patches: torch.Tensor | None = None  # sum over patches of U U^T
@@ -78,8 +84,11 @@ class GramAccumulator:
             )
         if not torch.isfinite(h).all():
             raise ValueError("activations contain NaN or infinite values")
-        unfolded = functional.unfold(h.to(torch.float64), **self._unfold)  # (B, C K, P)
-        patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
+        if self._pointwise:
+            patches = h.permute(0, 2, 3, 1).to(torch.float64).reshape(-1, h.shape[1])  # (B P, C)
+        else:
+            unfolded = functional.unfold(h.to(torch.float64), **self._unfold)  # (B, C K, P)
+            patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
         product = patches.T @ patches
         if self._patches is None:
             self._patches, self._sums = product, patches.sum(dim=0)
