@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m theory.bench
+	$(BIN)/python -m torchbridge.bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -51,22 +51,33 @@ def test_torch_pruning_on_our_chains_touches_exactly_the_modules_our_surgery_tou
     assert changed_theirs == changed_ours
     assert changed_ours <= _chain_modules(model)
     widths = [theirs.get_submodule(c.producer).out_channels for c in chains]
-    assert widths == [r.total - int(0.5 * r.total) for r in reports]
+    assert widths == [r.kept for r in reports]  # the same widths as ours
     with torch.no_grad():
         assert theirs(x).shape == (4, 10)
 
 
-def test_torch_pruning_reaches_a_flops_target_and_taylor_differs_from_magnitude():
+def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():
     pytest.importorskip("torch_pruning")
-    from torchbridge.baselines import torch_pruning_prune, torch_pruning_to_flops
+    from torchbridge.baselines import torch_pruning_prune
+    from torchbridge.job import PruneConfig, prune_model
 
     torch.manual_seed(0)
     model = build("resnet18", num_classes=10)
     x = torch.randn(8, 3, 48, 48)
     chains = block_chains(model)
-    pruned, ratio = torch_pruning_to_flops(model, chains, [x], "tp-l1", 0.6, iterations=8)
-    fraction = count(pruned, x[:1]).flops / count(model, x[:1]).flops
-    assert fraction <= 0.6 and fraction > 0.5 and 0.0 < ratio < 1.0
+    config = {"flops": 0.6, "allocation": "uniform"}
+    theirs, _, _ = prune_model(model, chains, [x], PruneConfig("-", method="tp-l1", **config))
+    _, reports, _ = prune_model(model, chains, [x], PruneConfig("-", method="magnitude", **config))
+    fraction = count(theirs, x[:1]).flops / count(model, x[:1]).flops
+    assert 0.5 < fraction <= 0.6
+    assert [theirs.get_submodule(c.producer).out_channels for c in chains] == [
+        r.kept for r in reports
+    ]
+    for keep in (0.3, 0.7, 0.55):  # widths round(keep N) whatever Torch-Pruning's own rounding
+        pruned = torch_pruning_prune(model, chains, [x], "tp-magnitude", keep)
+        assert [pruned.get_submodule(c.producer).out_channels for c in chains] == [
+            max(1, round(keep * model.get_submodule(c.producer).out_channels)) for c in chains
+        ]
     magnitude = torch_pruning_prune(model, chains, [x], "tp-magnitude", 0.5)
     taylor = torch_pruning_prune(model, chains, [x], "tp-taylor", 0.5)
     first = chains[0].producer

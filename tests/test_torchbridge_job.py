@@ -110,6 +110,16 @@ def test_saved_pruned_model_reloads_without_pickled_code(resnet, tmp_path):
         load_pruned(tmp_path / "other.pt")
 
 
+def test_a_compensated_model_reloads_with_its_new_biases(resnet, tmp_path):
+    model, chains, batches = resnet
+    pruned, _ = prune_chains(model, chains, batches, keep=0.5, compensate=True)
+    assert pruned.get_submodule(chains[0].consumer).bias is not None  # conv2 had none
+    save_pruned(tmp_path / "pruned.pt", "resnet18", pruned, chains)
+    _, again = load_pruned(tmp_path / "pruned.pt")
+    with torch.no_grad():
+        assert torch.allclose(again(batches[0]), pruned(batches[0]), atol=1e-6)
+
+
 def test_weights_errors_name_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ValueError, match=r"put resnet18-f37072fd\.pth into .*checkpoints"):
@@ -119,6 +129,9 @@ def test_weights_errors_name_the_file(tmp_path, monkeypatch):
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
     with pytest.raises(ValueError, match="does not hold resnet18 weights"):
         load("resnet18", str(tmp_path / "wrong.pth"))
+    (tmp_path / "text.pth").write_text("not a tensor file")
+    with pytest.raises(ValueError, match="does not hold resnet18 weights"):
+        load("resnet18", str(tmp_path / "text.pth"))
     with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
         build("vgg16")
     with pytest.raises(ValueError, match="package holds EfficientNet-Lite0 weights only"):
@@ -156,7 +169,8 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     assert len(report["layers"]) == 16 and report["flops_search"]
     assert report["ratios"]["flops"] <= 0.8
     assert report["after"]["flops"] < report["before"]["flops"]
-    assert 0.0 <= report["after"]["accuracy"] <= 1.0 and report["after"]["images"] == 4
+    # two folders are not the network's 1,000 classes: no accuracy against folder indices
+    assert "accuracy" not in report["after"] and report["after"]["images"] == 4
     assert "agreement" in printed and "pruned.pt" in printed
     assert main(["eval", "--model", str(out / "pruned.pt"), "--data", str(data),
                  "--size", "48", "--images", "6", "--test-images", "4"]) == 0  # fmt: skip

@@ -7,9 +7,10 @@ ignored), it prunes exactly the modules our surgery prunes (checked on ResNet-18
 MobileNetV2/V3 and EfficientNet-Lite0). Importances: ``tp-magnitude`` (the L2 norm of each
 channel's group of weights), ``tp-l1`` (L1: filter-norm pruning), ``tp-taylor`` (|weight x
 gradient| of the group, the gradient of the cross-entropy against the unpruned network's own
-top-1 labels on the calibration images, so no labels are needed). A uniform ratio per chain;
-a FLOPs target is reached by bisecting that ratio. The kept channels keep their weights (no
-folding, no compensation).
+top-1 labels on the calibration images, so no labels are needed). Every chain keeps the
+same widths as our selectors at the same kept fraction (a FLOPs target: the uniform fraction
+of :func:`torchbridge.budget.uniform_keep`). The kept channels keep their weights (no folding,
+no compensation).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import warnings
 import torch
 from torch import nn
 
+from torchbridge.budget import uniform_widths
 from torchbridge.chains import Chain
-from torchbridge.counting import count
 from torchbridge.surgery import is_squeeze_excitation
 
 TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
@@ -60,23 +61,30 @@ def torch_pruning_prune(
     chains: list[Chain],
     batches: list[torch.Tensor],
     method: str,
-    ratio: float,
+    keep: float,
 ) -> nn.Module:
-    """A copy of ``model`` with the fraction ``ratio`` of every chain's channels removed by
+    """A copy of ``model`` whose chains keep max(1, round(keep N)) channels each (the widths
+    of :func:`torchbridge.budget.uniform_widths`, as our selectors keep them), chosen by
     Torch-Pruning's ``method`` importance (``batches``: calibration, for tp-taylor)."""
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"the pruning ratio must be in [0, 1); got {ratio}")
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
     importance = _importance(method)
     import torch_pruning as tp
 
     model = copy.deepcopy(model).eval()
+    totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
+    widths = uniform_widths(totals, keep)
+    # Torch-Pruning keeps int(N (1 - ratio)) channels: half a channel of margin gives ours
+    ratios = {
+        model.get_submodule(name): 1.0 - (widths[name] + 0.5) / n for name, n in totals.items()
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Torch-Pruning warns about unwrapped parameters
         pruner = tp.pruner.MetaPruner(
             model,
             batches[0][:1],
             importance=importance,
-            pruning_ratio=ratio,
+            pruning_ratio_dict=ratios,
             ignored_layers=_ignored(model, chains),
         )
         if method == "tp-taylor":
@@ -87,32 +95,7 @@ def torch_pruning_prune(
                 nn.functional.cross_entropy(logits, labels).backward()
         pruner.step()
     model.zero_grad(set_to_none=True)
+    kept = {name: model.get_submodule(name).out_channels for name in totals}
+    if kept != widths:
+        raise ValueError(f"Torch-Pruning kept {kept}, not the widths asked for {widths}")
     return model.eval()
-
-
-def torch_pruning_to_flops(
-    model: nn.Module,
-    chains: list[Chain],
-    batches: list[torch.Tensor],
-    method: str,
-    flops: float,
-    iterations: int = 10,
-) -> tuple[nn.Module, float]:
-    """The Torch-Pruning result with the most FLOPs <= ``flops`` (a fraction) over a bisection
-    of the uniform ratio; (model, ratio)."""
-    example = batches[0][:1]
-    base = count(model, example).flops
-    low, high, best = 0.0, 0.99, None
-    for _ in range(iterations):
-        ratio = (low + high) / 2
-        pruned = torch_pruning_prune(model, chains, batches, method, ratio)
-        fraction = count(pruned, example).flops / base
-        if fraction <= flops:
-            high = ratio
-            if best is None or fraction > best[2]:
-                best = (pruned, ratio, fraction)
-        else:
-            low = ratio
-    if best is None:
-        raise ValueError(f"{method}: no ratio up to {high:.2f} reaches {flops:.3f} of the FLOPs")
-    return best[0], best[1]

@@ -138,9 +138,8 @@ def _network(
 
 def end_to_end_task(network: str, task: str, flops: float) -> dict:
     """One row of the end-to-end table, run in its own process (for its peak memory)."""
-    from torchbridge.baselines import torch_pruning_to_flops
     from torchbridge.budget import prune_to_flops
-    from torchbridge.job import measure
+    from torchbridge.job import PruneConfig, measure, prune_model
 
     torch.manual_seed(0)
     model, chains, calibration, test, labels = _network(network)
@@ -153,7 +152,9 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
     elif task == "greedy-local":
         pruned, _, probes = prune_to_flops(model, chains, calibration, flops)
     else:
-        pruned, _ = torch_pruning_to_flops(model, chains, calibration, task, flops)
+        pruned, _, _ = prune_model(
+            model, chains, calibration, PruneConfig("-", method=task, flops=flops)
+        )
     seconds = time.perf_counter() - start
     row = {"network": network, "task": task, "seconds": seconds,
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip

@@ -17,6 +17,7 @@ reaches is refused first, with that number.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,20 +91,16 @@ def prune_to_flops(
     batches = list(batches)
     if not batches:
         raise ValueError("no calibration batches")
+    model = copy.deepcopy(model).eval()  # counting runs the model: never the caller's mode
     example = batches[0][:1]
     base = count(model, example).flops
-
-    def fraction_of(widths: dict[str, int]) -> float:
-        return count(resize(model, chains, widths), example).flops / base
-
-    floor = fraction_of({c.producer: 1 for c in chains})
-    if floor > flops:
-        raise ValueError(
-            f"a FLOPs target of {flops:.3f} cannot be met: with every chain cut to one channel "
-            f"the network keeps {floor:.3f} of its FLOPs (layers outside the chains are not pruned)"
-        )
+    fraction_of = flops_fraction(model, chains, example)
+    check_floor(fraction_of, chains, flops)
     if allocation == "uniform":
-        return _uniform(model, chains, batches, flops, fraction_of, options)
+        keep, probes = uniform_keep(model, chains, flops, fraction_of)
+        pruned, reports = prune_chains(model, chains, batches, keep=keep, **options)
+        fraction = fraction_of({r.chain.producer: r.kept for r in reports})
+        return pruned, reports, [*probes, Probe("keep", keep, fraction, predicted=False)]
     method = str(options.get("method", "greedy-local"))
     widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
     probes, low, high = [], LOWEST, HIGHEST
@@ -112,51 +109,77 @@ def prune_to_flops(
         fraction = fraction_of(widths(10.0**middle))
         probes.append(Probe("tol", 10.0**middle, fraction, predicted=True))
         low, high = (low, middle) if fraction <= flops else (middle, high)
-    centre = high
-    low, high = centre - 1.0, centre + 1.0
     best = None
-    for i in range(iterations + 1):
-        middle = centre if i == 0 else (low + high) / 2
-        if i == iterations:  # nothing feasible yet: the widest tolerance, or give up
-            if best is not None:
-                break
-            middle = HIGHEST
-        pruned, reports = prune_chains(model, chains, batches, tol=10.0**middle, **options)
+
+    def probe(log_tol: float) -> bool:
+        """A real pruning at 10**log_tol; True when it meets the target."""
+        nonlocal best
+        pruned, reports = prune_chains(model, chains, batches, tol=10.0**log_tol, **options)
         fraction = count(pruned, example).flops / base
-        probes.append(Probe("tol", 10.0**middle, fraction, predicted=False))
-        if fraction <= flops:
+        probes.append(Probe("tol", 10.0**log_tol, fraction, predicted=False))
+        if fraction <= flops and (best is None or fraction > best[2]):
+            best = (pruned, reports, fraction)
+        return fraction <= flops
+
+    # the predicted tolerance first; if it keeps too much, a decade up at a time until one
+    # meets the target (later chains calibrated on pruned earlier ones keep different widths)
+    low, high, spent = high - 1.0, high, 1
+    while not probe(high):
+        if high >= HIGHEST:
+            raise ValueError(
+                f"no shared tolerance up to {10.0**HIGHEST:g} reaches {flops:.3f} of the FLOPs "
+                f"(the last probe kept {probes[-1].flops:.3f})"
+            )
+        low, high, spent = high, min(high + 1.0, HIGHEST), spent + 1
+    while spent < iterations and best[2] < flops - slack:  # bisect below the feasible one
+        middle = (low + high) / 2
+        if probe(middle):
             high = middle
-            if best is None or fraction > best[2]:
-                best = (pruned, reports, fraction)
-            if fraction >= flops - slack:
-                break
         else:
             low = middle
-    if best is None:
-        raise ValueError(
-            f"no shared tolerance up to {10.0**HIGHEST:g} reaches {flops:.3f} of the FLOPs "
-            f"(the last probe kept {probes[-1].flops:.3f})"
-        )
+        spent += 1
     return best[0], best[1], probes
 
 
-def _uniform(model, chains, batches, flops, fraction_of, options):
-    """The largest shared kept fraction whose widths count <= ``flops``, then one pruning."""
+def flops_fraction(
+    model: nn.Module, chains: list[Chain], example: torch.Tensor
+) -> Callable[[dict[str, int]], float]:
+    """widths -> FLOPs of ``model`` with its chains cut to those widths, over its own FLOPs."""
+    base = count(model, example).flops
+    return lambda widths: count(resize(model, chains, widths), example).flops / base
+
+
+def check_floor(fraction_of: Callable, chains: list[Chain], flops: float) -> None:
+    """A clear error when even one channel per chain keeps more than ``flops``."""
+    floor = fraction_of({c.producer: 1 for c in chains})
+    if floor > flops:
+        raise ValueError(
+            f"a FLOPs target of {flops:.3f} cannot be met: with every chain cut to one channel "
+            f"the network keeps {floor:.3f} of its FLOPs (layers outside the chains are not pruned)"
+        )
+
+
+def uniform_keep(
+    model: nn.Module, chains: list[Chain], flops: float, fraction_of: Callable
+) -> tuple[float, list[Probe]]:
+    """The largest kept fraction shared by every chain (width max(1, round(keep N))) whose
+    FLOPs, counted on resized copies, are at most ``flops``; and the probes counted."""
     totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
 
     def widths(keep: float) -> dict[str, int]:
-        return {name: max(1, round(keep * n)) for name, n in totals.items()}
+        return uniform_widths(totals, keep)
 
     probes, low, high = [], 0.0, 1.0
     if fraction_of(widths(1.0)) <= flops:
-        low = 1.0
-    for _ in range(30 if low < 1.0 else 0):
+        return 1.0, probes
+    for _ in range(30):
         middle = (low + high) / 2
         fraction = fraction_of(widths(middle))
         probes.append(Probe("keep", middle, fraction, predicted=True))
         low, high = (middle, high) if fraction <= flops else (low, middle)
-    keep = max(low, min(1.0 / n for n in totals.values()))
-    pruned, reports = prune_chains(model, chains, batches, keep=keep, **options)
-    fraction = fraction_of({r.chain.producer: r.kept for r in reports})
-    probes.append(Probe("keep", keep, fraction, predicted=False))
-    return pruned, reports, probes
+    return max(low, min(1.0 / n for n in totals.values())), probes
+
+
+def uniform_widths(totals: dict[str, int], keep: float) -> dict[str, int]:
+    """max(1, round(keep N)) channels for each chain of N channels (by producer name)."""
+    return {name: max(1, round(keep * n)) for name, n in totals.items()}

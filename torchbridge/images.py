@@ -16,7 +16,8 @@ import torch
 from torch.nn import functional
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-          "cat", "retina", "camera", "china", "flower")  # fmt: skip
+          "coins", "retina", "camera", "china", "flower")  # fmt: skip
+# (skimage's "cat" is the same picture as "chelsea", so it is not used)
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -54,7 +55,8 @@ class Views:
         x = torch.tensor(image, dtype=torch.float32).permute(2, 0, 1)[None] / 255.0
         h, w = x.shape[2:]
         scale = round(self.size * 8 / 7) / min(h, w)
-        x = functional.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear")
+        size = (round(h * scale), round(w * scale))
+        x = functional.interpolate(x, size=size, mode="bilinear", antialias=True)
         top, left = (x.shape[2] - self.size) // 2, (x.shape[3] - self.size) // 2
         return self._normalise(x[0, :, top : top + self.size, left : left + self.size])
 
@@ -72,7 +74,8 @@ class Views:
                 continue
             top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
             crop = x[None, :, top : top + ch, left : left + cw]
-            crop = functional.interpolate(crop, size=(self.size, self.size), mode="bilinear")[0]
+            size = (self.size, self.size)
+            crop = functional.interpolate(crop, size=size, mode="bilinear", antialias=True)[0]
             views.append(self._normalise(crop.flip(2) if rng.random() < 0.5 else crop))
         return torch.stack(views)
 
@@ -80,8 +83,9 @@ class Views:
 def photo_sets(
     views: Views, calibration_images: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Calibration views (random crops of the first 6 photos, ``calibration_images`` in all)
-    and held-out test views (centre crop and 15 random crops of each of the other 5)."""
+    """Calibration views (random crops of the first 6 photos, ``calibration_images`` in all,
+    in a seeded random order, so that any prefix mixes the photos) and held-out test views
+    (centre crop and 15 random crops of each of the other 5)."""
     rng = np.random.default_rng(seed)
     images = photos()
     names = sorted(images)
@@ -93,7 +97,8 @@ def photo_sets(
          for n in test_names]
     )  # fmt: skip
     about = {"calibration_photos": calibration_names, "test_photos": test_names}
-    return calibration[:calibration_images], test, about
+    order = torch.as_tensor(rng.permutation(len(calibration))[:calibration_images])
+    return calibration[order], test, about
 
 
 def folder_sets(

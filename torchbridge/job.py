@@ -4,7 +4,8 @@
 :mod:`torchbridge.models`) and ``report.json`` (configuration, seed, versions; per chain:
 kept/total, relative output error, loss, seconds; whole network: FLOPs, MACs, parameters and
 latency before and after, agreement and KL with the unpruned network on held-out images,
-accuracy when the data folder has as many classes as the network has outputs, timings).
+accuracy when the data folder has as many classes as the network has outputs (ImageNet's
+1,000 folders in sorted order, as torchvision's ImageFolder reads them), timings).
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from torch import nn
 
 from sims.store import atomic_write, versions
 from theory.selectors import spec
-from torchbridge.baselines import TP_METHODS, torch_pruning_prune, torch_pruning_to_flops
-from torchbridge.budget import ALLOCATIONS, prune_to_flops
+from torchbridge.baselines import TP_METHODS, torch_pruning_prune
+from torchbridge.budget import (
+    ALLOCATIONS,
+    check_floor,
+    flops_fraction,
+    prune_to_flops,
+    uniform_keep,
+)
 from torchbridge.chains import Chain, block_chains
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
@@ -65,6 +72,15 @@ class PruneConfig:
             raise ValueError(f"--compensate is for the selectors of theory, not {self.method}")
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
+        if self.keep is not None and not 0.0 < self.keep <= 1.0:
+            raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
+        if self.flops is not None and not 0.0 < self.flops <= 1.0:
+            raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            message = f"--device {self.device!r} is not a device (cpu, cuda, cuda:1)"
+            raise ValueError(message) from None
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {self.device}: CUDA is not available here")
 
@@ -86,12 +102,12 @@ def prune_model(
 ) -> tuple[nn.Module, list, list]:
     """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
     if config.method in TP_METHODS:
-        if config.flops is not None:
-            pruned, _ = torch_pruning_to_flops(
-                model, chains, calibration, config.method, config.flops
-            )
-        else:
-            pruned = torch_pruning_prune(model, chains, calibration, config.method, 1 - config.keep)
+        keep = config.keep
+        if config.flops is not None:  # Torch-Pruning's widths are uniform: ours at that target
+            fraction_of = flops_fraction(model, chains, calibration[0][:1])
+            check_floor(fraction_of, chains, config.flops)
+            keep, _ = uniform_keep(model, chains, config.flops, fraction_of)
+        pruned = torch_pruning_prune(model, chains, calibration, config.method, keep)
         reports = [
             LayerReport(c, pruned.get_submodule(c.producer).out_channels,
                         model.get_submodule(c.producer).out_channels, None, None, None)
@@ -121,16 +137,24 @@ def measure(
     batch: int,
 ) -> dict:
     """FLOPs, MACs, parameters, latency (s per batch of ``batch``) and, on ``test``, agreement
-    and KL against ``reference`` and accuracy when labels fit the outputs."""
+    and KL against ``reference``, and accuracy when ``labels`` (class indices of the
+    network's outputs) are given."""
     counts = count(model, test[:1])
     row = asdict(counts) | {"latency_s": latency(model, test[:batch], repeats=5)}
     row |= compare(model, reference, test.split(batch))
     if labels is not None:
-        with torch.no_grad():
-            outputs = model(test[:1]).shape[1]
-        if int(labels.max()) < outputs:
-            row["accuracy"] = accuracy(model, test, labels, batch)
+        row["accuracy"] = accuracy(model, test, labels, batch)
     return row
+
+
+def _labels_of(model: nn.Module, test: torch.Tensor, labels, about: dict):
+    """The folder's labels when its classes are the network's outputs (same count), else
+    None: folder indices of other classes are not the network's classes."""
+    if labels is None:
+        return None
+    with torch.no_grad():
+        outputs = model(test[:1]).shape[1]
+    return labels if about.get("classes") == outputs else None
 
 
 def prune_job(config: PruneConfig, out: Path) -> dict:
@@ -142,6 +166,7 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
     chains = block_chains(model)
     calibration, test, labels, about = _data(config)
     calibration, test = calibration.to(device), test.to(device)
+    labels = _labels_of(model, test, labels, about)
     loaded = time.perf_counter()
     batches = list(calibration.split(config.batch))
     pruned, reports, probes = prune_model(model, chains, batches, config)
@@ -170,5 +195,6 @@ def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) ->
     arch, model = load_pruned(path)
     config = PruneConfig(**(asdict(config) | {"arch": arch, "data": data, "keep": 1.0}))
     _, test, labels, about = _data(config)
+    labels = _labels_of(model, test, labels, about)
     reference = load(arch, weights) if weights is not None else model
     return {"arch": arch, "data": about} | measure(model, reference, test, labels, config.batch)

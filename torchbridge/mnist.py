@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sims.data import raw_images
+from torchbridge.models import save_atomically
 
 NETS = ("cnn", "resnet18", "mobilenet_v2")
 EPOCHS = 8
@@ -98,15 +99,18 @@ def split(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Te
 
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int) -> None:
-    """Adam, minibatches of 128, in place; leaves the model in eval mode."""
+    """Adam, minibatches of 128, in place; leaves the model in eval mode. Deterministic under
+    ``seed`` (dropout draws from a generator forked and seeded here)."""
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(128):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x), generator=generator).split(128):
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+                opt.step()
     model.eval()
 
 
@@ -133,8 +137,5 @@ def trained(net: str, seed: int, epochs: int = EPOCHS) -> nn.Module:
     model = build(net)
     xt, yt, _, _ = split(seed)
     train(model, xt, yt, epochs, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(model.state_dict(), partial)
-    partial.replace(path)
+    save_atomically(model.state_dict(), path)
     return model

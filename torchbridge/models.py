@@ -9,6 +9,8 @@ of every chain, state dict), so ``torch.load(..., weights_only=True)`` rebuilds 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -83,7 +85,7 @@ def load(arch: str, weights: str) -> nn.Module:
     model = build(arch)
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except RuntimeError as error:
+    except Exception as error:  # unpickling, key and shape errors all mean the same to a user
         raise ValueError(f"{path} does not hold {arch} weights: {error}") from None
     return model
 
@@ -92,10 +94,20 @@ def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) ->
     """Write the pruned ``model`` (an ``arch`` with the given chains pruned) to ``path``."""
     widths = {c.producer: int(model.get_submodule(c.producer).out_channels) for c in chains}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, path)
+
+
+def save_atomically(obj: object, path: Path) -> None:
+    """torch.save to a unique temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, partial)
-    partial.replace(path)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    os.close(handle)
+    try:
+        torch.save(obj, partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
 
 
 def load_pruned(path: Path) -> tuple[str, nn.Module]:
@@ -103,12 +115,24 @@ def load_pruned(path: Path) -> tuple[str, nn.Module]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"pruned model not found: {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} cannot be read as a pruned model: {error}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pruned model saved by logtickets ({FORMAT})")
     state = saved["state_dict"]
     classifier = next(v for k, v in reversed(state.items()) if k.endswith("weight"))
     model = build(saved["arch"], num_classes=classifier.shape[0])
     model = resize(model, block_chains(model), saved["widths"])
-    model.load_state_dict(state)
+    for key, value in state.items():  # biases added by --compensate
+        owner, _, name = key.rpartition(".")
+        if name == "bias":
+            module = model.get_submodule(owner)
+            if getattr(module, "bias", False) is None:
+                module.bias = torch.nn.Parameter(torch.zeros_like(value))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not match a pruned {saved['arch']}: {error}") from None
     return saved["arch"], model.eval()

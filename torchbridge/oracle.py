@@ -8,6 +8,12 @@ inputs, run through the consumer and the rest of the network (:mod:`torchbridge.
 one stacked batch (chunked). The loss is the mean over calibration images of KL(unpruned ||
 pruned) of the softmax outputs (``objective="kl"``) or of the squared distance of the outputs
 (``"mse"``). Its gradient in a is one backward pass through the gates: d/da = N d/ds.
+
+Values carried past the cut (a residual identity) are repeated along their first dimension,
+which must be the batch. For a chain through squeeze-excitation (MobileNetV3) the oracle
+scores the gated network, in which the squeeze still sees every channel; the pruned network
+fixes the dropped channels' pooled values at their means (:mod:`torchbridge.surgery`), so the
+two differ by that approximation.
 """
 
 from __future__ import annotations
@@ -92,12 +98,15 @@ class GlobalLoss:
         s.requires_grad_(True)
         total = torch.zeros(n, dtype=torch.float64)
         images = 0
-        for x, carried, reference in zip(self.inputs, self.carried, self.references, strict=True):
-            out = self._gated(x, s[None], carried)[0]
-            loss = output_distance(out.double(), reference.double(), self.objective).sum()
-            (grad,) = torch.autograd.grad(loss, s)
-            total += grad.double().cpu()
-            images += x.shape[0]
+        with torch.enable_grad():
+            for x, carried, reference in zip(
+                self.inputs, self.carried, self.references, strict=True
+            ):
+                out = self._gated(x, s[None], carried)[0]
+                loss = output_distance(out.double(), reference.double(), self.objective).sum()
+                (grad,) = torch.autograd.grad(loss, s)
+                total += grad.double().cpu()
+                images += x.shape[0]
         return (n * total / images).numpy()
 
 

@@ -248,7 +248,7 @@ def prune_chains(
                 int(np.count_nonzero(trace.weights)),
                 n,
                 trace.loss,
-                trace.loss / energy,
+                trace.loss / energy if energy > 0.0 else 0.0,
                 time.perf_counter() - start,
             )
         )

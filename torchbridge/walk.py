@@ -54,8 +54,11 @@ class Walk:
                     raise ValueError(f"{name!r} must be called exactly once in forward")
             self.producers.append(calls[chain.producer][0])
             self.consumers.append(calls[chain.consumer][0])
-        order = [p for pair in zip(self.producers, self.consumers, strict=True) for p in pair]
-        if order != sorted(order) or len(set(order)) != len(order):
+        # p_i < c_i <= p_{i+1}: a chain's consumer may be the next chain's producer (Bottleneck)
+        ordered = all(p < c for p, c in zip(self.producers, self.consumers, strict=True)) and all(
+            c <= p for c, p in zip(self.consumers, self.producers[1:], strict=False)
+        )
+        if not ordered:
             raise ValueError("chains must follow each other in the network's order")
         self._inputs = [self.nodes[c].args[0] for c in self.consumers]
         self._interpreter = fx.Interpreter(model, graph=graph)

@@ -1,12 +1,12 @@
 """Global imitation: choose each step by the loss of the whole network, through an oracle.
 
-Each step draws ``candidates`` neurons at random (as the GFS authors' code does), gives each
-its exact local line-search step size g_j (the greedy-local closed form; candidates with
-g_j = 0 would not move and are left out), and asks the oracle for the global loss of every
-candidate a' = (1 - g_j) a + g_j e_j; the lowest wins, even when it raises the global loss. With
-``include_local=True`` (registered as ``combined``: the paper's deep-network rule) the
-greedy-local proposal competes too, so each step is the better of the local and the global
-proposal by the global loss.
+Each step draws ``candidates`` neurons at random (as the GFS authors' code does) among those
+that can move, gives each its exact local line-search step size g_j (the greedy-local closed
+form; neurons with g_j = 0 would not move and are not drawn), and asks the oracle for the
+global loss of every candidate a' = (1 - g_j) a + g_j e_j; the lowest wins, even when it raises
+the global loss. With ``include_local=True`` (registered as ``combined``: the paper's deep-
+network rule) the greedy-local proposal competes too, so each step is the better of the local
+and the global proposal by the global loss.
 
 The oracle is the extension point: ``oracle(weights, neurons, step_sizes) -> losses`` takes
 the current weights a (N,), candidate neurons (K,) and step sizes (K,), and returns the global
@@ -37,10 +37,10 @@ def make(
     check_oracle(oracle, "global imitation")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1; got {candidates}")
-    n = problem.n_neurons
 
-    def propose(it: Iterate) -> np.ndarray:
-        return rng.choice(n, size=min(candidates, n), replace=False)
+    def propose(it: Iterate, movable: np.ndarray) -> np.ndarray:
+        choices = np.flatnonzero(movable)
+        return rng.choice(choices, size=min(candidates, choices.size), replace=False)
 
     return Iterate(problem), stepper(oracle, propose, include_local)
 
@@ -50,18 +50,22 @@ def check_oracle(oracle: object, name: str) -> None:
         raise ValueError(f"{name} needs oracle=f, f(weights, neurons, step_sizes) -> losses")
 
 
-def stepper(oracle: Oracle, propose: Callable[[Iterate], np.ndarray], include_local: bool):
-    """A step that scores the pool ``propose(it)`` (neuron indices) by the oracle, each
+def stepper(
+    oracle: Oracle, propose: Callable[[Iterate, np.ndarray], np.ndarray], include_local: bool
+):
+    """A step that scores the pool ``propose(it, movable)`` (neuron indices, drawn among those
+    where ``movable`` (N,) is True: a local line-search step g_j > 0) by the oracle, each
     candidate at its exact local line-search step size, and takes the lowest."""
 
     def step(it: Iterate) -> Step | None:
-        pool = np.asarray(propose(it), dtype=np.intp)
         if it.empty:
+            pool = np.asarray(propose(it, np.ones(it.weights.size, dtype=bool)), dtype=np.intp)
             if include_local:
                 pool = np.union1d(pool, [int(np.argmin(it.vertex_losses()))])
             sizes = np.ones(pool.size)
         else:
             g, change = it.forward_changes()
+            pool = np.asarray(propose(it, g > 0.0), dtype=np.intp)
             if include_local:
                 pool = np.union1d(pool, [int(np.argmin(change))])
             pool = pool[g[pool] > 0.0]  # a candidate with step 0 would not move the weights

@@ -5,7 +5,8 @@ global loss, then score only the best few exactly.
 weights a (in a network: one backward pass through per-channel gates on the consumer's
 input). The directional derivative toward neuron j, d_j = grad_j - <a, grad>, is the slope of
 the global loss along a <- (1 - g) a + g e_j at g = 0 (at the empty start, grad_j). The
-``candidates`` neurons with the most negative d_j are scored by the oracle at their exact local
+``candidates`` neurons with the most negative d_j, among those whose local line-search step
+is positive (the others would not move), are scored by the oracle at their exact local
 line-search step sizes, as in :mod:`theory.selectors.global_imitation`, and the lowest wins.
 """
 
@@ -37,11 +38,13 @@ def make(
         raise ValueError(f"candidates must be >= 1; got {candidates}")
     n = problem.n_neurons
 
-    def propose(it: Iterate) -> np.ndarray:
+    def propose(it: Iterate, movable: np.ndarray) -> np.ndarray:
         a = it.weights.copy()
         grad = np.asarray(gradient(a), dtype=np.float64)
         if grad.shape != (n,) or not np.all(np.isfinite(grad)):
             raise ValueError(f"gradient must return {n} finite values; got shape {grad.shape}")
-        return np.argsort(grad - a @ grad, kind="stable")[:candidates]
+        slope = np.where(movable, grad - a @ grad, np.inf)  # only neurons that can move
+        ranked = np.argsort(slope, kind="stable")[:candidates]
+        return ranked[movable[ranked]]
 
     return Iterate(problem), stepper(oracle, propose, include_local=False)
