@@ -38,6 +38,7 @@ from torch import nn
 
 from sims.store import atomic_write, versions
 from theory import LayerProblem, select
+from theory.bench import best_time
 from torchbridge.chains import Chain, block_chains
 from torchbridge.gram import GramAccumulator
 from torchbridge.oracle import GlobalLoss
@@ -92,12 +93,7 @@ def gram_build(channels: int = 4096, positions: int = 16384, repeat: int = 3) ->
     consumer = nn.Conv2d(channels, 64, 1, bias=False)
 
     def best(fn) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
+        return best_time(fn, repeat)
 
     def accumulate():
         accumulator = GramAccumulator(consumer)
