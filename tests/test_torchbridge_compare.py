@@ -168,3 +168,23 @@ def test_mnist_and_effnet_commands_reject_bad_arguments(capsys):
     for argv, message in cases:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
+    """Magnitude keeps uniform weights 1/k, folded as N/k: the unfolded consumer times N/k
+    is the folded one, chain by chain."""
+    from torchbridge.chains import sequential_chains
+    from torchbridge.folding import unfolded
+    from torchbridge.mnist import small_cnn
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    x = torch.randn(16, 1, 28, 28)
+    chains = sequential_chains(model)
+    pruned, reports = prune_chains(model, chains, [x], keep=0.5, method="magnitude")
+    plain = unfolded(model, pruned)
+    for chain, report in zip(chains, reports, strict=True):
+        folded = pruned.get_submodule(chain.consumer).weight
+        original = plain.get_submodule(chain.consumer).weight
+        assert torch.allclose(original * (report.total / report.kept), folded, atol=1e-6)

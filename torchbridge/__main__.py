@@ -225,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             help="--flops: 'tolerance' (one shared tolerance) or 'uniform' (one kept fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
+    fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")
+    fold.add_argument("--seeds", type=int, default=3)
+    fold.add_argument("--flops", type=float, default=0.5)
+    fold.add_argument("--allocation", default="uniform")
+    fold.add_argument("--method", default="greedy-local")
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
     _add_config_flags(prune)
     prune.add_argument("--out", type=Path, required=True)
@@ -244,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             _prune(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "folding":
+            from torchbridge.folding import folding_experiment
+
+            rows = folding_experiment(args.seeds, args.flops, args.allocation, args.method)
+            for row in rows:
+                print(json.dumps(row))
         elif args.command == "effnet":
             effnet(_budget(args), _methods(args.methods), args.weights, args.out)
         else:
