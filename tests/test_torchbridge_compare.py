@@ -104,7 +104,8 @@ def test_compare_methods_reports_every_method_at_the_same_budget():
     assert result["unpruned"]["agreement"] == 1.0
     for row in result["methods"].values():
         assert row["flops"] <= 0.9 and len(row["widths"]) == 4
-        assert {"agreement_tuned", "kl_tuned", "seconds"} <= set(row)
+        assert 0.0 <= row["agreement_tuned"] <= 1.0
+        assert -1e-9 <= row["kl_tuned"] < float("inf")  # a KL, up to round-off
 
 
 def test_distillation_lowers_the_kl_on_its_images():

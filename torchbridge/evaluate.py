@@ -20,12 +20,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch: int
     return right / len(labels)
 
 
-def agreement(model: nn.Module, reference: nn.Module, x: torch.Tensor) -> float:
-    """Fraction of images x (B, ...) on which both networks give the same top-1 class."""
-    with torch.no_grad():
-        return float((model(x).argmax(dim=1) == reference(x).argmax(dim=1)).float().mean())
-
-
 def compare(model: nn.Module, reference: nn.Module, batches: Iterable[torch.Tensor]) -> dict:
     """Top-1 agreement and mean KL(reference || model) of the softmax outputs over batches."""
     same, kl, images = 0, 0.0, 0
