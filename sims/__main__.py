@@ -36,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], default=None)
     run.add_argument("--methods", nargs="+", default=None, help="selectors to run")
     run.add_argument("--jobs", type=int, default=2, help="local processes (-1: all cores)")
-    run.add_argument("--cluster", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    run.add_argument(
+        "--cluster",
+        default=None,
+        help="a Dask scheduler (tcp://host:8786) or a Ray cluster (ray:auto, ray:HOST:6379, "
+        "ray://HOST:10001)",
+    )
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
     run.add_argument("--no-progress", action="store_true")

@@ -1,16 +1,27 @@
 """Run an experiment: instances in parallel, each written atomically when it finishes.
 
-Parallelism is joblib's: ``jobs`` local processes by default, or, with ``cluster`` (a Dask
-scheduler address such as ``tcp://host:8786``), the same ``Parallel`` call on that cluster's
-workers through joblib's Dask backend. Workers return results; only this process writes, so the
-run folder need not be shared with a cluster. Instances already written are skipped: a run that
-is killed resumes where it stopped and loses at most the instances in flight.
+Instances go through one "unordered map" (results come back as they finish) chosen by
+``cluster``:
+
+- ``None``: joblib, ``jobs`` local processes;
+- a Dask scheduler address (``tcp://host:8786``): the same joblib ``Parallel`` call, on that
+  cluster's workers through joblib's Dask backend;
+- a Ray cluster, ``ray:auto``, ``ray:HOST:6379`` (a cluster this machine belongs to) or
+  ``ray://HOST:10001`` (Ray Client): ``ray.util.multiprocessing.Pool.imap_unordered`` (joblib's
+  Ray backend cannot return results before the whole batch ends, which would lose them on a
+  kill).
+
+The loop that writes results is the same for all three. Workers return results; only this
+process writes, so the run folder need not be shared with a cluster. Instances already written
+are skipped: a run that is killed resumes where it stopped and loses at most the instances in
+flight.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +35,27 @@ from sims.instance import Instance, instances, run_instance
 Work = Callable[[Any, Instance], tuple[dict, dict]]
 
 
-def _work(config: Any, instance: Instance, work: Work | None) -> tuple[Instance, dict, dict]:
+UnorderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+def _work(config: Any, work: Work | None, instance: Instance) -> tuple[Instance, dict, dict]:
     rows, meta = (work or run_instance)(config, instance)
     return instance, rows, meta
 
 
 @contextlib.contextmanager
-def _backend(cluster: str | None) -> Iterator[None]:
+def _unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
+    """``map(f, items)`` yielding f(item) as each finishes, locally or on a cluster."""
+    if cluster is not None and cluster.startswith("ray:"):
+        with _ray_pool(cluster) as pool:
+            yield pool.imap_unordered
+        return
+
+    def joblib_map(f: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(f)(i) for i in items)
+
     if cluster is None:
-        yield
+        yield joblib_map
         return
     try:
         from dask.distributed import Client
@@ -41,7 +64,29 @@ def _backend(cluster: str | None) -> Iterator[None]:
             "--cluster needs dask.distributed on this machine: pip install 'dask[distributed]'"
         ) from None
     with Client(cluster), parallel_config(backend="dask"):
-        yield
+        yield joblib_map
+
+
+@contextlib.contextmanager
+def _ray_pool(cluster: str) -> Iterator[Any]:
+    """A Ray process pool on the cluster ``ray:ADDRESS`` or ``ray://HOST:PORT``."""
+    try:
+        import ray
+        from ray.util.multiprocessing import Pool
+    except ImportError:
+        raise ValueError(f"--cluster {cluster} needs ray here: pip install ray") from None
+    address = cluster if cluster.startswith("ray://") else cluster.removeprefix("ray:")
+    if not address:
+        raise ValueError("a Ray cluster address is ray:auto, ray:HOST:PORT or ray://HOST:PORT")
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as error:
+        raise ValueError(f"cannot reach the Ray cluster at {address}: {error}") from None
+    try:
+        with Pool() as pool:
+            yield pool
+    finally:
+        ray.shutdown()
 
 
 def run(
@@ -74,11 +119,8 @@ def run(
         unit="instance",
         disable=not progress,
     )
-    with bar, _backend(cluster):
-        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_work)(config, inst, work) for inst in todo
-        )
-        for instance, rows, meta in results:
+    with bar, _unordered_map(jobs, cluster) as unordered_map:
+        for instance, rows, meta in unordered_map(functools.partial(_work, config, work), todo):
             store.write_instance(run_dir, instance.key, rows, meta)
             bar.update(1)
     return run_dir

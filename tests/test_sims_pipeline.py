@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,6 +81,28 @@ def test_dask_cluster_run_equals_serial_run(tmp_path):
     ) as cluster:
         remote = runner.run(TINY, tmp_path / "d", cluster=cluster.scheduler_address, progress=False)
     assert _contents(remote) == _contents(serial)
+
+
+def test_ray_cluster_run_equals_serial_run(tmp_path):
+    """--cluster ray:ADDRESS: a Ray cluster started as a user would (``ray start --head``)."""
+    pytest.importorskip("ray")
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
+    assert ray_cli, "the ray command is installed beside the interpreter"
+    serial = runner.run(TINY, tmp_path / "s", jobs=1, progress=False)
+    start = ["start", "--head", "--num-cpus=2", "--include-dashboard=false"]
+    start.append("--disable-usage-stats")
+    subprocess.run([ray_cli, *start], check=True, capture_output=True)
+    try:
+        remote = runner.run(TINY, tmp_path / "r", cluster="ray:auto", progress=False)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True)
+    assert _contents(remote) == _contents(serial)
+
+
+def test_a_ray_cluster_needs_an_address(tmp_path):
+    pytest.importorskip("ray")
+    with pytest.raises(ValueError, match="Ray cluster address is ray:auto"):
+        runner.run(TINY, tmp_path, cluster="ray:", progress=False)
 
 
 def test_digest_changes_with_the_configuration():
