@@ -84,7 +84,7 @@ def _config(args: argparse.Namespace):
 def _is_deep(run_dir: Path) -> bool:
     from sims.store import read_config
 
-    return "widths" in read_config(run_dir)["config"]
+    return "widths" in read_config(run_dir)["config"]["networks"][0]  # an MLPSpec
 
 
 def _plot(run_dir: Path, figures: Path) -> None:
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
             config = _config(args)
             work = None
-            if hasattr(config, "widths"):
+            if args.preset == "deep" and not args.config:
                 from sims.deep import run_deep_instance as work
             run_dir = run(config, args.runs, args.jobs, args.cluster, not args.no_progress, work)
             print(f"run folder: {run_dir}")

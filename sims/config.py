@@ -139,6 +139,8 @@ def grid(base: NetworkSpec, **axes: list[Any]) -> tuple[NetworkSpec, ...]:
     )
 
 
+RATES_BASE = NetworkSpec(neurons=4000, dim=10, samples=50, activation="relu")
+
 PRESETS: dict[str, ExperimentConfig] = {
     # The README's main job: well under a minute on 2 cores. Few samples (a polytope of low
     # affine dimension, margin exact) against more samples (thin directions, bound only).
@@ -178,18 +180,30 @@ PRESETS: dict[str, ExperimentConfig] = {
         seeds=10,
         fit_window=(2, 100),
     ),
-    # Long runs: do the power laws seen at n <= 150 turn exponential later? Fits on n >= 300.
-    "long": ExperimentConfig(
-        name="long",
+    # The asymptotic rate c (n up to 3,000, fits on n in [300, 3000]) and what it depends on:
+    # one factor at a time around a base family (relu, Gaussian inputs, random first layer,
+    # N = 4,000, d = 10, m = 50): N, input dimension, samples, activation, inputs, training.
+    "rates": ExperimentConfig(
+        name="rates",
         networks=(
-            NetworkSpec(neurons=4000, dim=10, samples=50, activation="relu"),
-            NetworkSpec(neurons=4000, dim=10, samples=50, activation="tanh"),
-            NetworkSpec(neurons=4000, dim=10, samples=500, activation="tanh"),
+            RATES_BASE,
+            *(replace(RATES_BASE, neurons=n) for n in (500, 1000, 10_000)),
+            *(replace(RATES_BASE, dim=d) for d in (1, 3, 100)),
+            *(replace(RATES_BASE, samples=m) for m in (20, 100, 500)),
+            *(replace(RATES_BASE, activation=a) for a in ("tanh", "gelu")),
+            replace(RATES_BASE, inputs="sphere"),
+            replace(RATES_BASE, training="teacher"),
+            *(replace(RATES_BASE, inputs=k, dim=REAL_DIM[k]) for k in ("digits", "mnist5k")),
+            *(
+                replace(RATES_BASE, inputs=k, dim=REAL_DIM[k], training="labels")
+                for k in ("digits", "mnist5k")
+            ),
         ),
-        methods=("greedy-local", "frank-wolfe", "fixed-step", "random"),
+        methods=("greedy-local", "frank-wolfe", "fixed-step", "away", "pairwise", "random"),
         steps=3000,
-        seeds=5,
+        seeds=10,
         fit_window=(300, 3000),
+        eps_grid=(1e-4, 1e-6, 1e-8, 1e-10),
     ),
     # Where does the exponential regime start? m from 10 to 200 at N = 4,000, n up to 3,000.
     "onset": ExperimentConfig(
@@ -199,7 +213,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         ),
         methods=("greedy-local",),
         steps=3000,
-        seeds=3,
+        seeds=10,
         fit_window=(300, 3000),
         eps_grid=(1e-4, 1e-6, 1e-8, 1e-10),
     ),

@@ -19,7 +19,7 @@ sum_l Lip_l sqrt(eps_l) in L2(D); every instance records both sides.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from sims.config import Named, _member
 from sims.data import load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
+from theory.iterate import Iterate
 from theory.selectors import SELECTORS
 
 ACTIVATIONS = {
@@ -160,47 +161,73 @@ def fold(mlp: MLP, layer: int, weights: np.ndarray) -> MLP:
     return replace(mlp, weights=tuple(ws), biases=tuple(bs))
 
 
-def _replay(trace) -> np.ndarray:
-    """The weights a_k (K, N) after each step of a run made of vertex and forward steps."""
-    n = trace.weights.size
-    out, a = [], np.zeros(n)
-    for j, g in zip(trace.neurons, trace.step_sizes, strict=True):
-        a = (1.0 - g) * a
-        a[j] += g
-        out.append(a.copy())
-    return np.array(out)
+def replay(problem: LayerProblem, trace) -> tuple[np.ndarray, float]:
+    """Replay a run of vertex and forward steps: the weights a_k (K, N) after each step, and
+    the fraction of steps whose neuron is the one the greedy local step would have chosen from
+    the same weights (1 for greedy-local itself)."""
+    it, weights, same = Iterate(problem), [], 0
+    for j, g in zip(trace.neurons.tolist(), trace.step_sizes.tolist(), strict=True):
+        if it.empty:
+            same += j == int(np.argmin(it.vertex_losses()))
+            it.start(j)
+        else:
+            same += j == int(np.argmin(it.forward_changes()[1]))
+            it.forward(j, g)
+        weights.append(it.weights.copy())
+    return np.array(weights), same / max(len(weights), 1)
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """One family of MLPs: layer widths (the first is set by the data), trained or random."""
+
+    widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
+    activation: str = "relu"
+    inputs: str = "digits"
+    trained: bool = True
+    keep: int = 24  # neurons kept in every hidden layer
+
+    def validate(self) -> None:
+        _member("activation", self.activation, tuple(ACTIVATIONS))
+        _member("inputs", self.inputs, ("digits", "mnist5k"))
+        if len(self.widths) < 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
+        if not 1 <= self.keep <= min(self.widths[1:-1]):
+            raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
+
+
+def _depths(trained: bool) -> tuple[MLPSpec, ...]:
+    return tuple(MLPSpec(widths=(64, *[96] * hidden, 10), trained=trained) for hidden in (2, 3, 4))
 
 
 @dataclass(frozen=True)
 class DeepConfig(Named):
-    """MLPs trained on a real data set, each hidden layer pruned to ``keep`` neurons."""
+    """Families of MLPs (trained on a real data set, or random), every hidden layer pruned."""
 
     name: str = "deep"
-    widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
-    activation: str = "relu"
-    inputs: str = "digits"
+    # 3-, 4- and 5-layer MLPs on digits, trained and random; a 4-layer MLP trained on MNIST-5k.
+    networks: tuple[MLPSpec, ...] = (
+        *_depths(True),
+        *_depths(False),
+        MLPSpec(widths=(784, 96, 96, 96, 10), inputs="mnist5k"),
+    )
     train_samples: int = 1000
     calib_samples: int = 300
     test_samples: int = 497
     train_steps: int = 400
     lr: float = 0.01
-    trained: bool = True
-    keep: int = 24
     methods: tuple[str, ...] = DEEP_METHODS
     candidates: int = 50
-    seeds: int = 5
+    seeds: int = 10
     seed: int = 0
-    networks: tuple[dict, ...] = field(default=({},))  # one family; the runner iterates it
 
     def validate(self) -> None:
-        _member("activation", self.activation, tuple(ACTIVATIONS))
-        _member("inputs", self.inputs, ("digits", "mnist5k"))
+        if not self.networks:
+            raise ValueError("networks is empty: an experiment needs at least one MLP family")
+        for spec in self.networks:
+            spec.validate()
         for method in self.methods:
             _member("method", method, tuple(SELECTORS))
-        if len(self.widths) < 3 or min(self.widths) < 1:
-            raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
-        if not 1 <= self.keep <= min(self.widths[1:-1]):
-            raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
         if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
             raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
 
@@ -210,15 +237,17 @@ def _accuracy(mlp: MLP, x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dict]:
-    """Prune one trained MLP with every method; rows: per layer, method and step."""
+    """Prune one MLP of family ``instance.family`` with every method; rows: per layer, method
+    and step."""
+    spec = config.networks[instance.family]
     rng = np.random.default_rng(instance.seed)
     total = config.train_samples + config.calib_samples + config.test_samples
-    x, labels = load_inputs(config.inputs, total, None, rng)
+    x, labels = load_inputs(spec.inputs, total, None, rng)
     parts = np.split(np.arange(total), [config.train_samples, total - config.test_samples])
     (xt, yt), (xc, _), (xs, ys) = ((x[p], labels[p]) for p in parts)
-    widths = (x.shape[1], *config.widths[1:])
-    mlp = random_mlp(widths, config.activation, rng)
-    if config.trained:
+    widths = (x.shape[1], *spec.widths[1:])
+    mlp = random_mlp(widths, spec.activation, rng)
+    if spec.trained:
         mlp = train_mlp(mlp, xt, yt, config.train_steps, config.lr)
     reference = mlp.output(xc)
     scale = float((reference**2).sum(axis=1).mean())
@@ -233,12 +262,14 @@ def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dic
             oracle = output_oracle(net, psi, layer, reference)
             options = {"oracle": oracle, "candidates": config.candidates}
             trace = select(
-                problem, config.keep, method, seed=instance.seed,
+                problem, spec.keep, method, seed=instance.seed,
                 **(options if SELECTORS[method].needs_oracle else {}),
             )  # fmt: skip
-            z = np.tensordot(_replay(trace), psi, axes=1)  # (K, m, n_{l+1}) after each step
+            weights, local_share = replay(problem, trace)
+            z = np.tensordot(weights, psi, axes=1)  # (K, m, n_{l+1}) after each step
             per_step = output_losses(net, layer, z, reference)
             sigma2 = float(np.diag(problem.centred).mean())
+            sigma2 = sigma2 if sigma2 > 0 else 1.0  # all neurons alike: every loss is 0
             k = len(trace)
             rows["method"] += [method] * k
             rows["layer"] += [layer] * k
@@ -251,7 +282,9 @@ def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dic
                     "kept": int(trace.support.size),
                     "of": problem.n_neurons,
                     "eps": trace.loss,
+                    "eps_rel": trace.loss / sigma2,
                     "lipschitz_after": net.lipschitz_after(layer),
+                    "local_choice_share": local_share,
                 }
             )
             net = fold(net, layer, trace.weights)
@@ -266,8 +299,9 @@ def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dic
             "test_agreement": float((net.output(xs).argmax(1) == mlp.output(xs).argmax(1)).mean()),
         }
     meta = {
-        "family": 0,
+        "family": instance.family,
         "seed": instance.seed,
+        "network": asdict(spec),
         "test_accuracy_unpruned": _accuracy(mlp, xs, ys),
         "methods": summary,
     }

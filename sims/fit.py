@@ -8,6 +8,8 @@ divided by sigma^2 by the caller.
   points and scores both by how well they extrapolate to the held-out rest.
 - ``fit_rates`` does that per seed and turns the held-out error ratios into a verdict with a
   95% confidence interval over seeds.
+- ``local_rates``: the model-free local rate -d log h / dn along the curve: flat at c under
+  exp(-c n), falling like p / n under n^-p.
 - ``n_eps`` / ``n_eps_curve`` / ``n_eps_slope``: the model-free view. n_eps, the first n with
   h <= eps, is linear in log(1/eps) (slope 1/c) under exp(-c n) decay and convex (like
   eps^(-1/p)) under a power law.
@@ -356,3 +358,28 @@ def n_eps_slope(eps: np.ndarray, n_eps_values: np.ndarray) -> NEpsSlope:
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
     return NEpsSlope(slope=slope, intercept=intercept, r2=r2, n_levels=int(x.size))
+
+
+def local_rates(
+    n: np.ndarray, h: np.ndarray, points: int = 40, floor_rel: float = 1e-12
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local decay rate of one curve (n (K,), h (K,)) between log-spaced steps.
+
+    With n_1 < n_2 < ... taken from the curve at about ``points`` log-spaced values of n, the
+    rate between neighbours is (log h(n_k) - log h(n_{k+1})) / (n_{k+1} - n_k), placed at their
+    geometric mean. Returns (n_mid (P,), rates (P,)); points at or below the floor
+    (``floor_rel * h[0]``, or 0) are left out. Under h = A exp(-c n) every rate is c; under
+    h = A n^-p it is p log(n_{k+1} / n_k) / (n_{k+1} - n_k), about p / n.
+    """
+    n, h = _check_curve(n, h)
+    if points < 2:
+        raise ValueError(f"points must be >= 2, got {points}")
+    keep = _mask(n, h, (int(n[0]), int(n[-1])), floor_rel, None)
+    n, h = n[keep], h[keep]
+    if n.size < 2:
+        return np.empty(0), np.empty(0)
+    wanted = np.geomspace(n[0], n[-1], points)
+    index = np.unique(np.searchsorted(n, wanted).clip(0, n.size - 1))
+    n_k, log_h = n[index].astype(np.float64), np.log(h[index])
+    rates = -np.diff(log_h) / np.diff(n_k)
+    return np.sqrt(n_k[:-1] * n_k[1:]), rates

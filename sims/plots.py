@@ -2,7 +2,10 @@
 
 - ``decay_fFFF``: loss / sigma^2 against n for every selector (median over seeds, band from
   the 25th to 75th percentile), on semi-log axes (exp(-cn) is a straight line) and log-log axes
-  (n^-p is a straight line), with THEORY.md's predictions overlaid.
+  (n^-p is a straight line), with THEORY.md's predictions overlaid; and the local rate
+  -d log h / dn of the median curve (flat under exp(-cn), falling like p/n under n^-p).
+- ``rates_by_family``: the fitted c of each selector with a linear-rate guarantee, family by
+  family (95% intervals; filled where the verdict is exponential).
 - ``rate_vs_margin``: the fitted greedy-local rate c of each instance against r^2 / D^2, with
   statement 4's bound c >= -log(1 - r^2/D^2).
 """
@@ -18,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.curves import RunCurves, quantiles
-from sims.fit import fit_curve
+from sims.fit import fit_curve, local_rates
 from theory.bounds import fixed_step_margin, greedy_local, linear_rate, random_expected
 
 LABELS = {
@@ -41,6 +44,9 @@ COLOURS = dict(
 )
 
 
+TOP = 3.0  # upper limit of the decay axes (loss / sigma^2)
+
+
 def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
@@ -59,13 +65,18 @@ def _family_title(spec: dict) -> str:
 
 def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     methods = run.curves[family]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, all_axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    axes, rate_ax = all_axes[:2], all_axes[2]
     for method, curves in methods.items():
         lo, mid, hi = quantiles(curves)
         n = np.arange(1, mid.size + 1)
         for ax in axes:
             ax.plot(n, np.where(mid > 0, mid, np.nan), color=COLOURS[method], label=LABELS[method])
             ax.fill_between(n, np.where(lo > 0, lo, np.nan), hi, color=COLOURS[method], alpha=0.2)
+        if np.all(mid > 0):
+            at, rates = local_rates(n, mid)
+            positive = rates > 0
+            rate_ax.plot(at[positive], rates[positive], ".-", color=COLOURS[method], ms=3)
     geos = [c.geometry for curves in methods.values() for c in curves]
     d = float(np.median([g["diameter"] for g in geos]))
     r = float(np.median([g["margin"] for g in geos]))
@@ -78,6 +89,8 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
         h1 = float(np.median([c.loss_rel[0] for c in methods["greedy-local"]]))
         bounds["statement 4: greedy local"] = greedy_local(h1, d, r, steps)
     for (name, values), style in zip(bounds.items(), (":", "--", "-."), strict=False):
+        if values.min() > TOP:  # say so rather than draw nothing
+            name += f" (above the axes: {values[0]:.1g} at n = 1)"
         for ax in axes:
             ax.plot(steps, values, "k", ls=style, lw=1, label=name)
     exact = all(g["margin_exact"] for g in geos)
@@ -90,8 +103,9 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
         ax.set_title(f"{scale}: median, 25-75% band over {len(next(iter(methods.values())))} seeds")
         ax.grid(True, which="both", alpha=0.25)
         lows = [q for cs in methods.values() for q in quantiles(cs)[1] if q > 0]
-        ax.set_ylim(max(min(lows) / 3, 1e-16), 3.0)
+        ax.set_ylim(max(min(lows) / 3, 1e-16), TOP)
     axes[1].legend(fontsize=7, loc="lower left")
+    _local_rate_axes(rate_ax, steps)
     kind = "exact" if exact else "certified lower bound"
     fig.suptitle(
         f"{_family_title(run.families[family])}\n(r/D = {r / d:.2g}, {kind}; "
@@ -100,6 +114,19 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     )
     fig.tight_layout()
     return _save(fig, out, f"decay_f{family:03d}")
+
+
+def _local_rate_axes(ax: plt.Axes, steps: np.ndarray) -> None:
+    """Log-log axes for local rates, with the p / n lines of power laws p = 1 and 2."""
+    for p, style in ((1, ":"), (2, "--")):
+        ax.plot(steps, p / steps, "k", ls=style, lw=0.8, label=f"n^-{p}: rate {p}/n")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("n, neurons added (selector steps)")
+    ax.set_ylabel("local rate -d log L / dn (per neuron)")
+    ax.set_title("local rate of the median: flat = exp(-cn), falling = power law", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="lower left")
 
 
 def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
@@ -147,6 +174,56 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out, "rate_vs_margin")
+
+
+LINEAR_RATE_METHODS = ("greedy-local", "frank-wolfe", "away", "pairwise", "fully-corrective")
+
+
+def _differences(spec: dict, base: dict) -> str:
+    changed = [f"{k}={v}" for k, v in spec.items() if v != base[k]]
+    return ", ".join(changed) if changed else "base"
+
+
+def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
+    """The fitted exponential rate c (mean, 95% interval over seeds) of every selector with a
+    linear-rate guarantee, family by family, each family named by how it differs from the
+    first; filled markers where the verdict is exponential, hollow where it is not."""
+    from sims.report import rows
+
+    fitted = [r for r in rows(run) if r["method"] in LINEAR_RATE_METHODS and "c" in r]
+    methods = [m for m in LINEAR_RATE_METHODS if any(r["method"] == m for r in fitted)]
+    families = sorted(run.curves)
+    base = run.families[families[0]]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(families) + 1.6))
+    for k, method in enumerate(methods):
+        offset = (k - (len(methods) - 1) / 2) * 0.12
+        label = LABELS[method]
+        for r in fitted:
+            mean, (lo, hi) = r["c"]
+            if r["method"] != method or mean <= 0:
+                continue
+            colour = COLOURS[method]
+            ax.errorbar(
+                [mean], [families.index(r["family"]) + offset],
+                xerr=[[mean - max(lo, mean / 100)], [hi - mean]], fmt="o", ms=5, color=colour,
+                mfc=colour if r["verdict"] == "exponential" else "white", label=label,
+            )  # fmt: skip
+            label = None
+    names = [_differences(run.families[f], base) for f in families]
+    names[0] = (
+        f"base: {base['activation']}/{base['inputs']}/{base['training']} "
+        f"N={base['neurons']} d={base['dim']} m={base['samples']}"
+    )
+    ax.set_yticks(range(len(families)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    window = tuple(run.config["fit_window"])
+    ax.set_xlabel(f"fitted rate c per neuron on n in {window} (mean, 95% interval over seeds)")
+    ax.set_title("Exponential rates by family (filled: verdict exponential)", fontsize=10)
+    ax.grid(True, which="both", axis="x", alpha=0.25)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return _save(fig, out, "rates_by_family")
 
 
 VERDICT_COLOURS = {"exponential": "#4daf4a", "power": "#e41a1c", "unresolved": "#bbbbbb"}
@@ -202,6 +279,8 @@ def plot_run(run: RunCurves, out: Path) -> list[Path]:
     for family in sorted(run.curves):
         paths += decay_figure(run, family, out)
     paths += rate_vs_margin_figure(run, out)
+    if len(run.curves) > 1:
+        paths += rates_by_family_figure(run, out)
     specs = run.families
     if len({s["neurons"] for s in specs}) > 1 and len({s["samples"] for s in specs}) > 1:
         for method in ("greedy-local", "fully-corrective"):

@@ -11,12 +11,14 @@ from sims import runner
 from sims.deep import (
     MLP,
     DeepConfig,
+    MLPSpec,
     cross_entropy_gradients,
     fold,
     layer_problem,
     output_losses,
     output_oracle,
     random_mlp,
+    replay,
     run_deep_instance,
     train_mlp,
 )
@@ -93,24 +95,63 @@ def test_folded_network_matches_the_layer_loss_and_the_oracle():
     assert oracle(a, np.array([j]), np.array([g]))[0] == pytest.approx(direct, rel=1e-9)
 
 
+def test_replay_gives_the_weights_and_the_share_of_local_choices():
+    """Greedy-local's own steps are all local choices; for random draws the share equals a
+    brute-force count over explicit psi (each candidate's best step size by a fine grid)."""
+    net = _net()
+    problem, psi = layer_problem(net, X, 1)
+    target = psi.mean(axis=0)
+    for method in ("greedy-local", "random", "fixed-step"):
+        trace = select(problem, 8, method, seed=3)
+        weights, share = replay(problem, trace)
+        assert np.allclose(weights[-1], trace.weights, atol=1e-15)
+        expected, a = 0, np.zeros(psi.shape[0])
+        for j, g in zip(trace.neurons, trace.step_sizes, strict=True):
+            start = np.tensordot(a, psi, axes=1) - target  # f_a - F, (m, k)
+            moves = psi - target - start  # psi_i - f_a, (N, m, k)
+            if a.any():  # L(t) = ||start + t move||^2 is a parabola in t, minimised on [0, 1]
+                curve = (moves**2).sum(axis=(1, 2))
+                slope = (moves * start).sum(axis=(1, 2))
+                ratio = np.divide(-slope, curve, out=np.zeros_like(curve), where=curve > 0)
+                t = np.clip(ratio, 0.0, 1.0)
+            else:
+                t = np.ones(psi.shape[0])
+            losses = ((start + t[:, None, None] * moves) ** 2).sum(axis=(1, 2))
+            expected += int(j == int(np.argmin(losses)))
+            a = (1 - g) * a
+            a[j] += g
+        assert share == pytest.approx(expected / len(trace.neurons)), method
+        if method == "greedy-local":
+            assert share == 1.0
+
+
 TINY = DeepConfig(
     name="deep-tiny",
-    widths=(64, 16, 16, 10),
+    networks=(
+        MLPSpec(widths=(64, 16, 16, 10), keep=5),
+        MLPSpec(widths=(64, 16, 16, 16, 10), keep=6, trained=False),
+    ),
     train_samples=300,
     calib_samples=100,
     test_samples=100,
     train_steps=60,
-    keep=5,
     candidates=8,
     seeds=2,
 )
 
 
-def test_statement7_holds_for_every_method():
-    _, meta = run_deep_instance(TINY, Instance(0, 0))
+@pytest.mark.parametrize("family", [0, 1])
+def test_statement7_holds_for_every_method(family):
+    _, meta = run_deep_instance(TINY, Instance(family, 0))
+    spec = TINY.networks[family]
+    assert meta["network"]["trained"] == spec.trained
     for method, result in meta["methods"].items():
         assert result["output_rms_change"] <= result["statement7_bound"] * (1 + 1e-9), method
-        assert all(layer["kept"] <= TINY.keep for layer in result["layers"])
+        assert len(result["layers"]) == len(spec.widths) - 2
+        assert all(layer["kept"] <= spec.keep for layer in result["layers"])
+        assert all(0.0 <= layer["local_choice_share"] <= 1.0 for layer in result["layers"])
+    local = meta["methods"]["greedy-local"]["layers"]
+    assert all(layer["local_choice_share"] == 1.0 for layer in local)
 
 
 def test_deep_run_report_and_figure(tmp_path):
@@ -118,8 +159,12 @@ def test_deep_run_report_and_figure(tmp_path):
 
     run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False, work=work)
     text = deep_report(run_dir)
-    assert "| combined |" in text and "Unpruned test accuracy" in text
+    assert text.count("| combined |") == 2 and text.count("unpruned test accuracy") == 2
+    assert "## Family 1: 4-layer relu MLP (16/16/16 hidden), random, on digits" in text
     paths = deep_figure(run_dir, tmp_path / "fig")
+    assert sorted(p.name for p in paths) == [
+        f"deep_layers_f00{f}.{ext}" for f in (0, 1) for ext in ("pdf", "png")
+    ]
     assert all(p.stat().st_size > 1000 for p in paths)
 
 
@@ -130,9 +175,42 @@ def test_deep_run_report_and_figure(tmp_path):
         ({"inputs": "gaussian"}, "unknown inputs"),
         ({"keep": 40}, "keep must be in"),
         ({"widths": (64, 10)}, "widths must list"),
+    ],
+)
+def test_bad_mlp_families(change, message):
+    with pytest.raises(ValueError, match=message):
+        replace(TINY, networks=(replace(TINY.networks[0], **change),)).validate()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
         ({"methods": ("best",)}, "unknown method"),
+        ({"networks": ()}, "networks is empty"),
+        ({"seeds": 0}, "seeds, calib_samples"),
     ],
 )
 def test_bad_deep_configurations(change, message):
     with pytest.raises(ValueError, match=message):
         replace(TINY, **change).validate()
+
+
+def test_cli_deep_preset_runs_reports_and_plots(tmp_path, monkeypatch, capsys):
+    """``python -m sims run --preset deep`` takes the deep work and its report and figures;
+    ``plot`` and ``report`` on its run folder recognise it (the preset shrunk to TINY)."""
+    import sims.deep
+    from sims.__main__ import main
+
+    monkeypatch.setattr(sims.deep, "DeepConfig", lambda: TINY)
+    runs, figures = tmp_path / "runs", tmp_path / "fig"
+    common = ["--runs", str(runs), "--figures", str(figures), "--jobs", "1", "--no-progress"]
+    assert main(["run", "--preset", "deep", "--seeds", "1", *common]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| global-imitation |") == 2
+    run_dir = runs / replace(TINY, seeds=1).run_name
+    assert main(["report", str(run_dir)]) == 0
+    report = capsys.readouterr().out
+    assert "## Family 0: 3-layer relu MLP (16/16 hidden), trained on digits" in report
+    assert main(["plot", str(run_dir), "--figures", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "deep-tiny" / "deep_layers_f001.png").stat().st_size > 1000
+    assert main(["run", "--preset", "deep", "--steps", "5", *common]) == 2  # not a deep flag

@@ -11,6 +11,7 @@ from sims.fit import (
     DEFAULT_MARGIN,
     fit_curve,
     fit_rates,
+    local_rates,
     n_eps,
     n_eps_curve,
     n_eps_slope,
@@ -198,3 +199,22 @@ GOOD_H = 3 * np.exp(-0.25 * N)
 def test_bad_input_is_refused_by_name(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_local_rates_are_flat_under_exp_and_fall_like_p_over_n_under_a_power_law():
+    n = np.arange(1, 2001)
+    mid, rates = local_rates(n, 5.0 * np.exp(-0.03 * n))
+    assert mid.size >= 20 and np.allclose(rates, 0.03, rtol=1e-9)
+    mid, rates = local_rates(n, 2.0 * n**-1.5)
+    assert np.all(np.diff(rates) < 0)  # falls
+    assert np.allclose(rates * mid, 1.5, rtol=0.1)  # about p / n
+    assert np.all(mid[1:] > mid[:-1])
+
+
+def test_local_rates_stop_at_the_floor():
+    n = np.arange(1, 101)
+    h = np.maximum(np.exp(-0.5 * n), 1e-14)  # at the floor from n = 65 on
+    mid, rates = local_rates(n, h, floor_rel=1e-12)
+    assert mid.max() < 56 and np.allclose(rates, 0.5, rtol=1e-9)
+    with pytest.raises(ValueError, match="points must be"):
+        local_rates(n, h, points=1)

@@ -9,6 +9,10 @@
   eigenvalue of T^1/2 C T^1/2) and lie in [-R, h(u)], R = max_{t_i>0} ||psi_i - F||; the
   Bhatia-Davis inequality (variance <= (max - mean)(mean - min)) gives h(u) >= lambda_d / R,
   and r = min_u h(u).
+- ``margin_upper``: when r is not exact, a certified upper bound, min h(u) over the unit
+  directions a local search finds (r <= h(u) for every unit u: the ball of radius r about F
+  lies inside M). With the lower bound it brackets r, so statement 4's bound on the rate can be
+  bracketed too.
 
 The spectrum comes from a rank-revealing pivoted Cholesky factor C = Y Y^T (LAPACK ``dpstrf``,
 O(N^2 d) for rank d, against O(N^3) for an eigendecomposition), rotated so that the columns of
@@ -30,6 +34,7 @@ from theory.problem import LayerProblem
 # of a Gram matrix; a larger cut would flatten genuinely thin polytopes and overstate r.
 RANK_RTOL = 1e-13
 EXACT_MAX_DIM = 6
+UPPER_MAX_DIM = 1000  # the upper bound's search costs O(N d) per direction and iteration
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Geometry:
     margin: float  # r (exact, or a certified lower bound)
     margin_exact: bool
     sigma2: float
+    margin_upper: float  # r when exact, else a certified upper bound (nan: not searched)
     rank: int  # affine dimension of M
     n_neurons: int
 
@@ -142,6 +148,57 @@ def _margin_bound(problem: LayerProblem, coords: np.ndarray, rank: int) -> float
     return float(weighted[rank - 1]) / radius if radius > 0 else 0.0
 
 
+def margin_upper(problem: LayerProblem) -> float:
+    """A certified upper bound on r by direction search (see ``_margin_upper``), whatever the
+    dimension."""
+    vals, coords = _spectrum(problem)
+    y = coords[:, : affine_rank(vals)]
+    return _margin_upper(y - problem.target @ y)
+
+
+def _margin_upper(
+    coords: np.ndarray, starts: int = 32, iterations: int = 300, seed: int = 0
+) -> float:
+    """Certified upper bound on r: the least support function h(u) = max_i <y_i, u> found
+    over unit directions u, for coordinates y_i = psi_i - F (N, d) whose columns are the
+    principal axes, widest first (as ``_spectrum`` gives them).
+
+    The search starts from the thinnest axes (both signs) and random directions, descends a
+    smoothed h (temperature tau * log sum exp(<y_i, u> / tau), tau annealed from R / 10 to
+    R / 1e4, R = max ||y_i||) along the sphere, and finally tries the facet through the d
+    points most active at each direction. Every direction tried is scored by the exact h(u),
+    so the result is an upper bound whatever the search finds; it is tight when the search
+    reaches the facet nearest to F.
+    """
+    y = np.asarray(coords, dtype=np.float64)
+    d = y.shape[1]
+    radius = float(np.sqrt((y**2).sum(axis=1).max()))
+    if d == 0 or radius == 0.0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    thin = np.eye(d)[:, ::-1][:, : max(1, min(d, starts // 4))]
+    u = np.hstack([thin, -thin, rng.standard_normal((d, max(starts - 2 * thin.shape[1], 1)))])
+    u /= np.linalg.norm(u, axis=0)
+    best = float((y @ u).max(axis=0).min())
+    for tau in np.geomspace(radius / 10, radius / 1e4, iterations):
+        z = y @ u  # (N, S)
+        best = min(best, float(z.max(axis=0).min()))
+        w = np.exp((z - z.max(axis=0)) / tau)
+        w /= w.sum(axis=0)
+        grad = y.T @ w  # (d, S): gradient of the smoothed h
+        grad -= u * (u * grad).sum(axis=0)  # along the sphere
+        u = u - (tau / radius**2) * grad * 10.0
+        u /= np.linalg.norm(u, axis=0)
+    z = y @ u
+    for s in range(u.shape[1]):  # the facet through the d most active points
+        active = np.argsort(z[:, s])[-d:]
+        v = np.linalg.lstsq(y[active], np.ones(active.size), rcond=None)[0]
+        if np.linalg.norm(v) > 0:
+            facet = v / np.linalg.norm(v)
+            best = min(best, float((y @ facet).max()))
+    return max(best, 0.0)
+
+
 def geometry(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> Geometry:
     """D, r, sigma^2 and the affine rank of one problem (O(N^2 d) for affine dimension d)."""
     return geometry_and_spectrum(problem, exact_max_dim)[0]
@@ -154,11 +211,19 @@ def geometry_and_spectrum(
     vals, coords = _spectrum(problem)
     rank = affine_rank(vals)
     r, exact = _margin(problem, coords, rank, exact_max_dim)
+    if exact:
+        upper = r
+    elif rank <= UPPER_MAX_DIM:
+        y = coords[:, :rank]
+        upper = _margin_upper(y - problem.target @ y)
+    else:
+        upper = float("nan")
     geo = Geometry(
         diameter=diameter(problem),
         margin=r,
         margin_exact=exact,
         sigma2=sigma2(problem),
+        margin_upper=upper,
         rank=rank,
         n_neurons=problem.n_neurons,
     )
