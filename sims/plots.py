@@ -132,8 +132,9 @@ def _local_rate_axes(ax: plt.Axes, steps: np.ndarray) -> None:
 def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     """Per instance: the greedy-local exponential rate fitted on the run's window vs r^2/D^2.
 
-    Filled markers: r exact (hull facets); hollow: r from the certified lower bound, so the
-    true r^2/D^2 lies to the right. Instances whose fit fails or gives c <= 0 are counted.
+    Filled markers: r exact (hull facets). Otherwise r is bracketed: a segment from the
+    certified lower bound to the certified upper bound (hollow marker) of r^2/D^2; the true
+    value lies on it. Instances whose fit fails or gives c <= 0 are counted.
     """
     window = tuple(run.config["fit_window"])
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
@@ -152,10 +153,14 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
                 dropped += 1
                 continue
             x = (g["margin"] / g["diameter"]) ** 2
-            ratios.append(x)
-            label = f"m={m}" + ("" if g["margin_exact"] else " (r: certified bound)")
+            upper = g.get("margin_upper", float("nan"))  # absent from older run folders
+            x_hi = x if g["margin_exact"] or not upper > 0 else (upper / g["diameter"]) ** 2
+            ratios += [x, x_hi]
+            label = f"m={m}" + ("" if g["margin_exact"] else " (r bracketed)")
+            if x_hi > x:
+                ax.plot([x, x_hi], [c, c], color=colour, lw=0.6, alpha=0.5)
             ax.scatter(
-                [x], [c], s=16, color=colour,
+                [x_hi], [c], s=16, color=colour,
                 facecolors=colour if g["margin_exact"] else "none",
                 label=None if label in labelled else label,
             )  # fmt: skip

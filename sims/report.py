@@ -4,8 +4,9 @@ For every network family and selector: c (exponential rate per neuron) and p (po
 exponent), each a mean over seeds with its 95% interval; the mean held-out log error ratio
 log(RMSE_exp / RMSE_pow) with its interval (negative: the exponential extrapolates better);
 the verdict ("exponential", "power", or "unresolved" within the margin); statement 4's bound on
-c from the geometry (median over seeds); and the model-free slope of n_eps against log(1/eps)
-with its R^2 (near 1 under exponential decay).
+c from the geometry (median over seeds; where r is not exact, from r's certified lower and
+upper bounds: the bound from the true r lies between); and the model-free slope of n_eps
+against log(1/eps) with its R^2 (near 1 under exponential decay).
 
 Selectors that re-solve their weights (fully-corrective, omp) fit exactly once n reaches the
 number of samples m or the rank of the Gram matrix, and dive to the floating-point floor there:
@@ -33,6 +34,25 @@ def _cap(method: str, curves: list[Curve], fraction: float) -> int | None:
     return max(int(fraction * limit), 2)
 
 
+def _median_bound(curves: list[Curve], margin: str) -> float:
+    """Median over seeds of statement 4's rate -log(1 - r^2/D^2) with r the geometry's
+    ``margin`` (exact or certified lower bound) or ``margin_upper`` (nan where unknown)."""
+    return float(
+        np.median(
+            [
+                linear_rate(c.geometry["diameter"], c.geometry.get(margin, float("nan")))
+                for c in curves
+            ]
+        )
+    )
+
+
+def _bound(row: dict) -> str:
+    """Statement 4's c: one number where r is exact, else the bracket from r's two bounds."""
+    low, high = row["c_bound"], row["c_bound_upper"]
+    return f"{low:.2g}" if not high > low else f"{low:.2g} to {high:.2g}"
+
+
 def _interval(mean: float, ci: tuple[float, float]) -> str:
     return f"{mean:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]"
 
@@ -45,12 +65,13 @@ def rows(run: RunCurves) -> list[dict]:
     for family in sorted(run.curves):
         for method, curves in run.curves[family].items():
             pairs = [(c.n, c.loss_rel) for c in curves]
-            bound = float(
-                np.median(
-                    [linear_rate(c.geometry["diameter"], c.geometry["margin"]) for c in curves]
-                )
-            )
-            row = {"family": family, "method": method, "seeds": len(curves), "c_bound": bound}
+            row = {
+                "family": family,
+                "method": method,
+                "seeds": len(curves),
+                "c_bound": _median_bound(curves, "margin"),
+                "c_bound_upper": _median_bound(curves, "margin_upper"),
+            }
             cap = _cap(method, curves, run.config["corrective_cap"])
             try:
                 summary = fit_rates(pairs, window, cap=cap)
@@ -102,7 +123,7 @@ def markdown(run: RunCurves, table: list[dict]) -> str:
             lines.append(
                 f"| {row['method']} | {row['seeds']} | {_interval(*row['c'])} | "
                 f"{_interval(*row['p'])} | {_interval(*row['log_ratio'])} | {row['verdict']} | "
-                f"{row['c_bound']:.2g} | {row['n_eps_slope']:.3g} ({row['n_eps_r2']:.3f}) |"
+                f"{_bound(row)} | {row['n_eps_slope']:.3g} ({row['n_eps_r2']:.3f}) |"
             )
         lines.append("")
     return "\n".join(lines)

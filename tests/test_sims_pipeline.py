@@ -121,7 +121,7 @@ def test_cli_run_report_and_plot(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "| greedy-local | 3 |" in out and "verdict" in out
-    for stem in ("decay_f000", "decay_f001", "rate_vs_margin"):
+    for stem in ("decay_f000", "decay_f001", "rate_vs_margin", "rates_by_family"):
         for ext in ("png", "pdf"):
             assert (tmp_path / "fig" / "tiny" / f"{stem}.{ext}").stat().st_size > 1000
     run_dir = tmp_path / "runs" / TINY.run_name
@@ -226,3 +226,27 @@ def test_atomic_write_replaces_whole_files_readable_by_others(tmp_path):
     assert path.read_text() == "second"
     assert path.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_report_brackets_the_rate_bound_where_r_is_not_exact(tmp_path):
+    """Statement 4's c from r's certified lower and upper bounds: ordered, and one number
+    where r is exact (affine rank <= 6); the report prints the bracket as 'LOW to HIGH'."""
+    from sims.curves import load_curves
+    from sims.report import markdown, rows
+
+    config = replace(TINY, networks=cfg.grid(cfg.NetworkSpec(neurons=60, dim=2), samples=[4, 12]))
+    run = load_curves(runner.run(config, tmp_path, jobs=1, progress=False))
+    table = rows(run)
+    exact = {
+        f: all(c.geometry["margin_exact"] for c in methods["greedy-local"])
+        for f, methods in run.curves.items()
+    }
+    assert exact == {0: True, 1: False}
+    for row in table:
+        if exact[row["family"]]:
+            assert row["c_bound_upper"] == row["c_bound"] > 0
+        else:
+            assert 0 <= row["c_bound"] < row["c_bound_upper"]
+    text = markdown(run, table)
+    low, high = table[-1]["c_bound"], table[-1]["c_bound_upper"]
+    assert f"| {low:.2g} to {high:.2g} |" in text
