@@ -71,6 +71,8 @@ def rows(run: RunCurves) -> list[dict]:
                 "seeds": len(curves),
                 "c_bound": _median_bound(curves, "margin"),
                 "c_bound_upper": _median_bound(curves, "margin_upper"),
+                "n_eps": n_eps_curve(pairs, eps_grid)[1].tolist(),
+                "steps": max(int(c.n[-1]) for c in curves),
             }
             cap = _cap(method, curves, run.config["corrective_cap"])
             try:
@@ -79,9 +81,8 @@ def rows(run: RunCurves) -> list[dict]:
                 row["error"] = str(error)
                 out.append(row)
                 continue
-            eps, n_eps = n_eps_curve(pairs, eps_grid)
             try:
-                slope = n_eps_slope(eps, n_eps)
+                slope = n_eps_slope(eps_grid, np.array(row["n_eps"]))
                 row["n_eps_slope"], row["n_eps_r2"] = slope.slope, slope.r2
             except ValueError:
                 row["n_eps_slope"] = row["n_eps_r2"] = float("nan")
@@ -125,8 +126,25 @@ def markdown(run: RunCurves, table: list[dict]) -> str:
                 f"{_interval(*row['p'])} | {_interval(*row['log_ratio'])} | {row['verdict']} | "
                 f"{_bound(row)} | {row['n_eps_slope']:.3g} ({row['n_eps_r2']:.3f}) |"
             )
-        lines.append("")
+        lines += ["", *_neurons_needed(run, table, family), ""]
     return "\n".join(lines)
+
+
+def _neurons_needed(run: RunCurves, table: list[dict], family: int) -> list[str]:
+    """Markdown table: median over seeds of the first n with loss / sigma^2 <= eps, per
+    selector and eps (model-free, comparable across selectors; '> K' when more than half the
+    seeds never got there in K steps)."""
+    eps_grid = run.config["eps_grid"]
+    lines = [
+        "Neurons needed (median over seeds of the first n with loss / sigma^2 <= eps):",
+        "",
+        "| selector | " + " | ".join(f"{e:g}" for e in eps_grid) + " |",
+        "| --- |" + " --- |" * len(eps_grid),
+    ]
+    for row in (r for r in table if r["family"] == family):
+        cells = [f"{v:.0f}" if np.isfinite(v) else f"> {row['steps']}" for v in row["n_eps"]]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def report(run_dir: Path) -> str:

@@ -250,3 +250,26 @@ def test_report_brackets_the_rate_bound_where_r_is_not_exact(tmp_path):
     text = markdown(run, table)
     low, high = table[-1]["c_bound"], table[-1]["c_bound_upper"]
     assert f"| {low:.2g} to {high:.2g} |" in text
+
+
+def test_report_gives_the_neurons_each_selector_needs(tmp_path):
+    """The 'neurons needed' table: per selector and eps, the median over seeds of the first n
+    with loss / sigma^2 <= eps, '> K' when most seeds never got there."""
+    from sims.curves import load_curves
+    from sims.fit import n_eps
+    from sims.report import markdown, rows
+
+    run = load_curves(runner.run(TINY, tmp_path, jobs=1, progress=False))
+    table = rows(run)
+    eps_grid = run.config["eps_grid"]
+    for row in table:
+        curves = run.curves[row["family"]][row["method"]]
+        for eps, value in zip(eps_grid, row["n_eps"], strict=True):
+            direct = [n_eps(c.n, c.loss_rel, eps) for c in curves]
+            reached = sorted(v for v in direct if np.isfinite(v))
+            if len(reached) * 2 > len(direct):  # 3 seeds: the median is the 2nd smallest
+                assert value == sorted(direct, key=lambda v: (np.isnan(v), v))[1]
+            else:
+                assert np.isnan(value)
+    text = markdown(run, table)
+    assert text.count("Neurons needed") == 2 and f"> {TINY.steps}" in text
