@@ -227,7 +227,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         ),
         methods=("greedy-local", "fixed-step", "fully-corrective", "random"),
         steps=200,
-        seeds=3,
+        seeds=10,
         fit_window=(2, 200),
     ),
     # Trained against random first layers: a teacher function, and the labels of real data.
