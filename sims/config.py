@@ -51,6 +51,14 @@ class NetworkSpec:
     training: str = "random"  # random first layer, fit to a teacher, or fit to the labels
     train_steps: int = 300
     train_samples: int = 1000  # training set of a trained network, apart from the m samples
+    outputs: int | None = None  # k, outputs per neuron; None: 10 when fit to labels, else 1
+
+    @property
+    def n_outputs(self) -> int:
+        """k: psi_i(x) is in R^k, so the affine rank can reach k m."""
+        if self.outputs is not None:
+            return self.outputs
+        return 10 if self.training == "labels" else 1
 
     def validate(self) -> None:
         for name in ("neurons", "dim", "samples"):
@@ -62,6 +70,13 @@ class NetworkSpec:
             raise ValueError(
                 f"train_steps must be >= 0 and train_samples >= 1; "
                 f"got {self.train_steps} and {self.train_samples}"
+            )
+        if self.outputs is not None and self.outputs < 1:
+            raise ValueError(f"outputs must be a positive integer or None; got {self.outputs}")
+        needs = {"labels": 10, "teacher": 1}.get(self.training)
+        if needs is not None and self.n_outputs != needs:
+            raise ValueError(
+                f"training={self.training!r} fits {needs} output(s); got outputs={self.outputs}"
             )
         _member("activation", self.activation, ACTIVATIONS)
         _member("inputs", self.inputs, INPUTS)
@@ -85,9 +100,10 @@ class NetworkSpec:
     @property
     def label(self) -> str:
         """A short readable name, e.g. ``tanh/gaussian/random N=1000 d=3 m=100``."""
+        k = f" k={self.n_outputs}" if self.n_outputs != 1 else ""
         return (
             f"{self.activation}/{self.inputs}/{self.training} "
-            f"N={self.neurons} d={self.dim} m={self.samples}"
+            f"N={self.neurons} d={self.dim} m={self.samples}{k}"
         )
 
 
@@ -194,9 +210,11 @@ PRESETS: dict[str, ExperimentConfig] = {
             replace(RATES_BASE, inputs="sphere"),
             replace(RATES_BASE, training="teacher"),
             *(replace(RATES_BASE, inputs=k, dim=REAL_DIM[k]) for k in ("digits", "mnist5k")),
+            # fit to the labels: 10 outputs, so against random layers with 10 outputs too
             *(
-                replace(RATES_BASE, inputs=k, dim=REAL_DIM[k], training="labels")
+                replace(RATES_BASE, inputs=k, dim=REAL_DIM[k], training=t, outputs=10)
                 for k in ("digits", "mnist5k")
+                for t in ("random", "labels")
             ),
         ),
         methods=("greedy-local", "frank-wolfe", "fixed-step", "away", "pairwise", "random"),
@@ -230,30 +248,26 @@ PRESETS: dict[str, ExperimentConfig] = {
         seeds=10,
         fit_window=(2, 200),
     ),
-    # Trained against random first layers: a teacher function, and the labels of real data.
+    # Trained against random first layers: a teacher function (1 output), and the labels of
+    # real data (10 outputs, against random layers with 10 outputs: the same affine rank).
     "trained": ExperimentConfig(
         name="trained",
         networks=(
             NetworkSpec(neurons=1000, dim=10, samples=200, activation="tanh"),
             NetworkSpec(neurons=1000, dim=10, samples=200, activation="tanh", training="teacher"),
-            NetworkSpec(neurons=1000, dim=64, samples=200, activation="relu", inputs="digits"),
-            NetworkSpec(
-                neurons=1000,
-                dim=64,
-                samples=200,
-                activation="relu",
-                inputs="digits",
-                training="labels",
-            ),
-            NetworkSpec(neurons=1000, dim=784, samples=200, activation="relu", inputs="mnist5k"),
-            NetworkSpec(
-                neurons=1000,
-                dim=784,
-                samples=200,
-                activation="relu",
-                inputs="mnist5k",
-                training="labels",
-                train_steps=150,
+            *(
+                NetworkSpec(
+                    neurons=1000,
+                    dim=REAL_DIM[k],
+                    samples=200,
+                    activation="relu",
+                    inputs=k,
+                    training=t,
+                    outputs=10,
+                    train_steps=300 if k == "digits" else 150,
+                )
+                for k in ("digits", "mnist5k")
+                for t in ("random", "labels")
             ),
         ),
         methods=("greedy-local", "fixed-step", "fully-corrective", "omp", "random"),

@@ -31,6 +31,17 @@ class RunCurves:
     metas: list[dict[str, Any]]
 
 
+def family_title(spec: dict[str, Any]) -> str:
+    """A NetworkSpec (as a dict) in words, e.g. ``relu, gaussian inputs, random first layer:
+    N=4000, d=10, m=50`` (``, k=10 outputs`` when there is more than one)."""
+    outputs = spec.get("outputs")  # absent from older run folders
+    k = f", k={outputs} outputs" if outputs not in (None, 1) else ""
+    return (
+        f"{spec['activation']}, {spec['inputs']} inputs, {spec['training']} first layer: "
+        f"N={spec['neurons']}, d={spec['dim']}, m={spec['samples']}{k}"
+    )
+
+
 def load_curves(run_dir: Path) -> RunCurves:
     record = store.read_config(run_dir)
     rows, metas = store.read_instances(run_dir)

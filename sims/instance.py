@@ -49,8 +49,7 @@ def build_problem(spec: NetworkSpec, seed: int) -> LayerProblem:
     total = spec.samples + (spec.train_samples if trained else 0)
     x_all, labels_all = load_inputs(spec.inputs, total, spec.dim, rng)
     x = x_all[: spec.samples]
-    outputs = 10 if spec.training == "labels" else 1
-    net = random_two_layer(spec.neurons, x.shape[1], outputs, spec.activation, rng)
+    net = random_two_layer(spec.neurons, x.shape[1], spec.n_outputs, spec.activation, rng)
     if trained:
         xt = x_all[spec.samples :]
         targets = (

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.curves import RunCurves, quantiles
+from sims.curves import RunCurves, family_title, quantiles
 from sims.fit import fit_curve, local_rates
 from theory.bounds import fixed_step_margin, greedy_local, linear_rate, random_expected
 
@@ -54,13 +54,6 @@ def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
         fig.savefig(path, dpi=130, metadata={"CreationDate": None} if path.suffix == ".pdf" else {})
     plt.close(fig)
     return paths
-
-
-def _family_title(spec: dict) -> str:
-    return (
-        f"{spec['activation']}, {spec['inputs']} inputs, {spec['training']} first layer: "
-        f"N={spec['neurons']}, d={spec['dim']}, m={spec['samples']}"
-    )
 
 
 def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
@@ -108,7 +101,7 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     _local_rate_axes(rate_ax, steps)
     kind = "exact" if exact else "certified lower bound"
     fig.suptitle(
-        f"{_family_title(run.families[family])}\n(r/D = {r / d:.2g}, {kind}; "
+        f"{family_title(run.families[family])}\n(r/D = {r / d:.2g}, {kind}; "
         f"rate bound c >= {linear_rate(d, r):.2g})",
         fontsize=10,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sims.curves import Curve, RunCurves, load_curves
+from sims.curves import Curve, RunCurves, family_title, load_curves
 from sims.fit import fit_rates, n_eps_curve, n_eps_slope
 from sims.store import atomic_write
 from theory.bounds import linear_rate
@@ -110,8 +110,7 @@ def markdown(run: RunCurves, table: list[dict]) -> str:
     for family in sorted(run.curves):
         spec = run.families[family]
         lines += [
-            f"## Family {family}: {spec['activation']}, {spec['inputs']} inputs, "
-            f"{spec['training']}, N={spec['neurons']}, d={spec['dim']}, m={spec['samples']}",
+            f"## Family {family}: {family_title(spec)}",
             "",
             "| selector | seeds | c (per neuron) | p (power) | log(RMSE_exp/RMSE_pow) | verdict "
             "| c bound (st. 4) | n_eps slope (R^2) |",

@@ -147,6 +147,8 @@ def test_toml_configuration(tmp_path):
         ({"networks": (cfg.NetworkSpec(inputs="cifar"),)}, "unknown inputs 'cifar'"),
         ({"networks": (cfg.NetworkSpec(inputs="digits"),)}, "digits fixes the input dimension"),
         ({"networks": (cfg.NetworkSpec(training="labels"),)}, "needs real data"),
+        ({"networks": (cfg.NetworkSpec(outputs=0),)}, "outputs must be a positive integer"),
+        ({"networks": (cfg.NetworkSpec(training="teacher", outputs=3),)}, "fits 1 output"),
         ({"networks": ()}, "networks is empty"),
         ({"methods": ("greedy",)}, "unknown method 'greedy'"),
         ({"steps": 0}, "steps and seeds must be >= 1"),
@@ -273,3 +275,19 @@ def test_report_gives_the_neurons_each_selector_needs(tmp_path):
                 assert np.isnan(value)
     text = markdown(run, table)
     assert text.count("Neurons needed") == 2 and f"> {TINY.steps}" in text
+
+
+def test_outputs_set_the_layer_width_and_the_rank():
+    """k outputs per neuron: psi_i(x) in R^k, so the affine rank reaches k m (here 3 x 4)."""
+    from sims.instance import build_problem
+    from theory import geometry
+
+    spec = cfg.NetworkSpec(neurons=200, dim=3, samples=4, outputs=3)
+    spec.validate()
+    assert spec.label.endswith("m=4 k=3")
+    assert geometry(build_problem(spec, 0)).rank == 12
+    assert geometry(build_problem(replace(spec, outputs=None), 0)).rank == 4
+    labels = cfg.NetworkSpec(inputs="digits", dim=64, training="labels")
+    assert labels.n_outputs == 10
+    with pytest.raises(ValueError, match="fits 10 output"):
+        replace(labels, outputs=1).validate()
