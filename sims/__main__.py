@@ -5,7 +5,8 @@
     python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
     python -m sims plot RUN_DIR [--figures figures]
     python -m sims report RUN_DIR
-    python -m sims explain RUN_DIR [--method greedy-local] [--at 50] [--holdout activation=tanh]
+    python -m sims explain RUN_DIR [--method greedy-local] [--at 50 | --eps 1e-8]
+                               [--holdout activation=tanh]
 
 ``run`` resumes an interrupted run of the same configuration (the run folder is named by the
 configuration's hash) and ends with the report and the figures.
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--method", default="greedy-local")
     explain.add_argument("--at", type=int, default=50, help="decades = log10(h_1 / h_at)")
     explain.add_argument("--holdout", default="activation=tanh", help="FIELD=VALUE to test on")
+    explain.add_argument(
+        "--eps", type=float, default=None, help="target log10 n_eps at this loss / sigma^2"
+    )
     for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", type=Path)
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "explain":
             from sims.spectrum import report as spectrum_report
 
-            print(spectrum_report(args.run_dir, args.method, args.at, args.holdout))
+            print(spectrum_report(args.run_dir, args.method, args.at, args.holdout, args.eps))
         else:
             _report(args.run_dir)
     except ValueError as error:

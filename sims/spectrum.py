@@ -9,8 +9,12 @@ summarises the spectrum (eigenvalues of C, descending) by
 - ``spectral_slope``: alpha of lambda_k ~ k^-alpha, fitted on the eigenvalues down to 1e-8 of
   the largest,
 
-and measures the decay of a selector by ``decades``: log10(h_1 / h_n) at a fixed n (model-free:
-how many orders of magnitude n neurons buy). It fits decades ~ spectrum summaries by least
+and, from the geometry, ``log_d_over_r_upper`` and ``log_d_over_r_lower`` (log D/r from r's
+certified upper and lower bounds; statement 4 makes n_eps grow like 2 log(D/r) if its rate
+were the mechanism). It measures the decay of a selector by a model-free target:
+``decades``, log10(h_1 / h_n) at a fixed n (how many orders of magnitude n neurons buy), or
+``log_n_eps``, log10 of the first n with h / sigma^2 <= eps (the asymptotic view; instances
+that never get there are left out and counted). It fits the target on the features by least
 squares on the training instances and reports R^2 on held-out instances from other regimes
 (e.g. train on relu, test on tanh), next to a baseline that predicts the training mean.
 """
@@ -25,6 +29,8 @@ import numpy as np
 from sims import store
 
 FEATURES = ("log_rank", "log_effective_rank", "spectral_slope")
+GEOMETRY = ("log_d_over_r_upper", "log_d_over_r_lower")
+TARGETS = ("decades", "log_n_eps")
 
 
 def summarise(eigenvalues: np.ndarray) -> dict[str, float]:
@@ -46,9 +52,19 @@ def summarise(eigenvalues: np.ndarray) -> dict[str, float]:
     }
 
 
+def geometry_features(geometry: dict[str, float]) -> dict[str, float]:
+    """log(D / r) from r's upper and lower bounds (nan where a bound is 0 or unknown)."""
+    d = geometry["diameter"]
+    out = {}
+    for name, key in zip(GEOMETRY, ("margin_upper", "margin"), strict=True):
+        r = geometry.get(key, float("nan"))  # margin_upper is absent from older run folders
+        out[name] = float(np.log(d / r)) if r > 0 and d > 0 else float("nan")
+    return out
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """Least squares decades ~ features on train, scored on held-out instances."""
+    """Least squares target ~ features on train, scored on held-out instances."""
 
     features: tuple[str, ...]
     coefficients: tuple[float, ...]  # intercept first
@@ -62,10 +78,14 @@ def _r2(y: np.ndarray, fit: np.ndarray, reference_mean: float) -> float:
     return float(1.0 - ((y - fit) ** 2).sum() / ((y - reference_mean) ** 2).sum())
 
 
-def explain(table: list[dict], features: tuple[str, ...], train: np.ndarray) -> Explanation:
+def explain(
+    table: list[dict], features: tuple[str, ...], train: np.ndarray, target: str = "decades"
+) -> Explanation:
     """Fit on rows where ``train`` (bool (R,)) holds; R^2 on the others against the train mean."""
     x = np.array([[row[f] for f in features] for row in table])
-    y = np.array([row["decades"] for row in table])
+    y = np.array([row[target] for row in table])
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{' + '.join(features)} is not finite on every instance")
     design = np.column_stack([np.ones(len(table)), x])
     if train.sum() <= len(features) + 1 or (~train).sum() < 2:
         raise ValueError(f"need more than {len(features) + 1} training rows and 2 held-out rows")
@@ -84,48 +104,70 @@ def explain(table: list[dict], features: tuple[str, ...], train: np.ndarray) -> 
 FLOOR = 1e-16  # losses below this fraction of h_1 are round-off: decades are capped at 16
 
 
-def instance_table(run_dir: Path, method: str, at: int) -> list[dict]:
-    """One row per instance: its network fields, spectrum summaries and decades at n = at
-    (from the last loss at or before n = at when the run stopped earlier, capped at 16)."""
+def instance_table(
+    run_dir: Path, method: str, at: int = 50, eps: float | None = None
+) -> tuple[list[dict], int]:
+    """One row per instance: its network fields, spectrum and geometry features, and the
+    target: ``decades`` at n = at (from the last loss at or before n = at when the run stopped
+    earlier, capped at 16), or with ``eps`` ``log_n_eps``. Returns (rows, instances left out
+    because they never reached eps)."""
     rows, metas = store.read_instances(run_dir)
-    first: dict[tuple[int, int], float] = {}
-    last: dict[tuple[int, int], tuple[int, float]] = {}
+    curves: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
     for row in rows:
-        key = (row["family"], row["seed"])
-        if row["method"] != method or row["n"] > at:
-            continue
-        if row["n"] == 1:
-            first[key] = row["loss"]
-        if row["n"] >= last.get(key, (0, 0.0))[0]:
-            last[key] = (row["n"], row["loss"])
-    table = []
+        if row["method"] == method:
+            curves.setdefault((row["family"], row["seed"]), []).append(
+                (row["n"], row["loss"], row["loss_rel"])
+            )
+    table, censored = [], 0
     for meta in metas:
-        key = (meta["family"], meta["seed"])
-        if first.get(key, 0.0) <= 0.0:
-            continue  # F is a neuron: nothing to decay
-        h1, h = first[key], last[key][1]
-        table.append(
+        points = sorted(curves.get((meta["family"], meta["seed"]), []))
+        if not points or points[0][1] <= 0.0:
+            continue  # not run, or F is a neuron: nothing to decay
+        features = (
             meta["network"]
             | summarise(np.asarray(meta["spectrum"]))
-            | {"decades": float(np.log10(h1 / max(h, FLOOR * h1)))}
+            | geometry_features(meta["geometry"])
         )
+        if eps is None:
+            h1, h = points[0][1], [loss for n, loss, _ in points if n <= at][-1]
+            table.append(features | {"decades": float(np.log10(h1 / max(h, FLOOR * h1)))})
+            continue
+        reached = [n for n, _, rel in points if rel <= eps]
+        if not reached:
+            censored += 1
+            continue
+        table.append(features | {"log_n_eps": float(np.log10(reached[0]))})
     if not table:
-        raise ValueError(f"no instance of {run_dir} ran {method}")
-    return table
+        raise ValueError(
+            f"no instance of {run_dir} ran {method}"
+            + (f" and reached eps = {eps:g}" if eps is not None else "")
+        )
+    return table, censored
 
 
 def report(
-    run_dir: Path, method: str = "greedy-local", at: int = 50, holdout: str = "activation=tanh"
+    run_dir: Path,
+    method: str = "greedy-local",
+    at: int = 50,
+    holdout: str = "activation=tanh",
+    eps: float | None = None,
 ) -> str:
     """Markdown: each feature set fitted on the instances without ``holdout`` (FIELD=VALUE),
-    scored on those with it."""
+    scored on those with it; the target is decades at n = at, or log10 n_eps with ``eps``."""
     field_name, _, value = holdout.partition("=")
-    table = instance_table(run_dir, method, at)
+    table, censored = instance_table(run_dir, method, at, eps)
+    target = "decades" if eps is None else "log_n_eps"
     if field_name not in table[0]:
         raise ValueError(f"unknown field {field_name!r} in holdout; fields: {', '.join(table[0])}")
     held = np.array([str(row[field_name]) == value for row in table])
+    what = (
+        f"decades = log10(h_1 / h_{at})"
+        if eps is None
+        else f"log10 n_eps, the first n with h / sigma^2 <= {eps:g} ({censored} instances that "
+        "never got there left out)"
+    )
     lines = [
-        f"# Spectrum against decay: {method}, decades = log10(h_1 / h_{at})",
+        f"# Spectrum and geometry against decay: {method}, {what}",
         "",
         f"Fitted on {int((~held).sum())} instances without {holdout}, tested on the "
         f"{int(held.sum())} with it (R^2 against the training mean; < 0: worse than it).",
@@ -133,9 +175,9 @@ def report(
         "| features | coefficients (intercept first) | train R^2 | held-out R^2 |",
         "| --- | --- | --- | --- |",
     ]
-    for features in [(f,) for f in FEATURES] + [FEATURES]:
+    for features in [(f,) for f in FEATURES + GEOMETRY] + [FEATURES, FEATURES + GEOMETRY]:
         try:
-            e = explain(table, features, ~held)
+            e = explain(table, features, ~held, target)
         except ValueError as error:
             lines.append(f"| {' + '.join(features)} | {error} | | |")
             continue

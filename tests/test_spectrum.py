@@ -49,9 +49,33 @@ def test_explain_on_a_tiny_run(tmp_path, capsys):
     from test_sims_pipeline import TINY
 
     run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False)
-    table = instance_table(run_dir, "greedy-local", 10)
-    assert len(table) == 6 and all(0 <= row["decades"] <= 16 for row in table)
+    table, censored = instance_table(run_dir, "greedy-local", 10)
+    assert len(table) == 6 and censored == 0 and all(0 <= row["decades"] <= 16 for row in table)
+    assert all(row["log_d_over_r_upper"] <= row["log_d_over_r_lower"] for row in table)
     assert main(["explain", str(run_dir), "--at", "10", "--holdout", "activation=tanh"]) == 0
     out = capsys.readouterr().out
     assert "| log_rank |" in out and "need more than 4 training rows" in out  # 3 rows each side
     assert main(["explain", str(run_dir), "--holdout", "colour=red"]) == 2
+
+
+def test_log_n_eps_target_counts_the_instances_that_never_get_there(tmp_path, capsys):
+    """log10 n_eps per instance equals the direct first-n computation; instances whose curve
+    never reaches eps are left out and counted."""
+    from test_sims_pipeline import TINY
+
+    from sims.curves import load_curves
+    from sims.fit import n_eps
+
+    run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False)
+    curves = [c for f in (0, 1) for c in load_curves(run_dir).curves[f]["greedy-local"]]
+    ends = sorted(c.loss_rel[-1] for c in curves)
+    for eps, left_out in ((1.0, 0), (ends[2] * (1 + 1e-9), 3)):  # the 3 lowest reach ends[2]
+        direct = [n_eps(c.n, c.loss_rel, eps) for c in curves]
+        table, censored = instance_table(run_dir, "greedy-local", eps=eps)
+        assert censored == sum(np.isnan(direct)) == left_out
+        assert sorted(row["log_n_eps"] for row in table) == pytest.approx(
+            sorted(np.log10(v) for v in direct if np.isfinite(v))
+        )
+    assert main(["explain", str(run_dir), "--eps", "1e-3", "--holdout", "activation=tanh"]) == 0
+    out = capsys.readouterr().out
+    assert "log10 n_eps" in out and "| log_d_over_r_upper |" in out
