@@ -160,6 +160,8 @@ def test_deep_run_report_and_figure(tmp_path):
     run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False, work=work)
     text = deep_report(run_dir)
     assert text.count("| combined |") == 2 and text.count("unpruned test accuracy") == 2
+    local_rows = [line for line in text.splitlines() if line.startswith("| greedy-local |")]
+    assert all("| 0/2 |" in line for line in local_rows)  # never below itself
     assert "## Family 1: 4-layer relu MLP (16/16/16 hidden), random, on digits" in text
     paths = deep_figure(run_dir, tmp_path / "fig")
     assert sorted(p.name for p in paths) == [
