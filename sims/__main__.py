@@ -1,7 +1,8 @@
 """Command line: run an experiment, plot it, report its fitted rates.
 
     python -m sims run --preset quick [--seeds 10] [--steps 80] [--jobs 2] [--cluster ADDR]
-    python -m sims run --config my.toml
+    python -m sims run --config my.toml        (two-layer or deep: MLP families have widths)
+    python -m sims config --preset rates > my.toml   (a preset as TOML or JSON, to edit)
     python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
     python -m sims plot RUN_DIR [--figures figures]
     python -m sims report RUN_DIR
@@ -46,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
     run.add_argument("--no-progress", action="store_true")
+    show = sub.add_parser("config", help="print a configuration as TOML or JSON, to edit")
+    shown = show.add_mutually_exclusive_group()
+    shown.add_argument("--preset", default="quick", help=f"one of: {names}")
+    shown.add_argument("--config", type=Path, help="a .toml or .json configuration file")
+    show.add_argument("--format", choices=("toml", "json"), default="toml")
     explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
     explain.add_argument("run_dir", type=Path)
     explain.add_argument("--method", default="greedy-local")
@@ -65,22 +71,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace):
-    """The configuration the run flags ask for (a DeepConfig for --preset deep)."""
+    """The configuration the flags ask for: a preset or a file, with flags overriding fields
+    (an ExperimentConfig, or a DeepConfig for MLPs)."""
+    config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
     overrides = {
-        f.name: getattr(args, f.name) for f in SCALARS if getattr(args, f.name) is not None
+        f.name: getattr(args, f.name) for f in SCALARS if getattr(args, f.name, None) is not None
     }
-    if args.preset == "deep" and not args.config:
-        from sims.deep import DeepConfig
-
-        unused = sorted(set(overrides) - {"seeds", "seed"})
-        if unused or args.methods:
-            raise ValueError(f"the deep preset takes --seeds and --seed only; got {unused}")
-        config = replace(DeepConfig(), **overrides)
-    else:
-        config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
-        if args.methods:
-            overrides["methods"] = tuple(args.methods)
-        config = replace(config, **overrides)
+    if getattr(args, "methods", None):
+        overrides["methods"] = tuple(args.methods)
+    own = {f.name for f in fields(config)}
+    unused = sorted(set(overrides) - own)
+    if unused:
+        raise ValueError(f"the {config.name} configuration has no field(s) {', '.join(unused)}")
+    config = replace(config, **overrides)
     config.validate()
     return config
 
@@ -88,7 +91,7 @@ def _config(args: argparse.Namespace):
 def _is_deep(run_dir: Path) -> bool:
     from sims.store import read_config
 
-    return "widths" in read_config(run_dir)["config"]["networks"][0]  # an MLPSpec
+    return cfg.is_deep(read_config(run_dir)["config"])
 
 
 def _plot(run_dir: Path, figures: Path) -> None:
@@ -127,12 +130,14 @@ def main(argv: list[str] | None = None) -> int:
 
             config = _config(args)
             work = None
-            if args.preset == "deep" and not args.config:
+            if cfg.is_deep(config.as_dict()):
                 from sims.deep import run_deep_instance as work
             run_dir = run(config, args.runs, args.jobs, args.cluster, not args.no_progress, work)
             print(f"run folder: {run_dir}")
             _report(run_dir)
             _plot(run_dir, args.figures)
+        elif args.command == "config":
+            print(cfg.dumps(_config(args), args.format), end="")
         elif args.command == "plot":
             _plot(args.run_dir, args.figures)
         elif args.command == "explain":

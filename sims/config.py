@@ -278,45 +278,80 @@ PRESETS: dict[str, ExperimentConfig] = {
 }
 
 
-def preset(name: str) -> ExperimentConfig:
+def preset(name: str) -> Any:
+    """A named configuration: one of PRESETS, or ``deep`` (a :class:`sims.deep.DeepConfig`)."""
+    if name == "deep":
+        from sims.deep import DeepConfig
+
+        return DeepConfig()
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}") from None
+        names = ", ".join([*PRESETS, "deep"])
+        raise ValueError(f"unknown preset {name!r}; valid presets: {names}") from None
+
+
+def build(cls: type, data: dict[str, Any], what: str, tuples: tuple[str, ...] = ()) -> Any:
+    """``cls(**data)`` for a dataclass, naming unknown keys; the ``tuples`` keys become tuples."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {what} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+    return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
 
 
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Configuration from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    known = {f.name for f in fields(ExperimentConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown configuration key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-        )
-    data = dict(data)
-    spec_keys = {f.name for f in fields(NetworkSpec)}
-    networks = []
-    for entry in data.pop("networks", [asdict(NetworkSpec())]):
-        bad = sorted(set(entry) - spec_keys)
-        if bad:
-            raise ValueError(
-                f"unknown network key(s) {', '.join(bad)}; valid: {', '.join(sorted(spec_keys))}"
-            )
-        networks.append(NetworkSpec(**entry))
-    for key in ("methods", "fit_window", "eps_grid"):
-        if key in data:
-            data[key] = tuple(data[key])
-    config = ExperimentConfig(networks=tuple(networks), **data)
+    networks = tuple(
+        build(NetworkSpec, entry, "network") for entry in data.get("networks", [{}])
+    )
+    rest = {k: v for k, v in data.items() if k != "networks"}
+    config = build(ExperimentConfig, rest, "configuration", ("methods", "fit_window", "eps_grid"))
+    config = replace(config, networks=networks)
     config.validate()
     return config
 
 
-def load(path: Path) -> ExperimentConfig:
-    """Read a configuration from a .toml or .json file."""
+def load(path: Path) -> Any:
+    """Read a configuration from a .toml or .json file: an ExperimentConfig, or a DeepConfig
+    when its network families are MLPs (they have ``widths``)."""
     if not path.exists():
         raise ValueError(f"configuration file not found: {path}")
     if path.suffix == ".toml":
-        return from_dict(tomllib.loads(path.read_text()))
-    if path.suffix == ".json":
-        return from_dict(json.loads(path.read_text()))
-    raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")
+        data = tomllib.loads(path.read_text())
+    elif path.suffix == ".json":
+        data = json.loads(path.read_text())
+    else:
+        raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")
+    if is_deep(data):
+        from sims.deep import from_dict as deep_from_dict
+
+        return deep_from_dict(data)
+    return from_dict(data)
+
+
+def is_deep(data: dict[str, Any]) -> bool:
+    """Whether a configuration mapping describes MLP families (they have ``widths``)."""
+    return any("widths" in entry for entry in data.get("networks", []))
+
+
+def dumps(config: Any, fmt: str = "toml") -> str:
+    """The configuration as TOML or JSON text that :func:`load` reads back to an equal one
+    (TOML has no null: fields that are None are left out, and read back as their default)."""
+    data = config.as_dict()
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt != "toml":
+        raise ValueError(f"format must be toml or json; got {fmt!r}")
+    import tomli_w
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list | tuple):
+            return [drop_none(v) for v in value]
+        return value
+
+    return tomli_w.dumps(drop_none(data))

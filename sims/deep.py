@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from sims.config import Named, _member
+from sims.config import Named, _member, build
 from sims.data import load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
@@ -230,6 +230,17 @@ class DeepConfig(Named):
             _member("method", method, tuple(SELECTORS))
         if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
             raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
+
+
+def from_dict(data: dict) -> DeepConfig:
+    """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
+    networks = tuple(
+        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in data.get("networks", [])
+    ) or DeepConfig().networks
+    rest = {k: v for k, v in data.items() if k != "networks"}
+    config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)
+    config.validate()
+    return config
 
 
 def _accuracy(mlp: MLP, x: np.ndarray, labels: np.ndarray) -> float:

@@ -216,3 +216,19 @@ def test_cli_deep_preset_runs_reports_and_plots(tmp_path, monkeypatch, capsys):
     assert main(["plot", str(run_dir), "--figures", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again" / "deep-tiny" / "deep_layers_f001.png").stat().st_size > 1000
     assert main(["run", "--preset", "deep", "--steps", "5", *common]) == 2  # not a deep flag
+    assert "has no field(s) steps" in capsys.readouterr().err
+
+
+def test_cli_runs_a_deep_configuration_file(tmp_path, capsys):
+    """A TOML file whose families have widths is a deep configuration: it runs the deep work."""
+    from sims import config as cfg
+    from sims.__main__ import main
+
+    path = tmp_path / "mine.toml"
+    path.write_text(cfg.dumps(replace(TINY, seeds=1, networks=TINY.networks[:1])))
+    common = ["--runs", str(tmp_path / "runs"), "--figures", str(tmp_path / "fig")]
+    assert main(["run", "--config", str(path), "--jobs", "1", "--no-progress", *common]) == 0
+    assert "3-layer relu MLP (16/16 hidden), trained on digits" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("keep = 5", "keep = 5\nwidth = 3"))
+    assert main(["run", "--config", str(path), *common]) == 2
+    assert "unknown MLP family key(s) width" in capsys.readouterr().err

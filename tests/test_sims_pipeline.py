@@ -291,3 +291,14 @@ def test_outputs_set_the_layer_width_and_the_rank():
     assert labels.n_outputs == 10
     with pytest.raises(ValueError, match="fits 10 output"):
         replace(labels, outputs=1).validate()
+
+
+@pytest.mark.parametrize("name", [*cfg.PRESETS, "deep"])
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_every_preset_round_trips_through_toml_and_json(tmp_path, name, fmt):
+    """``python -m sims config`` prints a file that ``--config`` reads back to an equal
+    configuration (same run folder), for two-layer and deep presets alike."""
+    path = tmp_path / f"{name}.{fmt}"
+    path.write_text(cfg.dumps(cfg.preset(name), fmt))
+    again = cfg.load(path)
+    assert again == cfg.preset(name) and again.run_name == cfg.preset(name).run_name
