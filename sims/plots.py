@@ -235,7 +235,7 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
     verdicts = {r["family"]: r for r in rows(run) if r["method"] == method}
     specs = run.families
     panel_keys = [k for k in specs[0] if k not in ("neurons", "samples")]
-    panels = sorted({tuple(s[k] for k in panel_keys) for s in specs})
+    panels = sorted({tuple(s[k] for k in panel_keys) for s in specs}, key=str)
     ns = sorted({s["neurons"] for s in specs})
     ms = sorted({s["samples"] for s in specs})
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
@@ -272,6 +272,14 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
     return _save(fig, out, f"regime_map_{method}")
 
 
+def is_grid(specs: list[dict], axes: tuple[str, ...]) -> bool:
+    """Whether the families vary along every one of ``axes`` and form the full grid of those
+    axes times the combinations of the other fields (a regime map needs every cell)."""
+    sizes = [len({s[a] for s in specs}) for a in axes]
+    rest = {tuple((k, str(v)) for k, v in s.items() if k not in axes) for s in specs}
+    return min(sizes) > 1 and len(specs) == int(np.prod(sizes)) * len(rest)
+
+
 def plot_run(run: RunCurves, out: Path) -> list[Path]:
     paths = []
     for family in sorted(run.curves):
@@ -279,8 +287,7 @@ def plot_run(run: RunCurves, out: Path) -> list[Path]:
     paths += rate_vs_margin_figure(run, out)
     if len(run.curves) > 1:
         paths += rates_by_family_figure(run, out)
-    specs = run.families
-    if len({s["neurons"] for s in specs}) > 1 and len({s["samples"] for s in specs}) > 1:
+    if is_grid(run.families, ("neurons", "samples")):
         for method in ("greedy-local", "fully-corrective"):
             if any(method in methods for methods in run.curves.values()):
                 paths += regime_map_figure(run, out, method)

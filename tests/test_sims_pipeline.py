@@ -302,3 +302,16 @@ def test_every_preset_round_trips_through_toml_and_json(tmp_path, name, fmt):
     path.write_text(cfg.dumps(cfg.preset(name), fmt))
     again = cfg.load(path)
     assert again == cfg.preset(name) and again.run_name == cfg.preset(name).run_name
+
+
+def test_regime_maps_need_a_full_grid():
+    """A regime map (N against m) is drawn for a full grid, not for one-factor designs."""
+    from sims.plots import is_grid
+
+    def specs(name):
+        return [vars(s) for s in cfg.preset(name).networks]
+
+    assert is_grid(specs("regimes"), ("neurons", "samples"))
+    assert not is_grid(specs("rates"), ("neurons", "samples"))  # varies one factor at a time
+    assert not is_grid(specs("quick"), ("neurons", "samples"))  # N does not vary
+    assert not is_grid(specs("regimes")[:-1], ("neurons", "samples"))  # a cell missing
