@@ -131,7 +131,7 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     """
     window = tuple(run.config["fit_window"])
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ratios, dropped, labelled = [], 0, set()
+    ratios, rates, dropped, labelled = [], [], 0, set()
     samples = sorted({spec["samples"] for spec in run.families})
     for family, methods in run.curves.items():
         m = run.families[family]["samples"]
@@ -149,9 +149,10 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
             upper = g.get("margin_upper", float("nan"))  # absent from older run folders
             x_hi = x if g["margin_exact"] or not upper > 0 else (upper / g["diameter"]) ** 2
             ratios += [x, x_hi]
+            rates.append(c)
             label = f"m={m}" + ("" if g["margin_exact"] else " (r bracketed)")
             if x_hi > x:
-                ax.plot([x, x_hi], [c, c], color=colour, lw=0.6, alpha=0.5)
+                ax.plot([x, x_hi], [c, c], color=colour, lw=0.5, alpha=0.3)
             ax.scatter(
                 [x_hi], [c], s=16, color=colour,
                 facecolors=colour if g["margin_exact"] else "none",
@@ -164,10 +165,12 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
                 label="statement 4: c >= -log(1 - r^2/D^2)")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("r^2 / D^2 (dimensionless)")
+    if rates:  # the data, and the bound where it comes within 3 decades of them
+        ax.set_ylim(min(rates) / 1e3, max(rates) * 3)
+    ax.set_xlabel("r^2 / D^2 (dimensionless; segments: r between its certified bounds)")
     ax.set_ylabel("fitted rate c of greedy local (per neuron)")
-    note = f"; {dropped} instances without a positive fit" if dropped else ""
-    ax.set_title(f"Observed exponential rate against the geometry bound{note}", fontsize=10)
+    note = f"\n({dropped} instances without a positive fit on n in {window})" if dropped else ""
+    ax.set_title(f"Observed exponential rate against statement 4's bound{note}", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     fig.tight_layout()
