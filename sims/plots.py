@@ -268,8 +268,10 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
         )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
     fig.legend(handles, list(VERDICT_COLOURS), loc="upper right", fontsize=7)
+    window = tuple(run.config["fit_window"])
     fig.suptitle(
-        f"{LABELS[method]}: verdict by held-out extrapolation, 95% over seeds", fontsize=10
+        f"{LABELS[method]}: verdict by held-out extrapolation on n in {window}, 95% over seeds",
+        fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     return _save(fig, out, f"regime_map_{method}")
