@@ -56,6 +56,17 @@ def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     return paths
 
 
+def drawn_points(size: int, most: int = 600) -> np.ndarray:
+    """Indices (P,) of the points of a curve of ``size`` points to draw: all of them up to
+    ``most``, else evenly spaced and log-spaced ones together (both axes stay faithful; files
+    stay small)."""
+    if size <= most:
+        return np.arange(size)
+    even = np.linspace(0, size - 1, most // 2)
+    logs = np.geomspace(1, size, most // 2) - 1
+    return np.unique(np.round(np.concatenate([even, logs])).astype(int))
+
+
 def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     methods = run.curves[family]
     fig, all_axes = plt.subplots(1, 3, figsize=(17, 4.8))
@@ -63,13 +74,16 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
     for method, curves in methods.items():
         lo, mid, hi = quantiles(curves)
         n = np.arange(1, mid.size + 1)
+        k = drawn_points(n.size)
         for ax in axes:
-            ax.plot(n, np.where(mid > 0, mid, np.nan), color=COLOURS[method], label=LABELS[method])
-            ax.fill_between(n, np.where(lo > 0, lo, np.nan), hi, color=COLOURS[method], alpha=0.2)
-        if np.all(mid > 0):
-            at, rates = local_rates(n, mid)
-            positive = rates > 0
-            rate_ax.plot(at[positive], rates[positive], ".-", color=COLOURS[method], ms=3)
+            ax.plot(n[k], np.where(mid > 0, mid, np.nan)[k], color=COLOURS[method],
+                    label=LABELS[method])  # fmt: skip
+            ax.fill_between(
+                n[k], np.where(lo > 0, lo, np.nan)[k], hi[k], color=COLOURS[method], alpha=0.2
+            )
+        at, rates = local_rates(n, mid)  # above the round-off floor only
+        positive = rates > 0
+        rate_ax.plot(at[positive], rates[positive], ".-", color=COLOURS[method], ms=3)
     geos = [c.geometry for curves in methods.values() for c in curves]
     d = float(np.median([g["diameter"] for g in geos]))
     r = float(np.median([g["margin"] for g in geos]))
