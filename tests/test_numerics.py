@@ -68,21 +68,29 @@ def test_omp_stays_monotone_on_nearly_duplicate_neurons():
     assert trace.support.size <= 21  # near copies fall under the rank cut
 
 
-@pytest.mark.parametrize(
-    ("method", "kind", "seed"), [("away", "drop", 26), ("pairwise", "swap", 3)]
-)
-def test_drop_and_swap_steps_remove_exactly_one_neuron(method, kind, seed):
-    """A skewed target puts F near a face, where away and pairwise steps drop neurons. At every
-    drop/swap step the support shrinks by one, the neuron's weight is exactly 0, and the
-    weights stay on the simplex."""
-    rng = np.random.default_rng(seed)  # seeds found by a search for instances with such steps
+def _skewed_instance(seed: int) -> LayerProblem:
+    """3-8 neurons in 1-3 dimensions with a target t_i ~ U^6: F near a face of the hull."""
+    rng = np.random.default_rng(seed)
     n, dim = rng.integers(3, 9), rng.integers(1, 4)
     psi = rng.normal(size=(n, 1, dim))
     target = rng.random(n) ** 6
-    problem = LayerProblem.from_features(psi, target / target.sum())
-    trace = select(problem, 60, method)
-    steps = [k for k, kk in enumerate(trace.kinds) if kk == kind]
-    assert steps, f"no {kind} step on this instance"
+    return LayerProblem.from_features(psi, target / target.sum())
+
+
+@pytest.mark.parametrize(("method", "kind"), [("away", "drop"), ("pairwise", "swap")])
+def test_drop_and_swap_steps_remove_exactly_one_neuron(method, kind):
+    """A skewed target puts F near a face, where away and pairwise steps drop neurons. At every
+    drop/swap step the support shrinks by one, the neuron's weight is exactly 0, and the
+    weights stay on the simplex. The instance is the first of seeds 0-199 whose run has such
+    a step (found here, not pinned: a seed pinned once stops having one when numpy's random
+    streams change)."""
+    for seed in range(200):
+        problem = _skewed_instance(seed)
+        trace = select(problem, 60, method)
+        steps = [k for k, kk in enumerate(trace.kinds) if kk == kind]
+        if steps:
+            break
+    assert steps, f"no {kind} step on any of 200 skewed instances"
     for k in steps:
         change = trace.support_sizes[k] - trace.support_sizes[k - 1]
         assert change == -1 if kind == "drop" else change in (0, -1)  # a swap may add s
