@@ -55,9 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
     explain.add_argument("run_dir", type=Path)
     explain.add_argument("--method", default="greedy-local")
-    explain.add_argument("--at", type=int, default=50, help="decades = log10(h_1 / h_at)")
     explain.add_argument("--holdout", default="activation=tanh", help="FIELD=VALUE to test on")
-    explain.add_argument(
+    target = explain.add_mutually_exclusive_group()
+    target.add_argument("--at", type=int, default=50, help="decades = log10(h_1 / h_at)")
+    target.add_argument(
         "--eps", type=float, default=None, help="target log10 n_eps at this loss / sigma^2"
     )
     for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):

@@ -23,6 +23,15 @@ TRAINING = ("random", "teacher", "labels")
 REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
 
 
+def drop_none(value: Any) -> Any:
+    """``value`` with every None-valued dict entry removed, recursively (lists kept)."""
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [drop_none(v) for v in value]
+    return value
+
+
 class Named:
     """What a run needs of a configuration dataclass with a ``name``: a dict, a hash, a folder."""
 
@@ -30,8 +39,10 @@ class Named:
         return asdict(self)
 
     def digest(self) -> str:
-        """First 10 hex digits of the SHA-256 of the canonical JSON of this configuration."""
-        text = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """First 10 hex digits of the SHA-256 of the canonical JSON of this configuration,
+        fields that are None left out (a field added later with a None default leaves the
+        names of earlier run folders unchanged, so they still resume)."""
+        text = json.dumps(drop_none(self.as_dict()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property
@@ -139,6 +150,8 @@ class ExperimentConfig(Named):
             )
         if not 0.0 < self.corrective_cap <= 1.0:
             raise ValueError(f"corrective_cap must be in (0, 1]; got {self.corrective_cap}")
+        if not self.eps_grid or not all(0.0 < eps < float("inf") for eps in self.eps_grid):
+            raise ValueError(f"eps_grid must list losses > 0; got {self.eps_grid}")
 
 
 def _member(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -299,6 +312,9 @@ def build(cls: type, data: dict[str, Any], what: str, tuples: tuple[str, ...] = 
         raise ValueError(
             f"unknown {what} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
         )
+    for key in tuples:
+        if key in data and not isinstance(data[key], list | tuple):
+            raise ValueError(f"{what} key {key} must be a list; got {data[key]!r}")
     return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
 
 
@@ -333,8 +349,9 @@ def load(path: Path) -> Any:
 
 
 def is_deep(data: dict[str, Any]) -> bool:
-    """Whether a configuration mapping describes MLP families (they have ``widths``)."""
-    return any("widths" in entry for entry in data.get("networks", []))
+    """Whether a configuration mapping describes MLPs: families with ``widths`` (or, in run
+    folders of older versions, ``widths`` at the top level)."""
+    return "widths" in data or any("widths" in entry for entry in data.get("networks", []))
 
 
 def dumps(config: Any, fmt: str = "toml") -> str:
@@ -346,12 +363,5 @@ def dumps(config: Any, fmt: str = "toml") -> str:
     if fmt != "toml":
         raise ValueError(f"format must be toml or json; got {fmt!r}")
     import tomli_w
-
-    def drop_none(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: drop_none(v) for k, v in value.items() if v is not None}
-        if isinstance(value, list | tuple):
-            return [drop_none(v) for v in value]
-        return value
 
     return tomli_w.dumps(drop_none(data))

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from sims.config import Named, _member, build
-from sims.data import load_inputs
+from sims.config import REAL_SIZE, Named, _member, build
+from sims.data import REAL_DIMS, load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
 from theory.iterate import Iterate
@@ -34,6 +34,7 @@ ACTIVATIONS = {
     "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(z.dtype), 1.0),
     "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2, 1.0),
 }
+CLASSES = 10  # digits and MNIST-5k
 DEEP_METHODS = ("greedy-local", "global-imitation", "combined", "fixed-step", "random")
 ADAM = (0.9, 0.999, 1e-8)
 
@@ -179,7 +180,8 @@ def replay(problem: LayerProblem, trace) -> tuple[np.ndarray, float]:
 
 @dataclass(frozen=True)
 class MLPSpec:
-    """One family of MLPs: layer widths (the first is set by the data), trained or random."""
+    """One family of MLPs: layer widths (the data's dimension first, its 10 classes last),
+    trained or random."""
 
     widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
     activation: str = "relu"
@@ -192,6 +194,12 @@ class MLPSpec:
         _member("inputs", self.inputs, ("digits", "mnist5k"))
         if len(self.widths) < 3 or min(self.widths) < 1:
             raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
+        ends = (REAL_DIMS[self.inputs], CLASSES)
+        if (self.widths[0], self.widths[-1]) != ends:
+            raise ValueError(
+                f"widths must start with the input dimension and end with the classes of "
+                f"{self.inputs}, {ends}; got {self.widths}"
+            )
         if not 1 <= self.keep <= min(self.widths[1:-1]):
             raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
 
@@ -230,13 +238,24 @@ class DeepConfig(Named):
             _member("method", method, tuple(SELECTORS))
         if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
             raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
+        if self.candidates < 1 or not self.lr > 0:
+            raise ValueError(
+                f"candidates must be >= 1 and lr > 0; got {self.candidates}, {self.lr}"
+            )
+        total = self.train_samples + self.calib_samples + self.test_samples
+        for spec in self.networks:
+            if total > REAL_SIZE[spec.inputs]:
+                raise ValueError(
+                    f"{spec.inputs} has {REAL_SIZE[spec.inputs]} images; train_samples + "
+                    f"calib_samples + test_samples = {total}"
+                )
 
 
 def from_dict(data: dict) -> DeepConfig:
     """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
     networks = tuple(
         build(MLPSpec, entry, "MLP family", ("widths",)) for entry in data.get("networks", [])
-    ) or DeepConfig().networks
+    )
     rest = {k: v for k, v in data.items() if k != "networks"}
     config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)
     config.validate()

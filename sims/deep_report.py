@@ -27,15 +27,25 @@ def _label(spec: dict) -> str:
     return f"{len(spec['widths']) - 1}-layer {spec['activation']} MLP ({hidden} hidden), {state}"
 
 
-def _by_family(run_dir: Path) -> tuple[dict, dict[int, list[dict]]]:
+def _read(run_dir: Path) -> tuple[dict, list[dict], dict[int, list[dict]]]:
+    """(configuration, rows, family -> metas) of a deep run folder, read once."""
     config = store.read_config(run_dir)["config"]
-    metas = store.read_metas(run_dir)
+    rows, metas = store.read_instances(run_dir)
     if not metas:
         raise ValueError(f"{run_dir} has no finished instances yet: run it first")
+    if "widths" in config or "network" not in metas[0]:
+        raise ValueError(
+            f"{run_dir} was written by an older version (one MLP family, fewer records): "
+            "run its configuration again"
+        )
     families: dict[int, list[dict]] = defaultdict(list)
     for meta in metas:
         families[meta["family"]].append(meta)
-    return config, dict(sorted(families.items()))
+    return config, rows, dict(sorted(families.items()))
+
+
+def _ratio(top: float, bottom: float) -> float:
+    return top / bottom if bottom > 0 else float("nan")
 
 
 def deep_report(run_dir: Path) -> str:
@@ -47,8 +57,7 @@ def deep_report(run_dir: Path) -> str:
     (must be <= 1); and the amplification after the first hidden layer: output loss / layer
     loss, both relative, at the last step of layer 1 (how much of the layer's error reaches
     the output)."""
-    config, families = _by_family(run_dir)
-    rows, _ = store.read_instances(run_dir)
+    config, rows, families = _read(run_dir)
     last: dict[tuple[int, str, int], dict] = {}
     for row in rows:
         key = (row["family"], row["method"], row["seed"])
@@ -77,21 +86,23 @@ def deep_report(run_dir: Path) -> str:
         for method in config["methods"]:
             runs = [m["methods"][method] for m in metas]
             change = [r["output_rms_change"] / r["output_rms"] for r in runs]
-            local = [m["methods"].get("greedy-local", {}).get("output_rms_change") for m in metas]
-            below = sum(
-                ref is not None and r["output_rms_change"] < ref
-                for r, ref in zip(runs, local, strict=True)
-            )
-            ratio = max(r["output_rms_change"] / r["statement7_bound"] for r in runs)
+            if "greedy-local" in config["methods"]:
+                local = [m["methods"]["greedy-local"]["output_rms_change"] for m in metas]
+                pairs = zip(runs, local, strict=True)
+                fewer = sum(r["output_rms_change"] < ref for r, ref in pairs)
+                below = f"{fewer}/{len(runs)}"
+            else:
+                below = "n/a"
+            ratio = np.nanmax([_ratio(r["output_rms_change"], r["statement7_bound"]) for r in runs])
             per_layer = np.array([[layer["eps_rel"] for layer in r["layers"]] for r in runs])
             share = np.mean([[layer["local_choice_share"] for layer in r["layers"]] for r in runs])
             eps = " / ".join(f"{v:.3g}" for v in per_layer.mean(axis=0))
             ends = [last[(family, method, m["seed"])] for m in metas]
-            amplification = [e["output_rel"] / e["layer_loss_rel"] for e in ends]
+            amplification = [_ratio(e["output_rel"], e["layer_loss_rel"]) for e in ends]
             lines.append(
                 f"| {method} | {_mean_ci([r['test_accuracy'] for r in runs])} | "
                 f"{_mean_ci([r['test_agreement'] for r in runs])} | {_mean_ci(change)} | "
-                f"{below}/{len(runs)} | {eps} | {share:.2f} | {_mean_ci(amplification)} | "
+                f"{below} | {eps} | {share:.2f} | {_mean_ci(amplification)} | "
                 f"{ratio:.3f} |"
             )
     text = "\n".join(lines) + "\n"
@@ -103,8 +114,7 @@ def deep_figure(run_dir: Path, out: Path) -> list[Path]:
     """One figure per MLP family, one panel per hidden layer: the network's output loss
     (relative to the output's mean square) against the neurons kept in that layer, median and
     25-75% band over seeds, for every method."""
-    config, families = _by_family(run_dir)
-    rows, _ = store.read_instances(run_dir)
+    config, rows, families = _read(run_dir)
     curves: dict[tuple[int, int, str], dict[int, list[float]]] = defaultdict(
         lambda: defaultdict(list)
     )

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -156,12 +157,14 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
                 c = fit_curve(curve.n, curve.loss_rel, window).c
             except ValueError:
                 c = 0.0
-            if c <= 0 or g["margin"] <= 0 or g["diameter"] <= 0:
+            upper = g.get("margin_upper", float("nan"))  # absent from older run folders
+            if g["margin_exact"] or not upper > 0:
+                upper = g["margin"]
+            if c <= 0 or upper <= 0 or g["diameter"] <= 0:
                 dropped += 1
                 continue
-            x = (g["margin"] / g["diameter"]) ** 2
-            upper = g.get("margin_upper", float("nan"))  # absent from older run folders
-            x_hi = x if g["margin_exact"] or not upper > 0 else (upper / g["diameter"]) ** 2
+            x_hi = (upper / g["diameter"]) ** 2
+            x = (g["margin"] / g["diameter"]) ** 2 if g["margin"] > 0 else x_hi
             ratios += [x, x_hi]
             rates.append(c)
             label = f"m={m}" + ("" if g["margin_exact"] else " (r bracketed)")
@@ -183,7 +186,7 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
         ax.set_ylim(min(rates) / 1e3, max(rates) * 3)
     ax.set_xlabel("r^2 / D^2 (dimensionless; segments: r between its certified bounds)")
     ax.set_ylabel("fitted rate c of greedy local (per neuron)")
-    note = f"\n({dropped} instances without a positive fit on n in {window})" if dropped else ""
+    note = f"\n({dropped} instances without a positive fit or an r > 0)" if dropped else ""
     ax.set_title(f"Observed exponential rate against statement 4's bound{note}", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
@@ -294,9 +297,14 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
 def is_grid(specs: list[dict], axes: tuple[str, ...]) -> bool:
     """Whether the families vary along every one of ``axes`` and form the full grid of those
     axes times the combinations of the other fields (a regime map needs every cell)."""
-    sizes = [len({s[a] for s in specs}) for a in axes]
-    rest = {tuple((k, str(v)) for k, v in s.items() if k not in axes) for s in specs}
-    return min(sizes) > 1 and len(specs) == int(np.prod(sizes)) * len(rest)
+    values = [sorted({str(s[a]) for s in specs}) for a in axes]
+    cells = [
+        (tuple(str(s[a]) for a in axes), tuple((k, str(v)) for k, v in s.items() if k not in axes))
+        for s in specs
+    ]
+    rests = {rest for _, rest in cells}
+    full = {(point, rest) for point in itertools.product(*values) for rest in rests}
+    return min(len(v) for v in values) > 1 and len(cells) == len(set(cells)) and set(cells) == full
 
 
 def plot_run(run: RunCurves, out: Path) -> list[Path]:

@@ -71,11 +71,12 @@ def rows(run: RunCurves) -> list[dict]:
                 "seeds": len(curves),
                 "c_bound": _median_bound(curves, "margin"),
                 "c_bound_upper": _median_bound(curves, "margin_upper"),
-                "n_eps": n_eps_curve(pairs, eps_grid)[1].tolist(),
+                "n_eps": [float("nan")] * eps_grid.size,
                 "steps": max(int(c.n[-1]) for c in curves),
             }
             cap = _cap(method, curves, run.config["corrective_cap"])
             try:
+                row["n_eps"] = n_eps_curve(pairs, eps_grid)[1].tolist()
                 summary = fit_rates(pairs, window, cap=cap)
             except ValueError as error:
                 row["error"] = str(error)
@@ -131,8 +132,8 @@ def markdown(run: RunCurves, table: list[dict]) -> str:
 
 def _neurons_needed(run: RunCurves, table: list[dict], family: int) -> list[str]:
     """Markdown table: median over seeds of the first n with loss / sigma^2 <= eps, per
-    selector and eps (model-free, comparable across selectors; '> K' when more than half the
-    seeds never got there in K steps)."""
+    selector and eps (model-free, comparable across selectors; '> K' when half the seeds or
+    more never got there in K steps)."""
     eps_grid = run.config["eps_grid"]
     lines = [
         "Neurons needed (median over seeds of the first n with loss / sigma^2 <= eps):",

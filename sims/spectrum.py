@@ -9,7 +9,7 @@ summarises the spectrum (eigenvalues of C, descending) by
 - ``spectral_slope``: alpha of lambda_k ~ k^-alpha, fitted on the eigenvalues down to 1e-8 of
   the largest,
 
-and, from the geometry, ``log_d_over_r_upper`` and ``log_d_over_r_lower`` (log D/r from r's
+and, from the geometry, ``log_d_over_upper_r`` and ``log_d_over_lower_r`` (log D/r with r's
 certified upper and lower bounds; statement 4 makes n_eps grow like 2 log(D/r) if its rate
 were the mechanism). It measures the decay of a selector by a model-free target:
 ``decades``, log10(h_1 / h_n) at a fixed n (how many orders of magnitude n neurons buy), or
@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from sims import store
+from sims.config import is_deep
 
 FEATURES = ("log_rank", "log_effective_rank", "spectral_slope")
-GEOMETRY = ("log_d_over_r_upper", "log_d_over_r_lower")
+GEOMETRY = ("log_d_over_upper_r", "log_d_over_lower_r")
 TARGETS = ("decades", "log_n_eps")
 
 
@@ -106,11 +107,15 @@ FLOOR = 1e-16  # losses below this fraction of h_1 are round-off: decades are ca
 
 def instance_table(
     run_dir: Path, method: str, at: int = 50, eps: float | None = None
-) -> tuple[list[dict], int]:
+) -> tuple[list[dict], list[dict]]:
     """One row per instance: its network fields, spectrum and geometry features, and the
     target: ``decades`` at n = at (from the last loss at or before n = at when the run stopped
-    earlier, capped at 16), or with ``eps`` ``log_n_eps``. Returns (rows, instances left out
-    because they never reached eps)."""
+    earlier, capped at 16), or with ``eps`` ``log_n_eps``. Returns (rows, the network fields
+    of the instances left out because they never reached eps)."""
+    if is_deep(store.read_config(run_dir)["config"]):
+        raise ValueError(f"{run_dir} is a deep run: explain reads two-layer runs")
+    if at < 1 or (eps is not None and not eps > 0):
+        raise ValueError(f"at must be >= 1 and eps > 0; got at={at}, eps={eps}")
     rows, metas = store.read_instances(run_dir)
     curves: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
     for row in rows:
@@ -118,7 +123,7 @@ def instance_table(
             curves.setdefault((row["family"], row["seed"]), []).append(
                 (row["n"], row["loss"], row["loss_rel"])
             )
-    table, censored = [], 0
+    table, censored = [], []
     for meta in metas:
         points = sorted(curves.get((meta["family"], meta["seed"]), []))
         if not points or points[0][1] <= 0.0:
@@ -134,7 +139,7 @@ def instance_table(
             continue
         reached = [n for n, _, rel in points if rel <= eps]
         if not reached:
-            censored += 1
+            censored.append(meta["network"])
             continue
         table.append(features | {"log_n_eps": float(np.log10(reached[0]))})
     if not table:
@@ -160,11 +165,12 @@ def report(
     if field_name not in table[0]:
         raise ValueError(f"unknown field {field_name!r} in holdout; fields: {', '.join(table[0])}")
     held = np.array([str(row[field_name]) == value for row in table])
+    held_out = sum(str(row[field_name]) == value for row in censored)
     what = (
         f"decades = log10(h_1 / h_{at})"
         if eps is None
-        else f"log10 n_eps, the first n with h / sigma^2 <= {eps:g} ({censored} instances that "
-        "never got there left out)"
+        else f"log10 n_eps, the first n with h / sigma^2 <= {eps:g} (left out, never got "
+        f"there: {len(censored) - held_out} training and {held_out} held-out instances)"
     )
     lines = [
         f"# Spectrum and geometry against decay: {method}, {what}",

@@ -84,18 +84,14 @@ def write_instance(run_dir: Path, key: str, rows: dict[str, list], meta: dict[st
     atomic_write(run_dir / "instances" / f"{key}.json", json.dumps(meta))
 
 
-def read_metas(run_dir: Path) -> list[dict[str, Any]]:
-    """The KEY.json record of every finished instance, in key order."""
-    return [json.loads(p.read_text()) for p in sorted((run_dir / "instances").glob("*.json"))]
-
-
 def read_instances(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows, metas) of every finished instance; numbers in rows come back as int or float."""
-    rows = []
+    rows, metas = [], []
     for meta_path in sorted((run_dir / "instances").glob("*.json")):
+        metas.append(json.loads(meta_path.read_text()))
         with meta_path.with_suffix(".csv").open() as handle:
             rows += [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    return rows, read_metas(run_dir)
+    return rows, metas
 
 
 def _number(text: str) -> int | float | str:

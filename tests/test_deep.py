@@ -96,17 +96,19 @@ def test_folded_network_matches_the_layer_loss_and_the_oracle():
 
 
 def test_replay_gives_the_weights_and_the_share_of_local_choices():
-    """Greedy-local's own steps are all local choices; for random draws the share equals a
-    brute-force count over explicit psi (each candidate's best step size by a fine grid)."""
+    """The replayed weights equal a_k after every step; greedy-local's own steps are all local
+    choices; for the other selectors the share equals a count over explicit psi (each
+    candidate's best step size from its parabola in the step size, not from the Gram matrix)."""
     net = _net()
     problem, psi = layer_problem(net, X, 1)
     target = psi.mean(axis=0)
     for method in ("greedy-local", "random", "fixed-step"):
         trace = select(problem, 8, method, seed=3)
         weights, share = replay(problem, trace)
+        assert weights.shape == (len(trace), psi.shape[0])
         assert np.allclose(weights[-1], trace.weights, atol=1e-15)
         expected, a = 0, np.zeros(psi.shape[0])
-        for j, g in zip(trace.neurons, trace.step_sizes, strict=True):
+        for k, (j, g) in enumerate(zip(trace.neurons, trace.step_sizes, strict=True)):
             start = np.tensordot(a, psi, axes=1) - target  # f_a - F, (m, k)
             moves = psi - target - start  # psi_i - f_a, (N, m, k)
             if a.any():  # L(t) = ||start + t move||^2 is a parabola in t, minimised on [0, 1]
@@ -120,6 +122,9 @@ def test_replay_gives_the_weights_and_the_share_of_local_choices():
             expected += int(j == int(np.argmin(losses)))
             a = (1 - g) * a
             a[j] += g
+            assert np.allclose(weights[k], a, atol=1e-15)
+            f_k = np.tensordot(weights[k], psi, axes=1) - target
+            assert (f_k**2).sum(axis=1).mean() == pytest.approx(trace.losses[k], rel=1e-9)
         assert share == pytest.approx(expected / len(trace.neurons)), method
         if method == "greedy-local":
             assert share == 1.0
@@ -177,6 +182,8 @@ def test_deep_run_report_and_figure(tmp_path):
         ({"inputs": "gaussian"}, "unknown inputs"),
         ({"keep": 40}, "keep must be in"),
         ({"widths": (64, 10)}, "widths must list"),
+        ({"widths": (64, 16, 5)}, "end with the classes of digits"),
+        ({"widths": (784, 16, 10)}, "start with the input dimension"),
     ],
 )
 def test_bad_mlp_families(change, message):
@@ -190,6 +197,8 @@ def test_bad_mlp_families(change, message):
         ({"methods": ("best",)}, "unknown method"),
         ({"networks": ()}, "networks is empty"),
         ({"seeds": 0}, "seeds, calib_samples"),
+        ({"candidates": 0}, "candidates must be >= 1"),
+        ({"train_samples": 1600}, "digits has 1797 images"),
     ],
 )
 def test_bad_deep_configurations(change, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -83,19 +84,26 @@ def test_dask_cluster_run_equals_serial_run(tmp_path):
     assert _contents(remote) == _contents(serial)
 
 
-def test_ray_cluster_run_equals_serial_run(tmp_path):
-    """--cluster ray:ADDRESS: a Ray cluster started as a user would (``ray start --head``)."""
+def test_ray_cluster_run_equals_serial_run(tmp_path, monkeypatch):
+    """--cluster ray:ADDRESS: a Ray cluster started as a user would (``ray start --head``), at
+    the address it prints. Skipped when a Ray cluster already runs here: ``ray stop`` would
+    stop it too."""
     pytest.importorskip("ray")
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent))
-    assert ray_cli, "the ray command is installed beside the interpreter"
+    if ray_cli is None:
+        pytest.skip("the ray command is not installed beside this interpreter")
+    if subprocess.run(["pgrep", "-f", "gcs_server"], capture_output=True).returncode == 0:
+        pytest.skip("a Ray cluster already runs on this machine; not touching it")
     serial = runner.run(TINY, tmp_path / "s", jobs=1, progress=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a private test cluster, no tokens
     start = ["start", "--head", "--num-cpus=2", "--include-dashboard=false"]
     start.append("--disable-usage-stats")
-    subprocess.run([ray_cli, *start], check=True, capture_output=True)
+    started = subprocess.run([ray_cli, *start], check=True, capture_output=True, text=True)
     try:
-        remote = runner.run(TINY, tmp_path / "r", cluster="ray:auto", progress=False)
+        address = re.search(r"--address='([^']+)'", started.stdout + started.stderr).group(1)
+        remote = runner.run(TINY, tmp_path / "r", cluster=f"ray:{address}", progress=False)
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], check=False, capture_output=True)
+        subprocess.run([ray_cli, "stop"], check=False, capture_output=True)
     assert _contents(remote) == _contents(serial)
 
 
@@ -153,6 +161,8 @@ def test_toml_configuration(tmp_path):
         ({"methods": ("greedy",)}, "unknown method 'greedy'"),
         ({"steps": 0}, "steps and seeds must be >= 1"),
         ({"fit_window": (5, 2)}, "fit_window must be"),
+        ({"eps_grid": ()}, "eps_grid must list losses > 0"),
+        ({"eps_grid": (1e-3, 0.0)}, "eps_grid must list losses > 0"),
     ],
 )
 def test_bad_configurations_are_named(change, message):
@@ -315,3 +325,29 @@ def test_regime_maps_need_a_full_grid():
     assert not is_grid(specs("rates"), ("neurons", "samples"))  # varies one factor at a time
     assert not is_grid(specs("quick"), ("neurons", "samples"))  # N does not vary
     assert not is_grid(specs("regimes")[:-1], ("neurons", "samples"))  # a cell missing
+    regimes = specs("regimes")
+    twice = [*regimes[:-1], regimes[0]]  # as many families, one cell twice, one missing
+    assert not is_grid(twice, ("neurons", "samples"))
+
+
+def test_run_folder_names_do_not_move_when_a_field_is_added_with_a_none_default():
+    """The digest leaves None-valued fields out: NetworkSpec.outputs (None by default) came
+    after run folders like quick-b2e615a92f existed, and those still resume."""
+    assert cfg.preset("quick").run_name == "quick-b2e615a92f"
+    assert replace(TINY).digest() == TINY.digest()
+    three = replace(TINY, networks=(replace(TINY.networks[0], outputs=3),))
+    assert three.digest() != TINY.digest()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("methods = \"greedy-local\"\n", "key methods must be a list"),
+        ("fit_window = 5\n", "key fit_window must be a list"),
+    ],
+)
+def test_configuration_files_with_wrong_types_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        cfg.load(path)

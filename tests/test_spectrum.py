@@ -50,8 +50,8 @@ def test_explain_on_a_tiny_run(tmp_path, capsys):
 
     run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False)
     table, censored = instance_table(run_dir, "greedy-local", 10)
-    assert len(table) == 6 and censored == 0 and all(0 <= row["decades"] <= 16 for row in table)
-    assert all(row["log_d_over_r_upper"] <= row["log_d_over_r_lower"] for row in table)
+    assert len(table) == 6 and censored == [] and all(0 <= row["decades"] <= 16 for row in table)
+    assert all(row["log_d_over_upper_r"] <= row["log_d_over_lower_r"] for row in table)
     assert main(["explain", str(run_dir), "--at", "10", "--holdout", "activation=tanh"]) == 0
     out = capsys.readouterr().out
     assert "| log_rank |" in out and "need more than 4 training rows" in out  # 3 rows each side
@@ -72,10 +72,11 @@ def test_log_n_eps_target_counts_the_instances_that_never_get_there(tmp_path, ca
     for eps, left_out in ((1.0, 0), (ends[2] * (1 + 1e-9), 3)):  # the 3 lowest reach ends[2]
         direct = [n_eps(c.n, c.loss_rel, eps) for c in curves]
         table, censored = instance_table(run_dir, "greedy-local", eps=eps)
-        assert censored == sum(np.isnan(direct)) == left_out
+        assert len(censored) == sum(np.isnan(direct)) == left_out
         assert sorted(row["log_n_eps"] for row in table) == pytest.approx(
             sorted(np.log10(v) for v in direct if np.isfinite(v))
         )
     assert main(["explain", str(run_dir), "--eps", "1e-3", "--holdout", "activation=tanh"]) == 0
     out = capsys.readouterr().out
-    assert "log10 n_eps" in out and "| log_d_over_r_upper |" in out
+    assert "log10 n_eps" in out and "| log_d_over_upper_r |" in out
+    assert main(["explain", str(run_dir), "--at", "0"]) == 2  # a clear error, not a traceback

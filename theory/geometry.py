@@ -110,13 +110,19 @@ def margin(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> tuple[f
     return _margin(problem, coords, affine_rank(vals), exact_max_dim)
 
 
+def _about_target(problem: LayerProblem, coords: np.ndarray, rank: int) -> np.ndarray:
+    """The first ``rank`` principal coordinates (N, rank) of psi_i - F, shifted so that F is
+    exactly the origin (removes the round-off of the factorisation)."""
+    y = coords[:, :rank]
+    return y - problem.target @ y
+
+
 def _margin(
     problem: LayerProblem, coords: np.ndarray, rank: int, exact_max_dim: int
 ) -> tuple[float, bool]:
     if rank == 0:
         return 0.0, True
-    coords = coords[:, :rank]  # (N, d) principal coordinates of psi_i - F
-    coords = coords - problem.target @ coords  # remove round-off so that F is exactly the origin
+    coords = _about_target(problem, coords, rank)
     if rank == 1:
         y = coords[:, 0]
         return max(min(float(y.max()), float(-y.min())), 0.0), True
@@ -152,8 +158,7 @@ def margin_upper(problem: LayerProblem) -> float:
     """A certified upper bound on r by direction search (see ``_margin_upper``), whatever the
     dimension."""
     vals, coords = _spectrum(problem)
-    y = coords[:, : affine_rank(vals)]
-    return _margin_upper(y - problem.target @ y)
+    return _margin_upper(_about_target(problem, coords, affine_rank(vals)))
 
 
 def _margin_upper(
@@ -166,9 +171,9 @@ def _margin_upper(
     The search starts from the thinnest axes (both signs) and random directions, descends a
     smoothed h (temperature tau * log sum exp(<y_i, u> / tau), tau annealed from R / 10 to
     R / 1e4, R = max ||y_i||) along the sphere, and finally tries the facet through the d
-    points most active at each direction. Every direction tried is scored by the exact h(u),
-    so the result is an upper bound whatever the search finds; it is tight when the search
-    reaches the facet nearest to F.
+    points most active at each final direction. The result is the least exact h(u) over the
+    directions of the descent and the facet normals, so it is an upper bound whatever the
+    search finds; it is tight when the search reaches the facet nearest to F.
     """
     y = np.asarray(coords, dtype=np.float64)
     d = y.shape[1]
@@ -189,7 +194,7 @@ def _margin_upper(
         grad -= u * (u * grad).sum(axis=0)  # along the sphere
         u = u - (tau / radius**2) * grad * 10.0
         u /= np.linalg.norm(u, axis=0)
-    z = y @ u
+    z = y @ u  # the last directions only pick the active points of the facets tried next
     for s in range(u.shape[1]):  # the facet through the d most active points
         active = np.argsort(z[:, s])[-d:]
         v = np.linalg.lstsq(y[active], np.ones(active.size), rcond=None)[0]
@@ -214,8 +219,7 @@ def geometry_and_spectrum(
     if exact:
         upper = r
     elif rank <= UPPER_MAX_DIM:
-        y = coords[:, :rank]
-        upper = _margin_upper(y - problem.target @ y)
+        upper = _margin_upper(_about_target(problem, coords, rank))
     else:
         upper = float("nan")
     geo = Geometry(
