@@ -320,9 +320,7 @@ def build(cls: type, data: dict[str, Any], what: str, tuples: tuple[str, ...] = 
 
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Configuration from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    networks = tuple(
-        build(NetworkSpec, entry, "network") for entry in data.get("networks", [{}])
-    )
+    networks = tuple(build(NetworkSpec, entry, "network") for entry in data.get("networks", [{}]))
     rest = {k: v for k, v in data.items() if k != "networks"}
     config = build(ExperimentConfig, rest, "configuration", ("methods", "fit_window", "eps_grid"))
     config = replace(config, networks=networks)

@@ -342,7 +342,7 @@ def test_run_folder_names_do_not_move_when_a_field_is_added_with_a_none_default(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("methods = \"greedy-local\"\n", "key methods must be a list"),
+        ('methods = "greedy-local"\n', "key methods must be a list"),
         ("fit_window = 5\n", "key fit_window must be a list"),
     ],
 )

@@ -34,6 +34,8 @@ def _explicit_psi(consumer: nn.Module, h: torch.Tensor) -> np.ndarray:
 CONSUMERS = {
     "conv3x3_stride2_pad1": lambda: nn.Conv2d(5, 4, 3, stride=2, padding=1),
     "conv1x1": lambda: nn.Conv2d(5, 7, 1),
+    "conv3x3_same": lambda: nn.Conv2d(5, 4, 3, padding=1),
+    "conv2x4_pad_1_2": lambda: nn.Conv2d(5, 3, (2, 4), padding=(1, 2)),
     "conv3x3_dilated": lambda: nn.Conv2d(5, 3, 3, padding=2, dilation=2),
     "conv5x3_no_pad": lambda: nn.Conv2d(5, 2, (5, 3)),
     "linear": lambda: nn.Linear(5, 6),

@@ -11,9 +11,11 @@ pixel, (C K) values) and V = W_flat^T W_flat ((C K) x (C K), W_flat the (C_out, 
 
     G_ij = N^2 / B_total * sum_{k, k'} (sum_patches U U^T)[(i,k), (j,k')] V[(i,k), (j,k')].
 
-Only U U^T is accumulated (float64, on the activations' device): one matrix product per batch,
-nothing stored per image. A 1 x 1 convolution has K = 1; a linear layer is a 1 x 1
-convolution on a 1 x 1 map.
+Only U U^T is accumulated (float64, on the activations' device), nothing stored per image. A
+1 x 1 convolution has K = 1 (one product of the pixels, no unfold); a linear layer is a 1 x 1
+convolution on a 1 x 1 map; a stride-1 k x k consumer takes the row-correlation form of
+:mod:`torchbridge.correlation` (k times fewer multiply-adds than the unfold); other strides
+and dilations unfold.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
+
+from torchbridge.correlation import patch_products
 
 
 def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
@@ -60,11 +64,14 @@ class GramAccumulator:
         self.n_channels = weight.shape[1]
         self._kernel = int(np.prod(weight.shape[2:]))
         trivial = (1, 1), (0, 0), (1, 1)
-        self._pointwise = (  # a 1x1 consumer's patches are its input pixels: no unfold
-            self._kernel == 1
-            and tuple(self._unfold.get(k, d) for k, d in zip(("stride", "padding", "dilation"),
-                                                              trivial, strict=True)) == trivial
-        )  # fmt: skip
+        options = tuple(self._unfold.get(k, d) for k, d in zip(("stride", "padding", "dilation"),
+                                                                trivial, strict=True))  # fmt: skip
+        if self._kernel == 1 and options == trivial:
+            self.form = "pointwise"  # a 1x1 consumer's patches are its input pixels: no unfold
+        elif options[0] == options[2] == (1, 1):
+            self.form = "correlation"  # stride 1, no dilation: torchbridge.correlation
+        else:
+            self.form = "unfold"
         flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
         self._weights = flat.T @ flat  # V, (C K, C K)
         self._patches: torch.Tensor | None = None  # sum over patches of U U^T
@@ -84,19 +91,24 @@ class GramAccumulator:
             )
         if not torch.isfinite(h).all():
             raise ValueError("activations contain NaN or infinite values")
-        if self._pointwise:
+        if self.form == "pointwise":
             patches = h.permute(0, 2, 3, 1).to(torch.float64).reshape(-1, h.shape[1])  # (B P, C)
+            product, sums, count = patches.T @ patches, patches.sum(dim=0), patches.shape[0]
+        elif self.form == "correlation":
+            product, sums, count = patch_products(
+                h.to(torch.float64), self._unfold["kernel_size"], self._unfold["padding"]
+            )
         else:
             unfolded = functional.unfold(h.to(torch.float64), **self._unfold)  # (B, C K, P)
             patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
-        product = patches.T @ patches
+            product, sums, count = patches.T @ patches, patches.sum(dim=0), patches.shape[0]
         if self._patches is None:
-            self._patches, self._sums = product, patches.sum(dim=0)
+            self._patches, self._sums = product, sums
             self._weights = self._weights.to(product.device)
         else:
             self._patches += product
-            self._sums += patches.sum(dim=0)
-        self._count += patches.shape[0]
+            self._sums += sums
+        self._count += count
         self.images += h.shape[0]
 
     def gram(self) -> np.ndarray:
