@@ -70,3 +70,37 @@ def test_each_consumer_takes_the_form_its_geometry_allows(consumer, form):
         geometry = ("kernel_size", "padding", "stride", "dilation")
         reference = _unfolded(h.double(), *(getattr(consumer, k) for k in geometry)).mean(dim=0)
     assert np.allclose(accumulator.mean_patch(), reference.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [
+        nn.Conv2d(6, 3, 3, padding=1),
+        nn.Conv2d(6, 3, (2, 4), padding=(0, 2)),
+        nn.Conv2d(6, 3, 3, stride=2, padding=1),
+        nn.Conv2d(6, 3, 1),
+        nn.Linear(6, 3),
+    ],
+)
+def test_multiply_adds_equal_what_torch_counts_in_an_update(consumer, monkeypatch):
+    """The accumulator's own count of its products against torch's flop counter (2 FLOPs a
+    multiply-add) running one update on a single image, in every form. On the CPU the
+    products of a matrix with its own transpose run in numpy's syrk, which the counter does
+    not see: here torch's general product stands in for it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import torchbridge.correlation
+    import torchbridge.gram
+
+    def general(x):
+        return x @ x.T
+
+    monkeypatch.setattr(torchbridge.correlation, "self_product", general)
+    monkeypatch.setattr(torchbridge.gram, "self_product", general)
+    accumulator = GramAccumulator(consumer)
+    shape = (1, 6) if isinstance(consumer, nn.Linear) else (1, 6, 9, 7)
+    mode = FlopCounterMode(display=False)
+    with mode:
+        accumulator.update(torch.randn(shape))
+    height, width = (1, 1) if isinstance(consumer, nn.Linear) else (9, 7)
+    assert mode.get_total_flops() == 2 * accumulator.multiply_adds(height, width) > 0

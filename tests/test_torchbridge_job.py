@@ -73,6 +73,70 @@ def test_uniform_allocation_keeps_one_fraction_everywhere_under_the_target(resne
         prune_to_flops(model, chains, batches, 0.6, allocation="even")
 
 
+def test_predicted_allocation_prunes_once_to_the_widths_predicted_under_the_target(resnet):
+    from torchbridge.budget import predicted_widths
+    from torchbridge.prune import resize
+
+    model, chains, batches = resnet
+    x = batches[0][:1]
+    pruned, reports, probes = prune_to_flops(model, chains, batches, 0.6, allocation="predicted")
+    real = [p for p in probes if not p.predicted]
+    assert len(real) == 1 and real[0] is probes[-1]
+    widths = predicted_widths(model, chains, batches, "greedy-local", seed=0)(real[0].value)
+    assert {r.chain.producer: r.kept for r in reports} == widths
+    base = count(model, x).flops
+    assert real[0].flops == pytest.approx(count(resize(model, chains, widths), x).flops / base)
+    assert count(pruned, x).flops / base == pytest.approx(real[0].flops)
+    assert real[0].flops <= 0.6
+    # the predictions that kept more FLOPs than the chosen one were all over the target
+    assert all(p.flops > 0.6 for p in probes[:-1] if p.flops > real[0].flops + 1e-12)
+
+
+def test_widths_budget_keeps_those_channels_and_rejects_bad_widths(resnet):
+    model, chains, batches = resnet
+    widths = {c.producer: 1 + i for i, c in enumerate(chains)}
+    pruned, reports = prune_chains(model, chains, batches, widths=widths)
+    assert [pruned.get_submodule(c.producer).out_channels for c in chains] == [
+        widths[c.producer] for c in chains
+    ]
+    assert [r.kept for r in reports] == [widths[c.producer] for c in chains]
+    first = chains[0].producer
+    total = model.get_submodule(chains[0].consumer).weight.shape[1]
+    for bad, message in (
+        (widths | {"fc": 3}, "widths name no chain's producer: fc"),
+        ({k: v for k, v in widths.items() if k != first}, f"no width for the chains of {first}"),
+        (widths | {first: 0}, f"width of {first} must be an integer from 1 to its {total}"),
+        (widths | {first: total + 1}, f"got {total + 1}"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            prune_chains(model, chains, batches, widths=bad)
+    with pytest.raises(ValueError, match="exactly one budget"):
+        prune_chains(model, chains, batches, widths=widths, keep=0.5)
+
+
+def test_predicted_widths_run_lazily_equal_those_of_runs_to_the_lowest_tolerance(resnet):
+    """A run stopped at a floor is a prefix of the full run: asked in any order, down to
+    1e-8, the lazy prediction gives the widths of selector runs to 1e-8."""
+    from theory import select
+    from torchbridge.budget import LOWEST, predicted_widths
+    from torchbridge.prune import MAX_REPEATS, layer_problems
+
+    model, chains, batches = resnet
+    full = []
+    for problem in layer_problems(model, chains, batches):
+        n, energy = problem.n_neurons, problem.target_norm2
+        trace = select(problem, MAX_REPEATS * n, "greedy-local", tol=10.0**LOWEST * energy)
+        full.append((trace.losses / energy, trace.support_sizes, n))
+    widths = predicted_widths(model, chains, batches, "greedy-local", seed=0)
+    for tol in (0.3, 1e-3, 0.05, 1e-8, 2e-6, 0.5):
+        expected = {}
+        for chain, (losses, sizes, n) in zip(chains, full, strict=True):
+            reached = np.flatnonzero(losses <= tol)
+            expected[chain.producer] = int(sizes[reached[0]]) if reached.size else n
+        assert widths(tol) == expected
+    assert len(set(map(str, (widths(t) for t in (0.3, 1e-3, 1e-8))))) == 3  # not all equal
+
+
 def test_predicted_widths_are_the_first_chain_widths_of_a_real_run(resnet):
     """The first chain sees the unpruned network in both: its predicted width is exact."""
     from torchbridge.budget import predicted_widths

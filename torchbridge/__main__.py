@@ -222,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--flops", type=float, default=None, help="fraction of the FLOPs")
         command.add_argument(
             "--allocation", default="tolerance",
-            help="--flops: 'tolerance' (one shared tolerance) or 'uniform' (one kept fraction)",
+            help="--flops: 'tolerance' (search one shared tolerance), 'predicted' (the widths "
+            "that tolerance predicts on the unpruned network: 2 passes) or 'uniform' (one kept "
+            "fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
     fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")

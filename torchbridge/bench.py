@@ -44,6 +44,11 @@ from torchbridge.gram import GramAccumulator
 from torchbridge.oracle import GlobalLoss
 from torchbridge.prune import run_capturing
 
+ROWS = ("gram", "forms", "local", "end", "scaling")
+NETWORKS = ("mnist-resnet18", "efficientnet-lite0")
+END_TASKS = ("forward passes", "greedy-local", "greedy-local-predicted", "tp-magnitude",
+             "tp-taylor")  # fmt: skip
+
 
 def _flatten(z: torch.Tensor) -> torch.Tensor:
     return z.reshape(z.shape[0], -1)
@@ -113,6 +118,36 @@ def gram_build(channels: int = 4096, positions: int = 16384, repeat: int = 3) ->
     return row
 
 
+KERNEL_SHAPES = ((128, 16, 28), (128, 64, 7), (32, 64, 56), (32, 256, 14), (32, 512, 7))
+
+
+def kernel_forms(shapes=KERNEL_SHAPES, repeat: int = 3) -> list[dict]:
+    """A 3x3, stride-1 consumer (C -> C channels) on a batch (B, C, H, H): seconds to add the
+    batch to its Gram matrix in the row-correlation form and in the full unfold form, and
+    the consumer's own float32 forward pass on the batch."""
+    rows = []
+    for batch, channels, side in shapes:
+        generator = torch.Generator().manual_seed(0)
+        h = torch.randn(batch, channels, side, side, generator=generator)
+        times = _form_times(nn.Conv2d(channels, channels, 3, padding=1, bias=False), h, repeat)
+        rows.append({"B": batch, "C": channels, "H": side, "unfold_s": times["unfold"],
+                     "correlation_s": times["correlation"], "conv_s": times["conv"],
+                     "speedup": times["unfold"] / times["correlation"],
+                     "correlation_over_conv": times["correlation"] / times["conv"]})  # fmt: skip
+    return rows
+
+
+def _form_times(consumer: nn.Conv2d, h: torch.Tensor, repeat: int) -> dict[str, float]:
+    times = {}
+    for form, unfold in (("correlation", False), ("unfold", True)):
+        accumulator = GramAccumulator(consumer, unfold=unfold)
+        assert accumulator.form == form
+        times[form] = best_time(lambda: accumulator.update(h), repeat)  # noqa: B023
+    with torch.no_grad():
+        times["conv"] = best_time(lambda: consumer(h), repeat)
+    return times
+
+
 def _network(
     name: str,
 ) -> tuple[nn.Module, list, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
@@ -145,8 +180,10 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
             for batch in calibration:
                 model(batch)
         pruned = None
-    elif task == "greedy-local":
-        pruned, _, probes = prune_to_flops(model, chains, calibration, flops)
+    elif task.startswith("greedy-local"):
+        allocation = "predicted" if task.endswith("predicted") else "tolerance"
+        pruned, _, probes = prune_to_flops(model, chains, calibration, flops,
+                                           allocation=allocation)  # fmt: skip
     else:
         pruned, _, _ = prune_model(
             model, chains, calibration, PruneConfig("-", method=task, flops=flops)
@@ -159,7 +196,7 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
         base = measure(model, model, test[:64], None, 64)
         row |= {k: result[k] for k in ("agreement", "kl", "accuracy") if k in result}
         row["flops"] = result["flops"] / base["flops"]
-        if task == "greedy-local":
+        if task.startswith("greedy-local"):
             row["real_probes"] = sum(not p.predicted for p in probes)
     return row
 
@@ -193,6 +230,59 @@ def scaling(images: tuple[int, ...]) -> tuple[list[dict], list[str]]:
     return rows, top
 
 
+def local_rows(networks: list[str], keep: float) -> list[dict]:
+    local = []
+    for network in networks:
+        model, chains, calibration, _, _ = _network(network)
+        chain = chains[4]
+        local.append({"network": network} | local_vs_forward(
+            model, chain, torch.cat(calibration)[:128], keep))  # fmt: skip
+    _print(local, ("network", "chain", "N", "n", "images", "gram_greedy_s", "forward_50_s",
+                   "speedup", "gram_greedy_loss_rel", "forward_50_loss_rel"))  # fmt: skip
+    return local
+
+
+def gram_work(network: str) -> dict:
+    """Multiply-adds per image: the network's forward pass (torch's counter) against the
+    Gram accumulation of all its chains on the unpruned network (one pruning pass's Grams)."""
+    from torchbridge.counting import count
+
+    model, chains, calibration, _, _ = _network(network)
+    example = calibration[0][:1]
+    shapes = {}
+    handles = [
+        model.get_submodule(c.consumer).register_forward_pre_hook(
+            lambda _, args, name=c.consumer: shapes.__setitem__(name, args[0].shape)
+        )
+        for c in chains
+    ]
+    with torch.no_grad():
+        model(example)
+    for handle in handles:
+        handle.remove()
+    gram = 0
+    for chain in chains:
+        shape = shapes[chain.consumer]
+        height, width = (shape[2], shape[3]) if len(shape) == 4 else (1, 1)
+        gram += GramAccumulator(model.get_submodule(chain.consumer)).multiply_adds(height, width)
+    forward = count(model, example).macs
+    return {"network": network, "forward_macs": forward, "gram_macs": gram,
+            "gram_over_forward": gram / forward}  # fmt: skip
+
+
+def end_rows(networks: list[str], flops: float) -> list[dict]:
+    context = multiprocessing.get_context("spawn")
+    ends = []
+    for network in networks:
+        for task in END_TASKS:
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                ends.append(pool.submit(end_to_end_task, network, task, flops).result())
+            print(f"  {ends[-1]}", file=sys.stderr)
+    _print(ends, ("network", "task", "seconds", "peak_rss_mib", "flops", "agreement", "kl",
+                  "accuracy", "real_probes"))  # fmt: skip
+    return ends
+
+
 def _print(rows: list[dict], header: tuple[str, ...]) -> None:
     print(" | ".join(header))
     for row in rows:
@@ -205,41 +295,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=0.5, help="local vs forward: n / N")
     parser.add_argument("--flops", type=float, default=0.5, help="end to end: FLOPs target")
     parser.add_argument("--out", type=Path, default=Path("runs/torchbridge-bench.json"))
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
+                        help="which tables to measure (default: all)")  # fmt: skip
+    parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
     args = parser.parse_args(argv)
-    gram = gram_build()
-    _print([gram], ("N", "values", "matmul64_s", "matmul32_s", "gram_s", "matmul64_gflops",
-                    "gram_vs_matmul64", "gram_vs_matmul32"))  # fmt: skip
-    networks = ["mnist-resnet18", "efficientnet-lite0"]
-    local = []
-    for network in networks:
-        model, chains, calibration, _, _ = _network(network)
-        chain = chains[4]
-        local.append({"network": network} | local_vs_forward(
-            model, chain, torch.cat(calibration)[:128], args.keep))  # fmt: skip
-    _print(local, ("network", "chain", "N", "n", "images", "gram_greedy_s", "forward_50_s",
-                   "speedup", "gram_greedy_loss_rel", "forward_50_loss_rel"))  # fmt: skip
-    context = multiprocessing.get_context("spawn")
-    ends = []
-    for network in networks:
-        for task in ("forward passes", "greedy-local", "tp-magnitude", "tp-taylor"):
-            with ProcessPoolExecutor(1, mp_context=context) as pool:
-                ends.append(pool.submit(end_to_end_task, network, task, args.flops).result())
-            print(f"  {ends[-1]}", file=sys.stderr)
-    _print(ends, ("network", "task", "seconds", "peak_rss_mib", "flops", "agreement", "kl",
-                  "accuracy", "real_probes"))  # fmt: skip
-    scale, profile = scaling((24, 48, 96))
-    _print(scale, ("images", "prune_s", "forward_s"))
-    print("\n".join(profile))
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads()},
         "versions": versions() | {"torch": torch.__version__},
-        "gram_build": gram,
-        "local_vs_forward": local,
-        "end_to_end": ends,
-        "scaling": scale,
-        "profile_top": profile,
     }  # fmt: skip
+    if "gram" in args.rows:
+        result["gram_build"] = gram_build()
+        _print([result["gram_build"]], ("N", "values", "matmul64_s", "matmul32_s", "gram_s",
+               "matmul64_gflops", "gram_vs_matmul64", "gram_vs_matmul32"))  # fmt: skip
+    if "forms" in args.rows:
+        result["kernel_forms"] = kernel_forms()
+        _print(result["kernel_forms"], ("B", "C", "H", "unfold_s", "correlation_s", "conv_s",
+                                        "speedup", "correlation_over_conv"))  # fmt: skip
+    if "local" in args.rows:
+        result["local_vs_forward"] = local_rows(args.networks, args.keep)
+    if "end" in args.rows:
+        result["gram_work"] = [gram_work(network) for network in args.networks]
+        _print(result["gram_work"], ("network", "forward_macs", "gram_macs", "gram_over_forward"))
+        result["end_to_end"] = end_rows(args.networks, args.flops)
+    if "scaling" in args.rows:
+        scale, profile = scaling((24, 48, 96))
+        _print(scale, ("images", "prune_s", "forward_s"))
+        print("\n".join(profile))
+        result |= {"scaling": scale, "profile_top": profile}
     atomic_write(args.out, json.dumps(result, indent=2))
     print(f"written: {args.out}")
     return 0

@@ -2,7 +2,9 @@
 chains (:func:`torchbridge.prune.prune_chains` with ``tol``; ``allocation="tolerance"``), or
 one kept fraction shared by all chains (``allocation="uniform"``: every chain keeps
 round(keep N) channels, as Torch-Pruning's uniform ratio does, so that selectors can be
-compared at equal widths; the fraction comes from FLOPs counts alone, then one pruning runs).
+compared at equal widths; the fraction comes from FLOPs counts alone, then one pruning runs),
+or the widths predicted at a shared tolerance (``allocation="predicted"``: the prediction
+below, then one pruning to those widths; two calibration passes in all).
 
 The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
 is the expensive part, so the search first predicts: every chain's layer problem on the
@@ -18,6 +20,7 @@ reaches is refused first, with that number.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +37,7 @@ from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_ch
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
 
 
-ALLOCATIONS = ("tolerance", "uniform")
+ALLOCATIONS = ("tolerance", "predicted", "uniform")
 
 
 @dataclass(frozen=True)
@@ -48,21 +51,34 @@ class Probe:
 def predicted_widths(
     model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], method: str, seed: int
 ) -> Callable[[float], dict[str, int]]:
-    """tol -> {producer: width} as each chain's selector run on the unpruned network gives."""
+    """tol -> {producer: width} as each chain's selector run on the unpruned network gives.
+
+    A run stopped at a relative loss ``floor`` is a prefix of the run stopped at any smaller
+    one, so it answers every tol >= floor exactly. Each chain's run starts at a floor of 0.1
+    and is redone down to the decade of a smaller tol only when one is asked: on real
+    networks the last decades cost most of the steps (or are never reached)."""
     local = method if not spec(method).needs_oracle else "greedy-local"
-    curves = []
-    for problem in layer_problems(model, chains, batches):
-        n = problem.n_neurons
+    problems = layer_problems(model, chains, batches)
+
+    def run(problem, floor: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """(the floor this run answers down to, relative losses, support sizes)."""
+        n, energy = problem.n_neurons, problem.target_norm2
         steps = MAX_REPEATS * n if spec(local).repeats else n
-        energy = problem.target_norm2
-        trace = select(problem, steps, local, tol=10.0**LOWEST * energy, seed=seed)
-        curves.append((trace.losses / energy, trace.support_sizes, n))
+        trace = select(problem, steps, local, tol=floor * energy, seed=seed)
+        losses = trace.losses / energy
+        whole = floor <= 10.0**LOWEST or not np.any(losses <= floor)  # stopped by its steps
+        return (0.0 if whole else floor), losses, trace.support_sizes
+
+    curves = [run(problem, 0.1) for problem in problems]
 
     def widths(tol: float) -> dict[str, int]:
         out = {}
-        for chain, (losses, sizes, n) in zip(chains, curves, strict=True):
+        for i, (chain, problem) in enumerate(zip(chains, problems, strict=True)):
+            if tol < curves[i][0]:
+                curves[i] = run(problem, max(10.0**LOWEST, 10.0 ** np.floor(np.log10(tol))))
+            _, losses, sizes = curves[i]
             reached = np.flatnonzero(losses <= tol)
-            out[chain.producer] = int(sizes[reached[0]]) if reached.size else n
+            out[chain.producer] = int(sizes[reached[0]]) if reached.size else problem.n_neurons
         return out
 
     return widths
@@ -104,11 +120,28 @@ def prune_to_flops(
     method = str(options.get("method", "greedy-local"))
     widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
     probes, low, high = [], LOWEST, HIGHEST
+    for decade in np.arange(HIGHEST - 1.0, LOWEST - 1.0, -1.0):  # down while under the target:
+        fraction = fraction_of(widths(10.0**decade))  # no prediction asked below the answer's
+        probes.append(Probe("tol", 10.0**decade, fraction, predicted=True))  # decade
+        if fraction > flops:
+            low = decade
+            break
+        high = decade
     for _ in range(30):  # predictions only: cheap
         middle = (low + high) / 2
         fraction = fraction_of(widths(10.0**middle))
         probes.append(Probe("tol", 10.0**middle, fraction, predicted=True))
         low, high = (low, middle) if fraction <= flops else (middle, high)
+    if allocation == "predicted":
+        chosen = widths(10.0**high)
+        if fraction_of(chosen) > flops:
+            raise ValueError(
+                f"no predicted widths up to a tolerance of {10.0**HIGHEST:g} reach {flops:.3f} "
+                f"of the FLOPs (they keep {fraction_of(chosen):.3f})"
+            )
+        pruned, reports = prune_chains(model, chains, batches, widths=chosen, **options)
+        fraction = count(pruned, example).flops / base
+        return pruned, reports, [*probes, Probe("tol", 10.0**high, fraction, predicted=False)]
     best = None
 
     def probe(log_tol: float) -> bool:
@@ -144,9 +177,15 @@ def prune_to_flops(
 def flops_fraction(
     model: nn.Module, chains: list[Chain], example: torch.Tensor
 ) -> Callable[[dict[str, int]], float]:
-    """widths -> FLOPs of ``model`` with its chains cut to those widths, over its own FLOPs."""
+    """widths -> FLOPs of ``model`` with its chains cut to those widths, over its own FLOPs
+    (each distinct set of widths counted once: the bisections revisit them)."""
     base = count(model, example).flops
-    return lambda widths: count(resize(model, chains, widths), example).flops / base
+
+    @functools.cache
+    def counted(widths: tuple[tuple[str, int], ...]) -> float:
+        return count(resize(model, chains, dict(widths)), example).flops / base
+
+    return lambda widths: counted(tuple(sorted(widths.items())))
 
 
 def check_floor(fraction_of: Callable, chains: list[Chain], flops: float) -> None:

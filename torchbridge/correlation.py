@@ -23,7 +23,17 @@ import torch
 from torch.nn import functional
 
 
-def _outside(size: int, offset: int, pad: int, out: int) -> list[int]:
+def self_product(x: torch.Tensor) -> torch.Tensor:
+    """x x^T (R, R) of x (R, M): on the CPU through numpy, which hands a product with its
+    own transpose to BLAS syrk (half the multiply-adds of torch's general product); torch's
+    product elsewhere."""
+    if x.device.type == "cpu":
+        a = x.numpy()
+        return torch.from_numpy(a @ a.T)
+    return x @ x.T
+
+
+def skipped_rows(size: int, offset: int, pad: int, out: int) -> list[int]:
     """Input rows (of ``size``) that kernel row ``offset`` never reads (``out`` output rows)."""
     low, high = offset - pad, offset - pad + out
     return [r for r in range(size) if not low <= r < high]
@@ -53,14 +63,15 @@ def patch_products(
     def lagged(d: int) -> torch.Tensor:  # (C k_w, B, rows, W_out): Z at row r + d
         return buffer[:, :, d * out_w : d * out_w + length].reshape(c * kw, b, rows, out_w)
 
-    skipped = [_outside(height, ar, ph, out_h) for ar in range(kh)]
+    skipped = [skipped_rows(height, ar, ph, out_h) for ar in range(kh)]
     edges = sorted(set().union(*skipped))
     x = lagged(0)
     x_edges = x[:, :, edges].permute(2, 0, 1, 3).reshape(len(edges), c * kw, b * out_w)
     products = h.new_empty(c, kh, kw, c, kh, kw)
     for d in range(kh):
         y = lagged(d)
-        whole = x.reshape(c * kw, -1) @ y.reshape(c * kw, -1).T  # all rows at lag d
+        flat = x.reshape(c * kw, -1)  # all rows at lag d:
+        whole = self_product(flat) if d == 0 else flat @ y.reshape(c * kw, -1).T
         y_edges = y[:, :, edges].permute(2, 0, 1, 3).reshape(len(edges), c * kw, b * out_w)
         by_edge = torch.bmm(x_edges, y_edges.transpose(1, 2))  # (edges, C k_w, C k_w)
         for ar in range(kh - d):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from torchbridge.correlation import patch_products
+from torchbridge.correlation import patch_products, self_product, skipped_rows
 
 
 def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
@@ -59,14 +59,18 @@ def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
 class GramAccumulator:
     """Accumulates G for one consumer over batches of its input activations."""
 
-    def __init__(self, consumer: nn.Module) -> None:
+    def __init__(self, consumer: nn.Module, *, unfold: bool = False) -> None:
+        """``unfold``: take the general unfold form even where a cheaper one applies (the
+        reference that tests and benchmarks compare the other forms with)."""
         weight, self._unfold = _conv_geometry(consumer)
         self.n_channels = weight.shape[1]
         self._kernel = int(np.prod(weight.shape[2:]))
         trivial = (1, 1), (0, 0), (1, 1)
         options = tuple(self._unfold.get(k, d) for k, d in zip(("stride", "padding", "dilation"),
                                                                 trivial, strict=True))  # fmt: skip
-        if self._kernel == 1 and options == trivial:
+        if unfold:
+            self.form = "unfold"
+        elif self._kernel == 1 and options == trivial:
             self.form = "pointwise"  # a 1x1 consumer's patches are its input pixels: no unfold
         elif options[0] == options[2] == (1, 1):
             self.form = "correlation"  # stride 1, no dilation: torchbridge.correlation
@@ -93,7 +97,7 @@ class GramAccumulator:
             raise ValueError("activations contain NaN or infinite values")
         if self.form == "pointwise":
             patches = h.permute(0, 2, 3, 1).to(torch.float64).reshape(-1, h.shape[1])  # (B P, C)
-            product, sums, count = patches.T @ patches, patches.sum(dim=0), patches.shape[0]
+            product, sums, count = self_product(patches.T), patches.sum(dim=0), patches.shape[0]
         elif self.form == "correlation":
             product, sums, count = patch_products(
                 h.to(torch.float64), self._unfold["kernel_size"], self._unfold["padding"]
@@ -110,6 +114,26 @@ class GramAccumulator:
             self._sums += sums
         self._count += count
         self.images += h.shape[0]
+
+    def multiply_adds(self, height: int, width: int) -> int:
+        """Multiply-adds per image of :meth:`update` on an (N, height, width) input, in this
+        accumulator's form, counted as general matrix products (the products only: no
+        copies, no sums; on the CPU the products of a matrix with its own transpose run in
+        syrk, which does about half of them)."""
+        c = self.n_channels
+        if self.form == "pointwise":
+            return c * c * height * width
+        geometry = {"padding": (0, 0), "stride": (1, 1), "dilation": (1, 1)} | self._unfold
+        (kh, kw), (ph, pw) = geometry["kernel_size"], geometry["padding"]
+        out_w = width + 2 * pw - kw + 1
+        if self.form == "correlation":  # one (C k_w)^2 product per row lag over the gapped
+            out_h = height + 2 * ph - kh + 1  # rows, and the edge rows per lag
+            edges = len(set().union(*(skipped_rows(height, a, ph, out_h) for a in range(kh))))
+            return kh * (kw * c) ** 2 * (height + kh - 1 + edges) * out_w
+        (sh, sw), (dh, dw) = geometry["stride"], geometry["dilation"]
+        out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        return (kh * kw * c) ** 2 * out_h * out_w
 
     def gram(self) -> np.ndarray:
         """G (N, N) float64 with the N^2 scaling of THEORY.md; needs at least one batch."""

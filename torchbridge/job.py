@@ -45,7 +45,7 @@ class PruneConfig:
     keep: float | None = None
     tol: float | None = None
     flops: float | None = None
-    allocation: str = "tolerance"  # --flops: a shared tolerance, or a shared kept fraction
+    allocation: str = "tolerance"  # --flops: shared tolerance, its predicted widths, or fraction
     compensate: bool = False  # add the mean change of each consumer's output to its bias
     images: int = 256  # calibration images
     test_images: int = 256  # held-out images (ImageFolder data; photos: 80 fixed views)

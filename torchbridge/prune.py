@@ -147,6 +147,22 @@ def layer_problems(
     return [LayerProblem.from_gram(a.gram()) for a in accumulators]
 
 
+def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> None:
+    """A clear error unless ``widths`` gives every chain (by producer name) 1 to N channels."""
+    names = {c.producer for c in chains}
+    if unknown := sorted(set(widths) - names):
+        raise ValueError(f"widths name no chain's producer: {', '.join(unknown)}")
+    if missing := [c.producer for c in chains if c.producer not in widths]:
+        raise ValueError(f"widths give no width for the chains of {', '.join(missing)}")
+    for chain in chains:
+        total = model.get_submodule(chain.consumer).weight.shape[1]
+        if not (isinstance(widths[chain.producer], int) and 1 <= widths[chain.producer] <= total):
+            raise ValueError(
+                f"width of {chain.producer} must be an integer from 1 to its {total} channels; "
+                f"got {widths[chain.producer]!r}"
+            )
+
+
 def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
     out, count = [], 0
     for batch in batches:
@@ -164,6 +180,7 @@ def prune_chains(
     *,
     keep: float | None = None,
     tol: float | None = None,
+    widths: dict[str, int] | None = None,
     method: str = "greedy-local",
     seed: int = 0,
     objective: str = "kl",
@@ -177,7 +194,8 @@ def prune_chains(
 
     Exactly one budget: ``keep`` (each chain keeps k = round(keep N) channels: the selector
     runs until k channels carry weight, at most 20 k steps for the selectors that may pick a
-    channel again) or ``tol`` (each chain stops once its relative output error is <= tol).
+    channel again), ``widths`` (k by producer name, for every chain) or ``tol`` (each chain
+    stops once its relative output error is <= tol).
     ``batches``: calibration inputs. With ``walk_graph`` (where the network can be traced:
     :mod:`torchbridge.walk`) they pass through the network about twice in all; otherwise, or
     with ``walk_graph=False``, once per chain. ``method`` and ``options`` go to
@@ -186,8 +204,13 @@ def prune_chains(
     the pruning changed in its output (the reports' losses are then the selector's, before
     that correction, which lowers the error by the squared mean change).
     """
-    if (keep is None) == (tol is None):
-        raise ValueError("give exactly one budget: keep (a fraction) or tol (a relative error)")
+    if sum(b is not None for b in (keep, tol, widths)) != 1:
+        raise ValueError(
+            "give exactly one budget: keep (a fraction), widths (channels per chain) or tol "
+            "(a relative error)"
+        )
+    if widths is not None:
+        check_widths(model, chains, widths)
     if keep is not None and not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
     if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
@@ -231,8 +254,8 @@ def prune_chains(
             extra["oracle"] = loss.oracle
             if "gradient" in chosen.options:
                 extra["gradient"] = loss.gradient
-        if keep is not None:
-            k = max(1, round(keep * n))
+        if keep is not None or widths is not None:
+            k = widths[chain.producer] if widths is not None else max(1, round(keep * n))
             steps = MAX_REPEATS * k if chosen.repeats else k
             trace = select(problem, steps, method, size=k, seed=seed, **extra)
         else:
