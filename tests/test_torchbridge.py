@@ -71,8 +71,13 @@ def test_unsupported_consumers_and_bad_batches_are_named():
     acc = GramAccumulator(nn.Conv2d(4, 2, 1))
     with pytest.raises(ValueError, match=r"activations must be \(B, 4, H, W\)"):
         acc.update(torch.zeros(2, 3, 5, 5))
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        acc.update(torch.full((2, 4, 5, 5), float("nan")))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        one = torch.ones(2, 4, 5, 5)
+        one[1, 2, 4, 0] = bad
+        for accumulator in (acc, GramAccumulator(nn.Conv2d(4, 2, 3)), GramAccumulator(
+                nn.Conv2d(4, 2, 3, stride=2), unfold=True)):  # fmt: skip
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                accumulator.update(one)
     with pytest.raises(ValueError, match="no activations were accumulated"):
         acc.gram()
 

@@ -93,8 +93,6 @@ class GramAccumulator:
                 f"activations must be (B, {self.n_channels}, H, W) or (B, {self.n_channels}); "
                 f"got {tuple(activations.shape)}"
             )
-        if not torch.isfinite(h).all():
-            raise ValueError("activations contain NaN or infinite values")
         if self.form == "pointwise":
             patches = h.permute(0, 2, 3, 1).to(torch.float64).reshape(-1, h.shape[1])  # (B P, C)
             product, sums, count = self_product(patches.T), patches.sum(dim=0), patches.shape[0]
@@ -106,6 +104,8 @@ class GramAccumulator:
             unfolded = functional.unfold(h.to(torch.float64), **self._unfold)  # (B, C K, P)
             patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])  # (B P, C K)
             product, sums, count = patches.T @ patches, patches.sum(dim=0), patches.shape[0]
+        if not torch.isfinite(sums).all():  # a NaN or inf read by any patch reaches its sum
+            raise ValueError("activations contain NaN or infinite values")
         if self._patches is None:
             self._patches, self._sums = product, sums
             self._weights = self._weights.to(product.device)
