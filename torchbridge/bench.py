@@ -212,6 +212,21 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
     return row
 
 
+def _pass_times(model: nn.Module, chains: list[Chain], batches: list[torch.Tensor]) -> tuple:
+    """(seconds of the forward passes over ``batches``, seconds of one pruning pass at keep
+    0.5 with greedy-local on them)."""
+    from torchbridge.prune import prune_chains
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    forward = time.perf_counter() - start
+    start = time.perf_counter()
+    prune_chains(model, chains, batches, keep=0.5)
+    return forward, time.perf_counter() - start
+
+
 def scaling(images: tuple[int, ...]) -> tuple[list[dict], list[str]]:
     """EfficientNet-Lite0, greedy-local at keep 0.5: seconds against calibration images (and
     the forward passes alone), and the top entries of a profile of the largest run."""
@@ -221,16 +236,8 @@ def scaling(images: tuple[int, ...]) -> tuple[list[dict], list[str]]:
     everything = torch.cat(calibration)
     rows = []
     for count in images:
-        batches = list(everything[:count].split(32))
-        start = time.perf_counter()
-        with torch.no_grad():
-            for batch in batches:
-                model(batch)
-        forward = time.perf_counter() - start
-        start = time.perf_counter()
-        prune_chains(model, chains, batches, keep=0.5)
-        rows.append({"images": count, "prune_s": time.perf_counter() - start,
-                     "forward_s": forward})  # fmt: skip
+        forward, prune = _pass_times(model, chains, list(everything[:count].split(32)))
+        rows.append({"images": count, "prune_s": prune, "forward_s": forward})
     profile = cProfile.Profile()
     profile.enable()
     prune_chains(model, chains, list(everything[: images[-1]].split(32)), keep=0.5)
@@ -299,23 +306,14 @@ def width_scaling(factors: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
     timing only), greedy-local at keep 0.5 on 512 MNIST images: one pruning pass against
     the forward passes, as the chains' widths N grow."""
     from torchbridge.mnist import NarrowResNet18, split
-    from torchbridge.prune import prune_chains
 
     batches = list(split(0)[0][:512].split(128))
     rows = []
     for factor in factors:
         torch.manual_seed(0)
         model = NarrowResNet18(tuple(w * factor for w in (16, 32, 64, 128))).eval()
-        chains = block_chains(model)
-        start = time.perf_counter()
-        with torch.no_grad():
-            for batch in batches:
-                model(batch)
-        forward = time.perf_counter() - start
-        start = time.perf_counter()
-        prune_chains(model, chains, batches, keep=0.5)
-        rows.append({"largest_N": 128 * factor, "prune_s": time.perf_counter() - start,
-                     "forward_s": forward})  # fmt: skip
+        forward, prune = _pass_times(model, block_chains(model), batches)
+        rows.append({"largest_N": 128 * factor, "prune_s": prune, "forward_s": forward})
     return rows
 
 
