@@ -125,9 +125,9 @@ class GramAccumulator:
             return c * c * height * width
         geometry = {"padding": (0, 0), "stride": (1, 1), "dilation": (1, 1)} | self._unfold
         (kh, kw), (ph, pw) = geometry["kernel_size"], geometry["padding"]
-        out_w = width + 2 * pw - kw + 1
         if self.form == "correlation":  # one (C k_w)^2 product per row lag over the gapped
-            out_h = height + 2 * ph - kh + 1  # rows, and the edge rows per lag
+            out_h, out_w = height + 2 * ph - kh + 1, width + 2 * pw - kw + 1  # rows, and the
+            # edge rows per lag
             edges = len(set().union(*(skipped_rows(height, a, ph, out_h) for a in range(kh))))
             return kh * (kw * c) ** 2 * (height + kh - 1 + edges) * out_w
         (sh, sw), (dh, dw) = geometry["stride"], geometry["dilation"]
