@@ -189,3 +189,32 @@ def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
         folded = pruned.get_submodule(chain.consumer).weight
         original = plain.get_submodule(chain.consumer).weight
         assert torch.allclose(original * (report.total / report.kept), folded, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_effnet_command_calibrates_on_the_views_asked_and_records_them(tmp_path):
+    """effnet --images 8 --batch 4: the report names 8 calibration views, the device, every
+    method (written as it finishes) and ends "complete"; quality against the unpruned
+    network is measured before and after the distillation."""
+    import json
+
+    pytest.importorskip("timm")
+    pytest.importorskip("skimage")
+    from torchbridge.__main__ import main
+    from torchbridge.efficientnet import weights_path
+
+    try:
+        weights_path()
+    except ValueError as error:
+        pytest.skip(str(error))
+    argv = ["effnet", "--keep", "0.9", "--methods", "magnitude", "--images",
+            "8", "--batch", "4", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["complete"] is True
+    assert report["config"]["calibration_images"] == 8 and report["config"]["device"] == "cpu"
+    assert set(report["methods"]) == {"magnitude"}
+    assert report["unpruned"]["agreement"] == 1.0
+    for row in report["methods"].values():
+        assert 0.0 <= row["agreement_tuned"] <= 1.0 and row["flops"] < 1.0
+    assert main(["effnet", "--keep", "0.5", "--images", "0"]) == 2

@@ -6,6 +6,7 @@
     python -m torchbridge mnist --net cnn|resnet18|mobilenet_v2 (--keep F | --flops F)
         [--seeds 3] [--methods ...] [--out DIR]
     python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
+        [--images 96] [--device cuda]
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
@@ -20,13 +21,14 @@ FLOPs, parameters, latency, time. Repeats for each seed (a new split, initialisa
 calibration set) and prints mean +- standard deviation over seeds.
 
 ``effnet`` compares methods on EfficientNet-Lite0 with its real ImageNet weights, calibrated
-on 96 random-resized views of 6 photos shipped in packages, evaluated on 80 views of 5 other
-photos by top-1 agreement with the unpruned network and KL(unpruned || pruned), before and
-after the same short fine-tune without labels (two epochs of distillation on the calibration
-views, batch norms frozen).
+on 96 (``--images``) random-resized views of 6 photos shipped in packages (on ``--device``),
+evaluated on 80 views of 5 other photos by top-1 agreement with the unpruned network and
+KL(unpruned || pruned), before and after the same short fine-tune without labels (two epochs
+of distillation on the calibration views, batch norms frozen).
 
 Methods: the selectors of theory (global ones included) and Torch-Pruning's tp-magnitude,
-tp-l1 and tp-taylor (torchbridge.baselines). Every command writes report.json atomically.
+tp-l1 and tp-taylor (torchbridge.baselines). Every command writes report.json atomically
+(``effnet`` after each method, with "complete": false until the last).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from sims.store import atomic_write, versions
 from theory.selectors import SELECTORS
 from torchbridge.baselines import TP_METHODS
 from torchbridge.budget import ALLOCATIONS
-from torchbridge.job import PruneConfig, eval_job, prune_job
+from torchbridge.job import PruneConfig, check_device, eval_job, prune_job
 
 MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
                  "tp-magnitude", "tp-taylor")  # fmt: skip
@@ -104,29 +106,52 @@ def mnist(net: str, budget: dict, seeds: int, methods: tuple[str, ...], out: Pat
     return report
 
 
-def effnet(budget: dict, methods: tuple[str, ...], weights: Path | None, out: Path) -> dict:
+def effnet(
+    budget: dict,
+    methods: tuple[str, ...],
+    weights: Path | None,
+    out: Path,
+    images: int = 96,
+    batch: int = 32,
+    device: str = "cpu",
+) -> dict:
     from torchbridge.chains import block_chains
     from torchbridge.compare import compare_methods, distill
     from torchbridge.efficientnet import load_efficientnet_lite0
     from torchbridge.images import photo_sets
     from torchbridge.models import views
 
-    model = load_efficientnet_lite0(weights)
-    calibration, test, about = photo_sets(views("efficientnet_lite0"), 96, seed=0)
+    if min(images, batch) < 1:
+        raise ValueError("--images and --batch must be >= 1")
+    check_device(device)
+    target = torch.device(device)
+    model = load_efficientnet_lite0(weights).to(target)
+    calibration, test, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
+    calibration, test = calibration.to(target), test.to(target)
     chains = block_chains(model)
-    result = compare_methods(
-        model, chains, list(calibration.split(32)), test, None, methods, budget,
-        finetune=lambda m: distill(m, model, calibration), progress=_progress,
-    )  # fmt: skip
     report = {
-        "config": {"budget": budget, "methods": list(methods), "calibration_images": 96,
-                   "test_images": len(test), "finetune": "2 epochs distillation"} | about,
+        "config": {"budget": budget, "methods": list(methods), "calibration_images": images,
+                   "batch": batch, "device": str(target), "test_images": len(test),
+                   "finetune": "2 epochs distillation"} | about,
         "versions": versions() | {"torch": torch.__version__},
-    } | result  # fmt: skip
+        "methods": {},
+        "complete": False,
+    }  # fmt: skip
+
+    def progress(method: str, row: dict) -> None:  # each finished method is written at once
+        _progress(method, row)
+        report["methods"][method] = row
+        atomic_write(out / "report.json", json.dumps(report, indent=2))
+
+    result = compare_methods(
+        model, chains, list(calibration.split(batch)), test, None, methods, budget,
+        finetune=lambda m: distill(m, model, calibration), progress=progress,
+    )  # fmt: skip
+    report |= result | {"complete": True}
     base = result["unpruned"]
     print(f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
-          f"parameters, {len(chains)} chains; budget {budget}; test: {len(test)} views of "
-          f"{', '.join(about['test_photos'])}")  # fmt: skip
+          f"parameters, {len(chains)} chains; budget {budget}; calibration: {images} views; "
+          f"test: {len(test)} views of {', '.join(about['test_photos'])}")  # fmt: skip
     _print_table([result], methods)
     atomic_write(out / "report.json", json.dumps(report, indent=2))
     print(f"report: {out / 'report.json'}")
@@ -217,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     eff.add_argument("--methods", nargs="+", default=list(EFFNET_METHODS))
     eff.add_argument("--weights", type=Path, default=None, help="default: the weights package")
     eff.add_argument("--out", type=Path, default=Path("runs/torchbridge-effnet"))
+    eff.add_argument("--images", type=int, default=96, help="calibration views (default: 96)")
+    eff.add_argument("--batch", type=int, default=32, help="calibration batch (default: 32)")
+    eff.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
     for command in (run, eff):
         command.add_argument("--keep", type=float, default=None, help="fraction of each chain")
         command.add_argument("--flops", type=float, default=None, help="fraction of the FLOPs")
@@ -258,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print(json.dumps(row))
         elif args.command == "effnet":
-            effnet(_budget(args), _methods(args.methods), args.weights, args.out)
+            effnet(_budget(args), _methods(args.methods), args.weights, args.out,
+                   args.images, args.batch, args.device)  # fmt: skip
         else:
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")

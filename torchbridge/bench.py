@@ -15,7 +15,9 @@ magnitude and Taylor pruners (ratio search), against the calibration forward pas
 in a fresh process, for its peak resident memory; quality before any fine-tuning. Rows
 "scaling": our pruning time against the number of calibration images, and where the time goes
 (a profile's top entries); rows "widths": the same against the chains' widths (the MNIST
-ResNet at 1, 2, 4 times its widths).
+ResNet at 1, 2, 4 times its widths). Rows "device" (by default only where CUDA is present):
+:mod:`torchbridge.device_bench`, MobileNetV2 and EfficientNet-Lite0 at 224 px with thousands
+of calibration images on the GPU.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ from sims.store import atomic_write, versions
 from theory import LayerProblem, select
 from theory.bench import best_time
 from torchbridge.chains import Chain, block_chains
+from torchbridge.device_bench import DEVICE_NETWORKS, device_rows
 from torchbridge.gram import GramAccumulator
+from torchbridge.job import check_device
 from torchbridge.oracle import GlobalLoss
 from torchbridge.prune import run_capturing
 
-ROWS = ("gram", "forms", "local", "end", "scaling", "widths")
+ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "device")
 NETWORKS = ("mnist-resnet18", "efficientnet-lite0")
 END_TASKS = ("forward passes", "greedy-local", "greedy-local-predicted", "tp-magnitude",
              "tp-taylor")  # fmt: skip
@@ -329,10 +333,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=0.5, help="local vs forward: n / N")
     parser.add_argument("--flops", type=float, default=0.5, help="end to end: FLOPs target")
     parser.add_argument("--out", type=Path, default=Path("runs/torchbridge-bench.json"))
-    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
-                        help="which tables to measure (default: all)")  # fmt: skip
+    cuda = torch.cuda.is_available()
+    parser.add_argument("--rows", nargs="+", choices=ROWS,
+                        default=[r for r in ROWS if cuda or r != "device"],
+                        help="tables (default: all; 'device' only with CUDA)")  # fmt: skip
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS))
+    parser.add_argument("--device", default="cuda" if cuda else "cpu", help="rows 'device'")
+    parser.add_argument("--images", type=int, default=2048,
+                        help="rows 'device': calibration images (224 px)")  # fmt: skip
+    parser.add_argument("--device-networks", nargs="+", choices=DEVICE_NETWORKS,
+                        default=list(DEVICE_NETWORKS))  # fmt: skip
     args = parser.parse_args(argv)
+    if "device" in args.rows:
+        try:
+            check_device(args.device)
+        except ValueError as error:
+            parser.error(str(error))
+        if args.images < 1:
+            parser.error("--images must be >= 1")
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads()},
@@ -360,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     if "widths" in args.rows:
         result["width_scaling"] = width_scaling()
         _print(result["width_scaling"], ("largest_N", "prune_s", "forward_s"))
+    if "device" in args.rows:
+        result["device"] = []
+        for arch in args.device_networks:  # written after each network: a stop loses none
+            result["device"].append(device_rows(arch, args.device, args.images))
+            print(json.dumps(result["device"][-1], indent=1))
+            atomic_write(args.out, json.dumps(result, indent=2))
     atomic_write(args.out, json.dumps(result, indent=2))
     print(f"written: {args.out}")
     return 0

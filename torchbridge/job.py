@@ -36,6 +36,16 @@ from torchbridge.models import load, load_pruned, save_pruned, views
 from torchbridge.prune import LayerReport, prune_chains
 
 
+def check_device(device: str) -> None:
+    """A clear error unless ``device`` names a device that this machine has."""
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device (cpu, cuda, cuda:1)") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here")
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     arch: str
@@ -76,13 +86,7 @@ class PruneConfig:
             raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
         if self.flops is not None and not 0.0 < self.flops <= 1.0:
             raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            message = f"--device {self.device!r} is not a device (cpu, cuda, cuda:1)"
-            raise ValueError(message) from None
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: CUDA is not available here")
+        check_device(self.device)
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
