@@ -298,3 +298,31 @@ def test_device_benchmark_rows_on_the_cpu_time_every_task_against_the_forward_pa
         assert row[task]["over_forward"] == pytest.approx(row[task]["seconds"] / row["forward_s"])
         assert "agreement" not in row[task]  # random weights: timing only
     assert "device_speedup" not in row
+
+
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0",
+             "cnn"],
+)  # fmt: skip
+def test_flops_fraction_equals_the_count_of_a_resized_copy(arch):
+    """The FLOPs fraction from one count and the widths (each layer scaled by k/N of every
+    chain it touches: Bottleneck middles by two chains, squeeze-excitation layers, depthwise
+    convolutions) equals torch's count of the copy resized to those widths, exactly."""
+    from torchbridge.budget import flops_fraction
+    from torchbridge.chains import sequential_chains
+    from torchbridge.mnist import small_cnn
+    from torchbridge.prune import resize
+
+    if arch == "efficientnet_lite0":
+        pytest.importorskip("timm")
+    model = small_cnn().eval() if arch == "cnn" else build(arch, num_classes=10)
+    chains = sequential_chains(model) if arch == "cnn" else block_chains(model)
+    x = torch.zeros(1, 1, 28, 28) if arch == "cnn" else torch.zeros(1, 3, 64, 64)
+    fraction_of = flops_fraction(model, chains, x)
+    base = count(model, x).flops
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        widths = {c.producer: int(rng.integers(1, model.get_submodule(c.producer).out_channels + 1))
+                  for c in chains}  # fmt: skip
+        assert fraction_of(widths) == count(resize(model, chains, widths), x).flops / base
+    assert fraction_of({}) == 1.0

@@ -15,9 +15,10 @@ magnitude and Taylor pruners (ratio search), against the calibration forward pas
 in a fresh process, for its peak resident memory; quality before any fine-tuning. Rows
 "scaling": our pruning time against the number of calibration images, and where the time goes
 (a profile's top entries); rows "widths": the same against the chains' widths (the MNIST
-ResNet at 1, 2, 4 times its widths). Rows "device" (by default only where CUDA is present):
-:mod:`torchbridge.device_bench`, MobileNetV2 and EfficientNet-Lite0 at 224 px with thousands
-of calibration images on the GPU.
+ResNet at 1, 2, 4 times its widths). Rows "flops": the FLOPs of 17 random widths counted on
+resized copies against :func:`torchbridge.budget.flops_fraction` (one count). Rows "device"
+(by default only where CUDA is present): :mod:`torchbridge.device_bench`, MobileNetV2 and
+EfficientNet-Lite0 at 224 px with thousands of calibration images on the GPU.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from torchbridge.job import check_device
 from torchbridge.oracle import GlobalLoss
 from torchbridge.prune import run_capturing
 
-ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "device")
+ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "flops", "device")
 NETWORKS = ("mnist-resnet18", "efficientnet-lite0")
 END_TASKS = ("forward passes", "greedy-local", "greedy-local-predicted", "tp-magnitude",
              "tp-taylor")  # fmt: skip
@@ -321,6 +322,31 @@ def width_scaling(factors: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
     return rows
 
 
+def flops_counting(network: str, widths: int = 17) -> dict:
+    """Seconds to get the FLOPs fraction of ``widths`` random widths by counting resized
+    copies and by :func:`torchbridge.budget.flops_fraction`, and whether they agree."""
+    from torchbridge.budget import flops_fraction
+    from torchbridge.counting import count
+    from torchbridge.prune import resize
+
+    model, chains, calibration, _, _ = _network(network)
+    example, rng = calibration[0][:1], np.random.default_rng(0)
+    totals = [model.get_submodule(c.producer).out_channels for c in chains]
+    drawn = [{c.producer: int(rng.integers(1, n + 1)) for c, n in zip(chains, totals, strict=True)}
+             for _ in range(widths)]  # fmt: skip
+    start = time.perf_counter()
+    base = count(model, example).flops
+    copies = [count(resize(model, chains, w), example).flops / base for w in drawn]
+    copies_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fraction_of = flops_fraction(model, chains, example)
+    ours = [fraction_of(w) for w in drawn]
+    ours_s = time.perf_counter() - start
+    return {"network": network, "widths": widths, "resized_copies_s": copies_s,
+            "one_count_s": ours_s, "speedup": copies_s / ours_s,
+            "equal": copies == ours}  # fmt: skip
+
+
 def _print(rows: list[dict], header: tuple[str, ...]) -> None:
     print(" | ".join(header))
     for row in rows:
@@ -378,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     if "widths" in args.rows:
         result["width_scaling"] = width_scaling()
         _print(result["width_scaling"], ("largest_N", "prune_s", "forward_s"))
+    if "flops" in args.rows:
+        result["flops_counting"] = [flops_counting(network) for network in args.networks]
+        _print(result["flops_counting"], ("network", "widths", "resized_copies_s",
+                                          "one_count_s", "speedup", "equal"))  # fmt: skip
     if "device" in args.rows:
         result["device"] = []
         for arch in args.device_networks:  # written after each network: a stop loses none

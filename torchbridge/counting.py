@@ -31,6 +31,21 @@ def count(model: nn.Module, example: torch.Tensor) -> Counts:
     return Counts(flops=flops, macs=flops // 2, params=sum(p.numel() for p in model.parameters()))
 
 
+def leaf_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """(FLOPs of model(example), {name: FLOPs} of every leaf module that has any), from one
+    count by torch's flop counter (which names modules by class name and path)."""
+    mode = FlopCounterMode(display=False)
+    with torch.no_grad(), mode:
+        model(example)
+    counts, prefix = mode.get_flop_counts(), type(model).__name__ + "."
+    leaves = {}
+    for name, module in model.named_modules():
+        flops = sum(counts.get(prefix + name, {}).values())
+        if name and flops and next(module.children(), None) is None:
+            leaves[name] = int(flops)
+    return int(mode.get_total_flops()), leaves
+
+
 def latency(model: nn.Module, example: torch.Tensor, repeats: int = 10) -> float:
     """Median seconds of one forward pass of ``example`` on its device (after one warm-up)."""
     timings = []
