@@ -192,14 +192,14 @@ def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
 
 
 @pytest.mark.slow
-def test_effnet_command_calibrates_on_the_views_asked_and_records_them(tmp_path):
-    """effnet --images 8 --batch 4: the report names 8 calibration views, the device, every
-    method (written as it finishes) and ends "complete"; quality against the unpruned
-    network is measured before and after the distillation."""
+def test_effnet_command_writes_each_method_as_it_finishes(tmp_path, monkeypatch):
+    """effnet --images 8 --batch 4, stopped in its second method: the report on disk holds
+    the first method, the 8 calibration views and the device, and "complete": false."""
     import json
 
     pytest.importorskip("timm")
     pytest.importorskip("skimage")
+    from torchbridge import compare
     from torchbridge.__main__ import main
     from torchbridge.efficientnet import weights_path
 
@@ -207,14 +207,23 @@ def test_effnet_command_calibrates_on_the_views_asked_and_records_them(tmp_path)
         weights_path()
     except ValueError as error:
         pytest.skip(str(error))
-    argv = ["effnet", "--keep", "0.9", "--methods", "magnitude", "--images",
-            "8", "--batch", "4", "--out", str(tmp_path)]  # fmt: skip
-    assert main(argv) == 0
+    calls = []
+
+    def distill_once(model, reference, images, **_):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a user stopping the run
+        model.eval()
+
+    monkeypatch.setattr(compare, "distill", distill_once)
+    argv = ["effnet", "--keep", "0.9", "--methods", "magnitude", "random", "--images", "8",
+            "--batch", "4", "--out", str(tmp_path)]  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["complete"] is True
+    assert report["complete"] is False and list(report["methods"]) == ["magnitude"]
     assert report["config"]["calibration_images"] == 8 and report["config"]["device"] == "cpu"
-    assert set(report["methods"]) == {"magnitude"}
-    assert report["unpruned"]["agreement"] == 1.0
-    for row in report["methods"].values():
-        assert 0.0 <= row["agreement_tuned"] <= 1.0 and row["flops"] < 1.0
+    row = report["methods"]["magnitude"]
+    assert 0.0 <= row["agreement_tuned"] <= 1.0 and row["flops"] < 1.0
+    assert calls == [8, 8]
     assert main(["effnet", "--keep", "0.5", "--images", "0"]) == 2

@@ -309,7 +309,7 @@ def test_flops_fraction_equals_the_count_of_a_resized_copy(arch):
     chain it touches: Bottleneck middles by two chains, squeeze-excitation layers, depthwise
     convolutions) equals torch's count of the copy resized to those widths, exactly."""
     from torchbridge.budget import flops_fraction
-    from torchbridge.chains import sequential_chains
+    from torchbridge.chains import chain_widths, sequential_chains
     from torchbridge.mnist import small_cnn
     from torchbridge.prune import resize
 
@@ -321,8 +321,25 @@ def test_flops_fraction_equals_the_count_of_a_resized_copy(arch):
     fraction_of = flops_fraction(model, chains, x)
     base = count(model, x).flops
     rng = np.random.default_rng(0)
+    totals = chain_widths(model, chains)
     for _ in range(3):
-        widths = {c.producer: int(rng.integers(1, model.get_submodule(c.producer).out_channels + 1))
-                  for c in chains}  # fmt: skip
+        widths = {name: int(rng.integers(1, n + 1)) for name, n in totals.items()}
         assert fraction_of(widths) == count(resize(model, chains, widths), x).flops / base
-    assert fraction_of({}) == 1.0
+    assert fraction_of({}) == 1.0  # a chain left out keeps its channels
+    name, n = next(iter(totals.items()))
+    for bad, message in (({name: 0}, "is not in"), ({name: n + 1}, "is not in"),
+                         ({"nowhere": 1}, "name no chain")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            fraction_of(bad)
+
+
+def test_only_the_cpu_and_present_cuda_devices_are_accepted():
+    from torchbridge.job import check_device
+
+    check_device("cpu")
+    for device in ("meta", "mps", "gpu", "cuda:x"):
+        with pytest.raises(ValueError, match="is not a device here"):
+            check_device(device)
+    message = "CUDA device" if torch.cuda.is_available() else "CUDA is not available here"
+    with pytest.raises(ValueError, match=message):
+        check_device(f"cuda:{torch.cuda.device_count() + 7}")

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from torchbridge.budget import uniform_widths
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, chain_widths
 from torchbridge.surgery import is_squeeze_excitation
 
 TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
@@ -72,7 +72,7 @@ def torch_pruning_prune(
     import torch_pruning as tp
 
     model = copy.deepcopy(model).eval()
-    totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
+    totals = chain_widths(model, chains)
     widths = uniform_widths(totals, keep)
     # Torch-Pruning keeps int(N (1 - ratio)) channels: half a channel of margin gives ours
     ratios = {

@@ -43,7 +43,7 @@ from torch import nn
 from sims.store import atomic_write, versions
 from theory import LayerProblem, select
 from theory.bench import best_time
-from torchbridge.chains import Chain, block_chains
+from torchbridge.chains import Chain, block_chains, chain_widths
 from torchbridge.device_bench import DEVICE_NETWORKS, device_rows
 from torchbridge.gram import GramAccumulator
 from torchbridge.job import check_device
@@ -331,8 +331,8 @@ def flops_counting(network: str, widths: int = 17) -> dict:
 
     model, chains, calibration, _, _ = _network(network)
     example, rng = calibration[0][:1], np.random.default_rng(0)
-    totals = [model.get_submodule(c.producer).out_channels for c in chains]
-    drawn = [{c.producer: int(rng.integers(1, n + 1)) for c, n in zip(chains, totals, strict=True)}
+    totals = chain_widths(model, chains)
+    drawn = [{name: int(rng.integers(1, n + 1)) for name, n in totals.items()}
              for _ in range(widths)]  # fmt: skip
     start = time.perf_counter()
     base = count(model, example).flops

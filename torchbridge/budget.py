@@ -29,7 +29,7 @@ from torch import nn
 
 from theory import select
 from theory.selectors import spec
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
 from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
 from torchbridge.surgery import is_squeeze_excitation
@@ -195,9 +195,14 @@ def flops_fraction(
             names += [f"{name}.fc1", f"{name}.fc2"] if is_squeeze_excitation(module) else [name]
         for name in names:
             touched.setdefault(name, []).append(chain)
-    totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
+    totals = chain_widths(model, chains)
 
     def fraction(widths: dict[str, int]) -> float:
+        for name, k in widths.items():
+            if name not in totals:
+                raise ValueError(f"widths name no chain's producer: {name}")
+            if not 1 <= k <= totals[name]:
+                raise ValueError(f"width {k} of {name} is not in [1, {totals[name]}]")
         flops = total
         for name, touching in touched.items():
             full = leaves.get(name, 0)
@@ -232,8 +237,9 @@ def uniform_keep(
     model: nn.Module, chains: list[Chain], flops: float, fraction_of: Callable
 ) -> tuple[float, list[Probe]]:
     """The largest kept fraction shared by every chain (width max(1, round(keep N))) whose
-    FLOPs, counted on resized copies, are at most ``flops``; and the probes counted."""
-    totals = {c.producer: model.get_submodule(c.producer).out_channels for c in chains}
+    FLOPs (``fraction_of``, see :func:`flops_fraction`) are at most ``flops``; and the probes
+    counted."""
+    totals = chain_widths(model, chains)
 
     def widths(keep: float) -> dict[str, int]:
         return uniform_widths(totals, keep)

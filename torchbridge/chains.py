@@ -35,6 +35,11 @@ class Chain:
     consumer: str
 
 
+def chain_widths(model: nn.Module, chains: list[Chain]) -> dict[str, int]:
+    """{producer: N}, the channels each chain has in ``model``."""
+    return {c.producer: int(model.get_submodule(c.producer).out_channels) for c in chains}
+
+
 def sequential_chains(model: nn.Sequential) -> list[Chain]:
     """Every producer -> consumer chain of a Sequential, in order (see the module docstring)."""
     if not isinstance(model, nn.Sequential):

@@ -46,17 +46,21 @@ def leaf_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str, 
     return int(mode.get_total_flops()), leaves
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a CUDA device; nothing to wait for elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def latency(model: nn.Module, example: torch.Tensor, repeats: int = 10) -> float:
     """Median seconds of one forward pass of ``example`` on its device (after one warm-up)."""
     timings = []
     with torch.no_grad():
         for i in range(repeats + 1):
-            if example.is_cuda:
-                torch.cuda.synchronize()
+            synchronize(example.device)
             start = time.perf_counter()
             model(example)
-            if example.is_cuda:
-                torch.cuda.synchronize()
+            synchronize(example.device)
             if i:
                 timings.append(time.perf_counter() - start)
     return statistics.median(timings)

@@ -23,6 +23,7 @@ from torch import nn
 
 from torchbridge.budget import prune_to_flops
 from torchbridge.chains import block_chains
+from torchbridge.counting import synchronize
 from torchbridge.images import photo_sets
 from torchbridge.job import PruneConfig, measure, prune_model
 from torchbridge.models import load, views
@@ -33,12 +34,10 @@ DEVICE_NETWORKS = ("mobilenet_v2", "efficientnet_lite0")
 
 def _timed(fn: Callable[[], object], device: torch.device) -> tuple[object, float]:
     """(fn(), seconds), the device's queued work included."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return out, time.perf_counter() - start
 
 

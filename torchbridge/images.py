@@ -85,19 +85,21 @@ def photo_sets(
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Calibration views (random crops of the first 6 photos, ``calibration_images`` in all,
     in a seeded random order, so that any prefix mixes the photos) and held-out test views
-    (centre crop and 15 random crops of each of the other 5)."""
+    (centre crop and 15 random crops of each of the other 5), drawn from a generator of their
+    own: the same 80 test views whatever the number of calibration views."""
     rng = np.random.default_rng(seed)
     images = photos()
     names = sorted(images)
     calibration_names, test_names = names[:6], names[6:]
     per = -(-calibration_images // len(calibration_names))
     calibration = torch.cat([views.random(images[n], per, rng) for n in calibration_names])
+    order = torch.as_tensor(rng.permutation(len(calibration))[:calibration_images])
+    held_out = np.random.default_rng([seed, 1])
     test = torch.cat(
-        [torch.cat([views.centre(images[n])[None], views.random(images[n], 15, rng)])
+        [torch.cat([views.centre(images[n])[None], views.random(images[n], 15, held_out)])
          for n in test_names]
     )  # fmt: skip
     about = {"calibration_photos": calibration_names, "test_photos": test_names}
-    order = torch.as_tensor(rng.permutation(len(calibration))[:calibration_images])
     return calibration[order], test, about
 
 

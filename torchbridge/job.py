@@ -37,13 +37,18 @@ from torchbridge.prune import LayerReport, prune_chains
 
 
 def check_device(device: str) -> None:
-    """A clear error unless ``device`` names a device that this machine has."""
+    """A clear error unless ``device`` is the CPU or a CUDA device that this machine has."""
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"--device {device!r} is not a device (cpu, cuda, cuda:1)") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r} is not a device here (cpu, cuda, cuda:1)")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available here")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class PruneConfig:
     allocation: str = "tolerance"  # --flops: shared tolerance, its predicted widths, or fraction
     compensate: bool = False  # add the mean change of each consumer's output to its bias
     images: int = 256  # calibration images
-    test_images: int = 256  # held-out images (ImageFolder data; photos: 80 fixed views)
+    test_images: int = 256  # held-out images (ImageFolder data; photos: always the 80 views)
     batch: int = 32
     size: int = 224
     seed: int = 0

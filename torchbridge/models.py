@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from torchbridge.chains import Chain, block_chains
+from torchbridge.chains import Chain, block_chains, chain_widths
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
@@ -92,7 +92,7 @@ def load(arch: str, weights: str) -> nn.Module:
 
 def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) -> None:
     """Write the pruned ``model`` (an ``arch`` with the given chains pruned) to ``path``."""
-    widths = {c.producer: int(model.get_submodule(c.producer).out_channels) for c in chains}
+    widths = chain_widths(model, chains)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, path)
 
