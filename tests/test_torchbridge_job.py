@@ -287,16 +287,16 @@ def test_global_method_through_the_command_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_device_benchmark_rows_on_the_cpu_time_every_task_against_the_forward_passes():
     """The rows the GPU benchmark records, here on the CPU (no speed-up row without a
-    device): every task at or under its FLOPs target, its ratio to the forward passes."""
+    device): every task at or under its FLOPs target, timed, and no quality figures for a
+    network with random weights."""
     from torchbridge.device_bench import device_rows
 
     row = device_rows("mobilenet_v3_small", "cpu", 8, batch=4, size=64, flops=0.8)
-    assert row["forward_s"] > 0 and row["chains"] == 10
-    assert row["gram_pass_over_forward"] == pytest.approx(row["gram_pass_s"] / row["forward_s"])
+    assert row["chains"] == 10 and row["images"] == 8 and row["flops_target"] == 0.8
+    assert {"gram_pass_over_forward", "keep_half_over_forward"} <= set(row)
     for task in ("greedy-local-predicted", "tp-magnitude", "tp-taylor"):
+        assert set(row[task]) == {"seconds", "over_forward", "flops", "latency"}
         assert 0.0 < row[task]["flops"] <= 0.8
-        assert row[task]["over_forward"] == pytest.approx(row[task]["seconds"] / row["forward_s"])
-        assert "agreement" not in row[task]  # random weights: timing only
     assert "device_speedup" not in row
 
 
