@@ -109,14 +109,16 @@ def prune_to_flops(
         raise ValueError("no calibration batches")
     model = copy.deepcopy(model).eval()  # counting runs the model: never the caller's mode
     example = batches[0][:1]
-    base = count(model, example).flops
     fraction_of = flops_fraction(model, chains, example)
     check_floor(fraction_of, chains, flops)
+
+    def reached(reports: list[LayerReport]) -> float:  # the FLOPs kept by a real pruning
+        return fraction_of({r.chain.producer: r.kept for r in reports})
+
     if allocation == "uniform":
         keep, probes = uniform_keep(model, chains, flops, fraction_of)
         pruned, reports = prune_chains(model, chains, batches, keep=keep, **options)
-        fraction = fraction_of({r.chain.producer: r.kept for r in reports})
-        return pruned, reports, [*probes, Probe("keep", keep, fraction, predicted=False)]
+        return pruned, reports, [*probes, Probe("keep", keep, reached(reports), predicted=False)]
     method = str(options.get("method", "greedy-local"))
     widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
     probes, low, high = [], LOWEST, HIGHEST
@@ -140,15 +142,14 @@ def prune_to_flops(
                 f"of the FLOPs (they keep {fraction_of(chosen):.3f})"
             )
         pruned, reports = prune_chains(model, chains, batches, widths=chosen, **options)
-        fraction = count(pruned, example).flops / base
-        return pruned, reports, [*probes, Probe("tol", 10.0**high, fraction, predicted=False)]
+        return pruned, reports, [*probes, Probe("tol", 10.0**high, reached(reports), False)]
     best = None
 
     def probe(log_tol: float) -> bool:
         """A real pruning at 10**log_tol; True when it meets the target."""
         nonlocal best
         pruned, reports = prune_chains(model, chains, batches, tol=10.0**log_tol, **options)
-        fraction = count(pruned, example).flops / base
+        fraction = reached(reports)
         probes.append(Probe("tol", 10.0**log_tol, fraction, predicted=False))
         if fraction <= flops and (best is None or fraction > best[2]):
             best = (pruned, reports, fraction)
