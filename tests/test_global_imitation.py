@@ -161,3 +161,46 @@ def test_taylor_ranks_only_neurons_that_can_move():
     assert pools[0][0].tolist() == [0, 1, 2]  # the start: every neuron can be a vertex
     assert trace.neurons[0] not in pools[1][0]
     assert all(neurons.size == 3 and np.all(sizes > 0.0) for neurons, sizes in pools[1:])
+
+
+def test_without_repeats_every_step_is_the_best_unpicked_neuron_at_its_exact_step():
+    """With every candidate and the layer loss as the oracle, ``repeats=False`` replays the
+    greedy-local step restricted to neurons never picked; global imitation, the combined rule
+    and taylor (every candidate) take the same sequence, one new neuron a step."""
+    from theory.iterate import Iterate
+
+    problem = LayerProblem.from_features(PSI)
+    oracle, gradient = _local_oracle(problem), _local_gradient(problem)
+    glob = select(problem, 12, "global-imitation", oracle=oracle, candidates=40, repeats=False)
+    combined = select(problem, 12, "combined", oracle=oracle, candidates=2, repeats=False)
+    taylor = select(problem, 12, "taylor", oracle=oracle, gradient=gradient, candidates=40,
+                    repeats=False)  # fmt: skip
+    assert np.array_equal(glob.neurons, combined.neurons)
+    assert np.array_equal(glob.neurons, taylor.neurons)
+    assert len(set(glob.neurons.tolist())) == glob.neurons.size == 12
+    assert glob.support_sizes.tolist() == list(range(1, 13))
+    it = Iterate(problem)
+    it.start(int(np.argmin(it.vertex_losses())))
+    assert glob.neurons[0] == it.order[0]
+    for j, g in zip(glob.neurons[1:], glob.step_sizes[1:], strict=True):
+        steps, change = it.forward_changes()
+        change[it.order] = np.inf
+        assert j == int(np.argmin(change))
+        assert g == pytest.approx(steps[j], rel=1e-12)
+        it.forward(int(j), float(g))
+    assert it.loss() == pytest.approx(glob.loss, rel=1e-12)
+
+
+def test_without_repeats_a_width_budget_takes_exactly_that_many_steps():
+    """An oracle that always prefers the oldest kept neuron re-weights it forever with
+    repeats (the cap of steps ends the run short of the width); without, k steps keep k."""
+    problem = LayerProblem.from_features(PSI)
+
+    def oracle(weights, neurons, step_sizes):
+        return np.where(weights[np.asarray(neurons)] > 0.0, -1.0, 1.0)
+
+    stuck = select(problem, 30, "global-imitation", oracle=oracle, candidates=40, size=8)
+    assert stuck.stopped == "n" and stuck.support.size < 8
+    fresh = select(problem, 30, "global-imitation", oracle=oracle, candidates=40, size=8,
+                   repeats=False)  # fmt: skip
+    assert fresh.stopped == "size" and fresh.losses.size == 8 and fresh.support.size == 8

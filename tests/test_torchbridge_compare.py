@@ -97,11 +97,15 @@ def test_compare_methods_reports_every_method_at_the_same_budget():
     model = build("mobilenet_v2", num_classes=10)
     x = torch.randn(24, 3, 32, 32)
     chains = block_chains(model)[:4]
+    budget = {"flops": 0.9, "allocation": "uniform", "no_repeats": True, "oracle_images": 4,
+              "candidates": 2}  # fmt: skip
     result = compare_methods(
-        model, chains, [x[:8]], x[8:], None, ("greedy-local", "tp-magnitude"),
-        {"flops": 0.9}, finetune=lambda m: distill(m, model, x[:8], epochs=1),
+        model, chains, [x[:8]], x[8:], None, ("greedy-local", "tp-magnitude", "taylor"),
+        budget, finetune=lambda m: distill(m, model, x[:8], epochs=1),
     )  # fmt: skip
     assert result["unpruned"]["agreement"] == 1.0
+    widths = [row["widths"] for row in result["methods"].values()]
+    assert widths[0] == widths[1] == widths[2]  # no_repeats: taylor reaches the same widths
     for row in result["methods"].values():
         assert row["flops"] <= 0.9 and len(row["widths"]) == 4
         assert 0.0 <= row["agreement_tuned"] <= 1.0
@@ -165,6 +169,7 @@ def test_mnist_and_effnet_commands_reject_bad_arguments(capsys):
         (["mnist", "--keep", "0.5", "--net", "vgg"], "unknown --net 'vgg'"),
         (["mnist", "--keep", "0.5", "--flops", "0.5"], "exactly one budget"),
         (["effnet", "--flops", "1.5"], "--flops must be in (0, 1]"),
+        (["effnet", "--keep", "0.5", "--oracle-images", "0"], "--oracle-images and --candidates"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

@@ -153,6 +153,18 @@ def test_global_selectors_prune_a_resnet(method):
         assert pruned(x).shape == (8, 10)
 
 
+@pytest.mark.parametrize("method", ["global-imitation", "combined", "taylor"])
+def test_without_repeats_the_global_selectors_keep_exactly_the_width(method):
+    """Every step adds a channel never picked, so each chain ends at its width (the budget is
+    met in k steps, not at most)."""
+    model = _models()["resnet18"]
+    chains = block_chains(model)[:3]
+    x = torch.randn(8, 3, 32, 32)
+    _, reports = prune_chains(model, chains, [x[:4], x[4:]], keep=0.25, method=method,
+                              candidates=4, oracle_images=4, repeats=False)  # fmt: skip
+    assert [r.kept for r in reports] == [round(0.25 * r.total) for r in reports]
+
+
 def test_the_global_choice_of_one_channel_is_best_by_the_network_loss():
     """With every channel a candidate and one channel to keep, global imitation takes the
     channel whose pruned network is closest to the unpruned one (by the KL it scores), so it

@@ -273,15 +273,19 @@ def test_global_method_through_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "8",
             "--method", "taylor", "--candidates", "3", "--oracle-images", "4", "--keep", "0.1",
-            "--compensate", "--out", str(out)]  # fmt: skip
+            "--compensate", "--no-repeats", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["method"] == "taylor" and report["config"]["compensate"] is True
-    assert all(layer["kept"] <= round(0.1 * layer["total"]) for layer in report["layers"])
+    assert report["config"]["no_repeats"] is True
+    assert all(layer["kept"] == round(0.1 * layer["total"]) for layer in report["layers"])
     assert np.isfinite(report["after"]["kl"])
     tp_argv = [*argv[:9], "--method", "tp-l1", "--keep", "0.5", "--compensate", "--out", str(out)]
     assert main(tp_argv) == 2
     assert "--compensate is for the selectors of theory, not tp-l1" in capsys.readouterr().err
+    local_argv = [*argv[:9], "--method", "omp", "--keep", "0.5", "--no-repeats", "--out", str(out)]
+    assert main(local_argv) == 2
+    assert "--no-repeats is for the global selectors" in capsys.readouterr().err
 
 
 @pytest.mark.slow

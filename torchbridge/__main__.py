@@ -205,6 +205,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _budget(args: argparse.Namespace) -> dict:
+    """The PruneConfig fields that ``mnist`` and ``effnet`` give every method."""
     if (args.keep is None) == (args.flops is None):
         raise ValueError("give exactly one budget: --keep or --flops")
     if args.allocation not in ALLOCATIONS:
@@ -214,10 +215,19 @@ def _budget(args: argparse.Namespace) -> dict:
     if args.keep is not None:
         if not 0 < args.keep <= 1:
             raise ValueError("--keep must be in (0, 1]")
-        return {"keep": args.keep, "compensate": args.compensate}
-    if not 0 < args.flops <= 1:
+        budget = {"keep": args.keep}
+    elif not 0 < args.flops <= 1:
         raise ValueError("--flops must be in (0, 1]")
-    return {"flops": args.flops, "allocation": args.allocation, "compensate": args.compensate}
+    else:
+        budget = {"flops": args.flops, "allocation": args.allocation}
+    if args.oracle_images < 1 or (args.candidates is not None and args.candidates < 1):
+        raise ValueError("--oracle-images and --candidates must be >= 1")
+    return budget | {
+        "compensate": args.compensate,
+        "no_repeats": args.no_repeats,
+        "oracle_images": args.oracle_images,
+        "candidates": args.candidates,
+    }
 
 
 def _methods(names: list[str]) -> tuple[str, ...]:
@@ -255,6 +265,18 @@ def main(argv: list[str] | None = None) -> int:
             "fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
+        command.add_argument(
+            "--no-repeats", action="store_true",
+            help="global selectors: only channels never picked compete (k steps keep k)",
+        )  # fmt: skip
+        command.add_argument(
+            "--oracle-images",
+            type=int,
+            default=64,
+            help="global selectors: images of the output loss (default: 64)",
+        )
+        command.add_argument("--candidates", type=int, default=None,
+                             help="global selectors: candidates scored per step")  # fmt: skip
     fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")
     fold.add_argument("--seeds", type=int, default=3)
     fold.add_argument("--flops", type=float, default=0.5)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from theory.selectors import spec
 from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
 from torchbridge.job import PruneConfig, measure, prune_model
@@ -48,11 +49,13 @@ def compare_methods(
     FLOPs, parameters and latency), seconds, kept widths, and agreement, KL and accuracy again
     after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields, e.g.
     {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
-    selectors of theory only)."""
+    selectors of theory only, ``no_repeats`` to the global ones)."""
     base = measure(model, model, test, labels, 32)
     rows = {}
     for method in methods:
         settings = budget | ({"compensate": False} if method in TP_METHODS else {})
+        if method in TP_METHODS or not spec(method).needs_oracle:
+            settings |= {"no_repeats": False}
         config = PruneConfig("-", method=method, seed=seed, **settings)
         config.check()
         start = time.perf_counter()

@@ -69,6 +69,8 @@ class PruneConfig:
     seed: int = 0
     device: str = "cpu"
     candidates: int | None = None  # global selectors: candidates scored per step
+    no_repeats: bool = False  # global selectors: only channels never picked compete (k steps
+    # keep k, as in the GFS authors' code; with repeats a width may take up to 20 k steps)
     objective: str = "kl"
     oracle_images: int = 64
 
@@ -91,6 +93,11 @@ class PruneConfig:
             raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
         if self.flops is not None and not 0.0 < self.flops <= 1.0:
             raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
+        if self.no_repeats and (self.method in TP_METHODS or not spec(self.method).needs_oracle):
+            raise ValueError(
+                f"--no-repeats is for the global selectors (global-imitation, combined, taylor), "
+                f"not {self.method}"
+            )
         check_device(self.device)
 
 
@@ -128,6 +135,8 @@ def prune_model(
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:
             options["candidates"] = config.candidates
+        if config.no_repeats:
+            options["repeats"] = False
     if config.flops is not None:
         return prune_to_flops(
             model, chains, calibration, config.flops, allocation=config.allocation,

@@ -6,7 +6,10 @@ form; neurons with g_j = 0 would not move and are not drawn), and asks the oracl
 global loss of every candidate a' = (1 - g_j) a + g_j e_j; the lowest wins, even when it raises
 the global loss. With ``include_local=True`` (registered as ``combined``: the paper's deep-
 network rule) the greedy-local proposal competes too, so each step is the better of the local
-and the global proposal by the global loss.
+and the global proposal by the global loss. With ``repeats=False`` only neurons never picked
+compete (the pool, and the local proposal), as in the GFS authors' code: every step then adds
+a neuron, so k steps keep k (with repeats, a network's global loss often prefers re-weighting a
+kept neuron, and a width budget may need many more steps).
 
 The oracle is the extension point: ``oracle(weights, neurons, step_sizes) -> losses`` takes
 the current weights a (N,), candidate neurons (K,) and step sizes (K,), and returns the global
@@ -32,8 +35,10 @@ def make(
     oracle: Oracle | None = None,
     candidates: int = 50,
     include_local: bool = False,
+    repeats: bool = True,
 ):
-    """Stepper of global imitation (``include_local=True``: the combined rule)."""
+    """Stepper of global imitation (``include_local=True``: the combined rule;
+    ``repeats=False``: never a neuron picked before)."""
     check_oracle(oracle, "global imitation")
     if candidates < 1:
         raise ValueError(f"candidates must be >= 1; got {candidates}")
@@ -42,7 +47,7 @@ def make(
         choices = np.flatnonzero(movable)
         return rng.choice(choices, size=min(candidates, choices.size), replace=False)
 
-    return Iterate(problem), stepper(oracle, propose, include_local)
+    return Iterate(problem), stepper(oracle, propose, include_local, repeats)
 
 
 def check_oracle(oracle: object, name: str) -> None:
@@ -51,11 +56,15 @@ def check_oracle(oracle: object, name: str) -> None:
 
 
 def stepper(
-    oracle: Oracle, propose: Callable[[Iterate, np.ndarray], np.ndarray], include_local: bool
+    oracle: Oracle,
+    propose: Callable[[Iterate, np.ndarray], np.ndarray],
+    include_local: bool,
+    repeats: bool = True,
 ):
     """A step that scores the pool ``propose(it, movable)`` (neuron indices, drawn among those
-    where ``movable`` (N,) is True: a local line-search step g_j > 0) by the oracle, each
-    candidate at its exact local line-search step size, and takes the lowest."""
+    where ``movable`` (N,) is True: a local line-search step g_j > 0 and, without
+    ``repeats``, never picked) by the oracle, each candidate at its exact local line-search
+    step size, and takes the lowest."""
 
     def step(it: Iterate) -> Step | None:
         if it.empty:
@@ -65,11 +74,16 @@ def stepper(
             sizes = np.ones(pool.size)
         else:
             g, change = it.forward_changes()
-            pool = np.asarray(propose(it, g > 0.0), dtype=np.intp)
+            movable = g > 0.0  # a candidate with step 0 would not move the weights
+            if not repeats:
+                movable[it.order] = False
+            if not movable.any():
+                return None
+            pool = np.asarray(propose(it, movable), dtype=np.intp)
             if include_local:
-                pool = np.union1d(pool, [int(np.argmin(change))])
-            pool = pool[g[pool] > 0.0]  # a candidate with step 0 would not move the weights
-            if pool.size == 0:
+                pool = np.union1d(pool, [int(np.argmin(np.where(movable, change, np.inf)))])
+            pool = pool[movable[pool]]
+            if pool.size == 0:  # a proposer that offered only neurons that cannot move
                 return None
             sizes = g[pool]
         losses = np.asarray(oracle(it.weights.copy(), pool, sizes), dtype=np.float64)

@@ -8,6 +8,7 @@ the global loss along a <- (1 - g) a + g e_j at g = 0 (at the empty start, grad_
 ``candidates`` neurons with the most negative d_j, among those whose local line-search step
 is positive (the others would not move), are scored by the oracle at their exact local
 line-search step sizes, as in :mod:`theory.selectors.global_imitation`, and the lowest wins.
+``repeats=False``: only neurons never picked are ranked (every step adds one).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def make(
     oracle: Oracle | None = None,
     gradient: Gradient | None = None,
     candidates: int = 5,
+    repeats: bool = True,
 ):
     """Stepper of taylor: ``candidates`` neurons by gradient, then the oracle decides."""
     check_oracle(oracle, "taylor")
@@ -47,4 +49,4 @@ def make(
         ranked = np.argsort(slope, kind="stable")[:candidates]
         return ranked[movable[ranked]]
 
-    return Iterate(problem), stepper(oracle, propose, include_local=False)
+    return Iterate(problem), stepper(oracle, propose, include_local=False, repeats=repeats)
