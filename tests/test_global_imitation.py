@@ -103,14 +103,20 @@ def test_taylor_with_every_candidate_and_the_local_loss_is_greedy_local():
 
 def test_taylor_with_one_candidate_takes_the_frank_wolfe_vertex_at_every_step():
     """Replays the whole sequence: after the first vertex (argmin of the gradient), each step
-    is argmin_j b_j (Frank-Wolfe's vertex) at the exact line-search step size."""
+    is argmin_j b_j (Frank-Wolfe's vertex) at the exact line-search step size, and the oracle
+    is never asked."""
     from theory.iterate import Iterate
 
     problem = LayerProblem.from_features(PSI)
     gradient = _local_gradient(problem)
-    trace = select(
-        problem, 30, "taylor", oracle=_local_oracle(problem), gradient=gradient, candidates=1
-    )
+    calls = []
+
+    def oracle(weights, neurons, step_sizes):  # a pool of one needs no scoring
+        calls.append(neurons)
+        return _local_oracle(problem)(weights, neurons, step_sizes)
+
+    trace = select(problem, 30, "taylor", oracle=oracle, gradient=gradient, candidates=1)
+    assert calls == []
     assert trace.neurons[0] == int(np.argmin(gradient(np.zeros(40))))
     it = Iterate(problem)
     it.start(int(trace.neurons[0]))

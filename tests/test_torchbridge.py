@@ -262,6 +262,10 @@ def test_prune_chains_rejects_bad_arguments(digits_cnn):
         prune_chains(model, chains, [x], keep=0.0)
     with pytest.raises(ValueError, match="no calibration batches"):
         prune_chains(model, chains, [], keep=0.5)
+    with pytest.raises(ValueError, match=r"batch 1 is not a tensor of inputs.*loader_batches"):
+        prune_chains(model, chains, [x, (x, torch.zeros(len(x)))], keep=0.5)
+    with pytest.raises(ValueError, match="batch 0 holds NaN or infinite values"):
+        prune_chains(model, chains, [torch.full_like(x, float("nan"))], keep=0.5)
     with pytest.raises(ValueError, match="give exactly one budget"):
         prune_chains(model, chains, [x], keep=0.5, tol=0.1)
     with pytest.raises(ValueError, match="tol must be a finite relative error"):
@@ -270,6 +274,36 @@ def test_prune_chains_rejects_bad_arguments(digits_cnn):
         prune_chains(model, chains, [x], keep=0.5, method="best")
     with pytest.raises(ValueError, match=r"model must be an nn\.Sequential"):
         sequential_chains(nn.Linear(2, 2))
+
+
+def test_a_shuffling_dataloader_gives_the_same_calibration_batches_for_a_seed(digits_cnn):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torchbridge.chains import sequential_chains
+    from torchbridge.images import loader_batches
+    from torchbridge.prune import prune_chains
+
+    model, x = digits_cnn
+    labels = torch.arange(len(x))
+    loader = DataLoader(TensorDataset(x, labels), batch_size=16, shuffle=True)
+    first, again = loader_batches(loader, 3, seed=5), loader_batches(loader, 3, seed=5)
+    other = loader_batches(loader, 3, seed=6)
+    assert [b.shape for b in first] == [(16, *x.shape[1:])] * 3
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0], other[0])
+    rows = {tuple(r.tolist()) for r in x.flatten(1)}  # every batch holds images of the data
+    assert all(tuple(r.tolist()) in rows for b in first for r in b.flatten(1))
+    state = torch.random.get_rng_state()
+    loader_batches(loader, 1, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator is kept
+    _, reports = prune_chains(model, sequential_chains(model), first, keep=0.5)
+    assert all(r.kept == round(0.5 * r.total) for r in reports)
+    with pytest.raises(ValueError, match=r"the loader gave \d+ batches; 999 were asked for"):
+        loader_batches(loader, 999)
+    with pytest.raises(ValueError, match="batch 0 of the loader is not a tensor"):
+        loader_batches([["a", "b"]], 1)
+    with pytest.raises(ValueError, match="batches must be a positive number"):
+        loader_batches(loader, 0)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,14 @@ from theory import select
 from theory.selectors import spec
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
-from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
+from torchbridge.prune import (
+    MAX_REPEATS,
+    LayerReport,
+    calibration_list,
+    layer_problems,
+    prune_chains,
+    resize,
+)
 from torchbridge.surgery import is_squeeze_excitation
 
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
@@ -104,9 +111,7 @@ def prune_to_flops(
         raise ValueError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1; got {iterations}")
-    batches = list(batches)
-    if not batches:
-        raise ValueError("no calibration batches")
+    batches = calibration_list(batches)
     model = copy.deepcopy(model).eval()  # counting runs the model: never the caller's mode
     example = batches[0][:1]
     fraction_of = flops_fraction(model, chains, example)

@@ -1,5 +1,5 @@
-"""Calibration and evaluation images, offline: real photos shipped inside packages, or any
-ImageFolder-layout directory, as normalised batches.
+"""Calibration and evaluation images, offline: real photos shipped inside packages, any
+ImageFolder-layout directory, or the first batches of any DataLoader, as batches of inputs.
 
 Views are (3, size, size) float tensors: RGB in [0, 1] minus ``mean`` over ``std`` per channel
 (ImageNet statistics for torchvision's networks; 0.5 and 0.5, i.e. [-1, 1], for
@@ -8,6 +8,7 @@ EfficientNet-Lite). Photos: scikit-image's sample images and scikit-learn's two 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +137,28 @@ def folder_sets(
     test_ids = order[calibration_images : calibration_images + test_images]
     labels = torch.tensor([found.samples[i][1] for i in test_ids])
     return calibration, load(test_ids), labels, {"classes": len(found.classes)}
+
+
+def loader_batches(
+    loader: Iterable, batches: int, seed: int = 0, device: str | torch.device = "cpu"
+) -> list[torch.Tensor]:
+    """The first ``batches`` input batches (B, ...) of ``loader`` (a DataLoader or any iterable
+    of tensors, or of (inputs, labels, ...) tuples: the first item is kept), on ``device``.
+    Iterated with torch's random generator seeded by ``seed`` (and restored after), so a
+    shuffling DataLoader without a generator of its own gives the same batches for a seed."""
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive number of batches; got {batches!r}")
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for item in loader:
+            inputs = item[0] if isinstance(item, tuple | list) and item else item
+            if not torch.is_tensor(inputs) or inputs.dim() < 2:
+                raise ValueError(
+                    f"batch {len(out)} of the loader is not a tensor of inputs (B, ...) nor a "
+                    f"tuple starting with one; got {type(inputs).__name__}"
+                )
+            out.append(inputs.to(device))
+            if len(out) == batches:
+                return out
+    raise ValueError(f"the loader gave {len(out)} batches; {batches} were asked for")

@@ -163,6 +163,24 @@ def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) 
             )
 
 
+def calibration_list(batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """``batches`` as a list, with a clear error unless each is a finite tensor of inputs
+    (B, ...) (a DataLoader of (inputs, labels): :func:`torchbridge.images.loader_batches`)."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("no calibration batches")
+    for i, batch in enumerate(batches):
+        if not torch.is_tensor(batch) or batch.dim() < 2:
+            raise ValueError(
+                f"calibration batch {i} is not a tensor of inputs (B, ...) but "
+                f"{type(batch).__name__}; for a DataLoader of (inputs, labels) use "
+                "torchbridge.images.loader_batches"
+            )
+        if batch.is_floating_point() and not torch.isfinite(batch).all():
+            raise ValueError(f"calibration batch {i} holds NaN or infinite values")
+    return batches
+
+
 def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
     out, count = [], 0
     for batch in batches:
@@ -216,9 +234,7 @@ def prune_chains(
     if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a finite relative error >= 0; got {tol}")
     chosen = spec(method)
-    batches = list(batches)
-    if not batches:
-        raise ValueError("no calibration batches")
+    batches = calibration_list(batches)
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     model = copy.deepcopy(model).eval()

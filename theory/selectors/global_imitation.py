@@ -13,7 +13,9 @@ kept neuron, and a width budget may need many more steps).
 
 The oracle is the extension point: ``oracle(weights, neurons, step_sizes) -> losses`` takes
 the current weights a (N,), candidate neurons (K,) and step sizes (K,), and returns the global
-loss (K,) of each candidate. The first step (a vertex) is scored the same way, with g = 1.
+loss (K,) of each candidate. The first step (a vertex) is scored the same way, with g = 1. A
+pool of one candidate is taken without asking the oracle (taylor with ``candidates=1``: one
+backward pass a step and no exact scoring).
 """
 
 from __future__ import annotations
@@ -86,12 +88,15 @@ def stepper(
             if pool.size == 0:  # a proposer that offered only neurons that cannot move
                 return None
             sizes = g[pool]
-        losses = np.asarray(oracle(it.weights.copy(), pool, sizes), dtype=np.float64)
-        if losses.shape != pool.shape or not np.all(np.isfinite(losses)):
-            raise ValueError(
-                f"oracle must return {pool.size} finite losses, one a candidate; got {losses.shape}"
-            )
-        k = int(np.argmin(losses))
+        k = 0  # a pool of one is taken without asking the oracle
+        if pool.size > 1:
+            losses = np.asarray(oracle(it.weights.copy(), pool, sizes), dtype=np.float64)
+            if losses.shape != pool.shape or not np.all(np.isfinite(losses)):
+                raise ValueError(
+                    f"oracle must return {pool.size} finite losses, one a candidate; "
+                    f"got {losses.shape}"
+                )
+            k = int(np.argmin(losses))
         j, g_j = int(pool[k]), float(sizes[k])
         if it.empty:
             it.start(j)
