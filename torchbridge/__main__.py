@@ -7,6 +7,8 @@
         [--seeds 3] [--methods ...] [--out DIR]
     python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
         [--images 96] [--device cuda]
+    (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
+        [--candidates K])
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
