@@ -9,10 +9,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from theory.selectors import spec
 from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
-from torchbridge.job import PruneConfig, measure, prune_model
+from torchbridge.job import PruneConfig, is_global, measure, prune_model
 from torchbridge.oracle import output_distance
 
 
@@ -54,7 +53,7 @@ def compare_methods(
     rows = {}
     for method in methods:
         settings = budget | ({"compensate": False} if method in TP_METHODS else {})
-        if method in TP_METHODS or not spec(method).needs_oracle:
+        if not is_global(method):
             settings |= {"no_repeats": False}
         config = PruneConfig("-", method=method, seed=seed, **settings)
         config.check()

@@ -51,6 +51,11 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
+def is_global(method: str) -> bool:
+    """Whether ``method`` is a selector of theory that scores steps by the network's output."""
+    return method not in TP_METHODS and spec(method).needs_oracle
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     arch: str
@@ -93,7 +98,7 @@ class PruneConfig:
             raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
         if self.flops is not None and not 0.0 < self.flops <= 1.0:
             raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
-        if self.no_repeats and (self.method in TP_METHODS or not spec(self.method).needs_oracle):
+        if self.no_repeats and not is_global(self.method):
             raise ValueError(
                 f"--no-repeats is for the global selectors (global-imitation, combined, taylor), "
                 f"not {self.method}"
