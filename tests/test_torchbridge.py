@@ -300,8 +300,10 @@ def test_a_shuffling_dataloader_gives_the_same_calibration_batches_for_a_seed(di
     assert all(r.kept == round(0.5 * r.total) for r in reports)
     with pytest.raises(ValueError, match=r"the loader gave \d+ batches; 999 were asked for"):
         loader_batches(loader, 999)
-    with pytest.raises(ValueError, match="batch 0 of the loader is not a tensor"):
+    with pytest.raises(ValueError, match="calibration batch 0 is not a tensor of inputs"):
         loader_batches([["a", "b"]], 1)
+    with pytest.raises(ValueError, match="calibration batch 0 holds NaN"):
+        loader_batches([(torch.full((2, 1, 8, 8), float("nan")), torch.zeros(2))], 1)
     with pytest.raises(ValueError, match="batches must be a positive number"):
         loader_batches(loader, 0)
 

@@ -31,14 +31,8 @@ from theory import select
 from theory.selectors import spec
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
-from torchbridge.prune import (
-    MAX_REPEATS,
-    LayerReport,
-    calibration_list,
-    layer_problems,
-    prune_chains,
-    resize,
-)
+from torchbridge.images import calibration_list
+from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
 from torchbridge.surgery import is_squeeze_excitation
 
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched

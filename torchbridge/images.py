@@ -152,13 +152,25 @@ def loader_batches(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for item in loader:
-            inputs = item[0] if isinstance(item, tuple | list) and item else item
-            if not torch.is_tensor(inputs) or inputs.dim() < 2:
-                raise ValueError(
-                    f"batch {len(out)} of the loader is not a tensor of inputs (B, ...) nor a "
-                    f"tuple starting with one; got {type(inputs).__name__}"
-                )
-            out.append(inputs.to(device))
+            out.append(item[0] if isinstance(item, tuple | list) and item else item)
             if len(out) == batches:
-                return out
+                return [batch.to(device) for batch in calibration_list(out)]
     raise ValueError(f"the loader gave {len(out)} batches; {batches} were asked for")
+
+
+def calibration_list(batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """``batches`` as a list, with a clear error unless each is a finite tensor of inputs
+    (B, ...) (a DataLoader of (inputs, labels): :func:`torchbridge.images.loader_batches`)."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("no calibration batches")
+    for i, batch in enumerate(batches):
+        if not torch.is_tensor(batch) or batch.dim() < 2:
+            raise ValueError(
+                f"calibration batch {i} is not a tensor of inputs (B, ...) but "
+                f"{type(batch).__name__}; for a DataLoader of (inputs, labels) use "
+                "torchbridge.images.loader_batches"
+            )
+        if batch.is_floating_point() and not torch.isfinite(batch).all():
+            raise ValueError(f"calibration batch {i} holds NaN or infinite values")
+    return batches

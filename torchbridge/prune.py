@@ -28,6 +28,7 @@ from theory import LayerProblem, select
 from theory.selectors import spec
 from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
+from torchbridge.images import calibration_list
 from torchbridge.oracle import global_loss
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
@@ -161,24 +162,6 @@ def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) 
                 f"width of {chain.producer} must be an integer from 1 to its {total} channels; "
                 f"got {widths[chain.producer]!r}"
             )
-
-
-def calibration_list(batches: Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """``batches`` as a list, with a clear error unless each is a finite tensor of inputs
-    (B, ...) (a DataLoader of (inputs, labels): :func:`torchbridge.images.loader_batches`)."""
-    batches = list(batches)
-    if not batches:
-        raise ValueError("no calibration batches")
-    for i, batch in enumerate(batches):
-        if not torch.is_tensor(batch) or batch.dim() < 2:
-            raise ValueError(
-                f"calibration batch {i} is not a tensor of inputs (B, ...) but "
-                f"{type(batch).__name__}; for a DataLoader of (inputs, labels) use "
-                "torchbridge.images.loader_batches"
-            )
-        if batch.is_floating_point() and not torch.isfinite(batch).all():
-            raise ValueError(f"calibration batch {i} holds NaN or infinite values")
-    return batches
 
 
 def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:

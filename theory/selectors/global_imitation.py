@@ -85,8 +85,6 @@ def stepper(
             if include_local:
                 pool = np.union1d(pool, [int(np.argmin(np.where(movable, change, np.inf)))])
             pool = pool[movable[pool]]
-            if pool.size == 0:  # a proposer that offered only neurons that cannot move
-                return None
             sizes = g[pool]
         k = 0  # a pool of one is taken without asking the oracle
         if pool.size > 1:
