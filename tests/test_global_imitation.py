@@ -210,3 +210,31 @@ def test_without_repeats_a_width_budget_takes_exactly_that_many_steps():
     fresh = select(problem, 30, "global-imitation", oracle=oracle, candidates=40, size=8,
                    repeats=False)  # fmt: skip
     assert fresh.stopped == "size" and fresh.losses.size == 8 and fresh.support.size == 8
+
+
+def test_without_repeats_a_layer_at_zero_loss_still_reaches_its_width_by_the_fixed_step():
+    """Neuron 0 is the mean of the others, so starting there the layer loss is exactly 0 and
+    no other neuron has a positive line-search step: with repeats the run stops at one
+    neuron; without, the second neuron comes in at the GFS step 1/2, after which the line
+    search has positive steps again and takes over (replayed step by step)."""
+    from theory.iterate import Iterate
+
+    others = np.array([[[3.0, -1.0]], [[0.0, 2.0]], [[-6.0, 5.0]]])  # (3, 1, 2)
+    psi = np.concatenate([others.mean(axis=0, keepdims=True), others])  # psi_0 = mean
+    problem = LayerProblem.from_features(psi)
+    oracle = _local_oracle(problem)
+    stuck = select(problem, 10, "global-imitation", oracle=oracle, candidates=4, size=4)
+    assert stuck.support.size == 1 and stuck.loss == 0.0
+    for method in ("global-imitation", "combined"):
+        trace = select(problem, 10, method, oracle=oracle, candidates=4, size=4, repeats=False)
+        assert trace.stopped == "size" and sorted(trace.neurons.tolist()) == [0, 1, 2, 3]
+        assert trace.neurons[0] == 0 and trace.step_sizes[:2].tolist() == [1.0, 0.5]
+        it = Iterate(problem)
+        it.start(0)
+        it.forward(int(trace.neurons[1]), 0.5)
+        for j, g in zip(trace.neurons[2:], trace.step_sizes[2:], strict=True):
+            steps, change = it.forward_changes()
+            change[it.order] = np.inf
+            assert j == int(np.argmin(change)) and 0.0 < g == pytest.approx(steps[j], rel=1e-12)
+            it.forward(int(j), float(g))
+        assert trace.loss == pytest.approx(it.loss(), rel=1e-12)

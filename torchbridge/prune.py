@@ -174,6 +174,17 @@ def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tens
     return out
 
 
+def _counted(oracle: Callable, bar: tqdm) -> Callable:
+    """``oracle`` that moves the progress ``bar`` on each call (one call a selector step)."""
+
+    def counted(*args: np.ndarray) -> np.ndarray:
+        losses = oracle(*args)
+        bar.update()
+        return losses
+
+    return counted
+
+
 def prune_chains(
     model: nn.Module,
     chains: list[Chain],
@@ -247,19 +258,21 @@ def prune_chains(
             means = squeeze.close()
         problem = LayerProblem.from_gram(accumulator.gram())
         n, energy = problem.n_neurons, problem.target_norm2
-        extra = dict(options)
-        if chosen.needs_oracle:
-            loss = global_loss(model, chain.consumer, oracle_batches, references, objective)
-            extra["oracle"] = loss.oracle
-            if "gradient" in chosen.options:
-                extra["gradient"] = loss.gradient
         if keep is not None or widths is not None:
             k = widths[chain.producer] if widths is not None else max(1, round(keep * n))
-            steps = MAX_REPEATS * k if chosen.repeats else k
-            trace = select(problem, steps, method, size=k, seed=seed, **extra)
+            steps, stop = (MAX_REPEATS * k if chosen.repeats else k), {"size": k}
         else:
-            steps = MAX_REPEATS * n if chosen.repeats else n
-            trace = select(problem, steps, method, tol=tol * energy, seed=seed, **extra)
+            steps, stop = (MAX_REPEATS * n if chosen.repeats else n), {"tol": tol * energy}
+        extra = dict(options)
+        bar = tqdm(total=steps, desc=chain.producer, unit="step", leave=False,
+                   disable=not (progress and chosen.needs_oracle))  # fmt: skip
+        if chosen.needs_oracle:
+            loss = global_loss(model, chain.consumer, oracle_batches, references, objective)
+            extra["oracle"] = _counted(loss.oracle, bar)
+            if "gradient" in chosen.options:
+                extra["gradient"] = loss.gradient
+        with bar:
+            trace = select(problem, steps, method, seed=seed, **stop, **extra)
         shift = (
             mean_shift(consumer, accumulator.mean_patch(), trace.weights) if compensate else None
         )

@@ -9,7 +9,10 @@ network rule) the greedy-local proposal competes too, so each step is the better
 and the global proposal by the global loss. With ``repeats=False`` only neurons never picked
 compete (the pool, and the local proposal), as in the GFS authors' code: every step then adds
 a neuron, so k steps keep k (with repeats, a network's global loss often prefers re-weighting a
-kept neuron, and a width budget may need many more steps).
+kept neuron, and a width budget may need many more steps). When no neuron left unpicked has a
+positive line-search step (each would raise the layer loss: the descent directions all point
+at kept neurons), every unpicked neuron competes at the GFS authors' fixed step 1/(k+1), k the
+neurons kept, so that a width is still reached.
 
 The oracle is the extension point: ``oracle(weights, neurons, step_sizes) -> losses`` takes
 the current weights a (N,), candidate neurons (K,) and step sizes (K,), and returns the global
@@ -66,7 +69,8 @@ def stepper(
     """A step that scores the pool ``propose(it, movable)`` (neuron indices, drawn among those
     where ``movable`` (N,) is True: a local line-search step g_j > 0 and, without
     ``repeats``, never picked) by the oracle, each candidate at its exact local line-search
-    step size, and takes the lowest."""
+    step size (without ``repeats``, when no unpicked neuron has g_j > 0: at 1/(k+1)), and takes
+    the lowest."""
 
     def step(it: Iterate) -> Step | None:
         if it.empty:
@@ -79,6 +83,10 @@ def stepper(
             movable = g > 0.0  # a candidate with step 0 would not move the weights
             if not repeats:
                 movable[it.order] = False
+                if not movable.any():  # no unpicked neuron lowers the layer loss
+                    g, change = it.forward_changes(1.0 / (len(it.order) + 1))
+                    movable = np.ones(g.size, dtype=bool)
+                    movable[it.order] = False
             if not movable.any():
                 return None
             pool = np.asarray(propose(it, movable), dtype=np.intp)
