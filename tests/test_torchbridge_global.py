@@ -165,6 +165,49 @@ def test_without_repeats_the_global_selectors_keep_exactly_the_width(method):
     assert [r.kept for r in reports] == [round(0.25 * r.total) for r in reports]
 
 
+def test_the_step_bar_counts_one_oracle_call_a_step_up_to_the_width(monkeypatch):
+    """The per-chain progress bar of a global selector: its total is the width k without
+    repeats (20 k with), and it ends at k, one oracle call a step."""
+    import torchbridge.prune as prune_module
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, iterable=None, total=None, desc="", disable=False, **kwargs):
+            self.iterable, self.total, self.desc, self.n = iterable, total, desc, 0
+            bars.append(self)
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.n += n
+
+    monkeypatch.setattr(prune_module, "tqdm", Recorder)
+    model = _sequential()
+    chains = sequential_chains(model)
+    x = torch.randn(8, 3, 12, 12)
+    widths = [3, 4]  # half of the 6 and 8 channels of the two chains
+    for repeats, cap in ((False, 1), (True, 20)):
+        bars.clear()
+        prune_chains(model, chains, [x], keep=0.5, method="global-imitation", candidates=8,
+                     oracle_images=4, repeats=repeats, progress=True)  # fmt: skip
+        steps = [bar for bar in bars if bar.iterable is None]
+        assert [bar.desc for bar in steps] == [chain.producer for chain in chains]
+        assert [bar.total for bar in steps] == [cap * k for k in widths]
+        counts = [bar.n for bar in steps]
+        if repeats:
+            assert all(c >= k for c, k in zip(counts, widths, strict=True))
+        else:
+            assert counts == widths
+
+
 def test_the_global_choice_of_one_channel_is_best_by_the_network_loss():
     """With every channel a candidate and one channel to keep, global imitation takes the
     channel whose pruned network is closest to the unpruned one (by the KL it scores), so it

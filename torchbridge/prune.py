@@ -228,6 +228,7 @@ def prune_chains(
     if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a finite relative error >= 0; got {tol}")
     chosen = spec(method)
+    repeats = chosen.repeats and options.get("repeats") is not False  # may pick a channel again
     batches = calibration_list(batches)
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
@@ -260,9 +261,9 @@ def prune_chains(
         n, energy = problem.n_neurons, problem.target_norm2
         if keep is not None or widths is not None:
             k = widths[chain.producer] if widths is not None else max(1, round(keep * n))
-            steps, stop = (MAX_REPEATS * k if chosen.repeats else k), {"size": k}
+            steps, stop = (MAX_REPEATS * k if repeats else k), {"size": k}
         else:
-            steps, stop = (MAX_REPEATS * n if chosen.repeats else n), {"tol": tol * energy}
+            steps, stop = (MAX_REPEATS * n if repeats else n), {"tol": tol * energy}
         extra = dict(options)
         bar = tqdm(total=steps, desc=chain.producer, unit="step", leave=False,
                    disable=not (progress and chosen.needs_oracle))  # fmt: skip
