@@ -110,6 +110,31 @@ def test_compare_methods_reports_every_method_at_the_same_budget():
         assert row["flops"] <= 0.9 and len(row["widths"]) == 4
         assert 0.0 <= row["agreement_tuned"] <= 1.0
         assert -1e-9 <= row["kl_tuned"] < float("inf")  # a KL, up to round-off
+    assert result["unpruned"]["kl"] == 0.0
+
+
+def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_network():
+    """``kl_calibration`` is the KL of the pruned network on all calibration images and
+    ``kl_oracle`` on the first ``oracle_images`` of them, as recomputed here from the
+    network the same settings give; the test columns are on other images."""
+    from torchbridge.compare import compare_methods
+    from torchbridge.evaluate import compare
+    from torchbridge.job import PruneConfig, prune_model
+
+    torch.manual_seed(0)
+    model = build("mobilenet_v2", num_classes=10)
+    x = torch.randn(20, 3, 32, 32)
+    chains = block_chains(model)[:3]
+    budget = {"keep": 0.5, "oracle_images": 5}
+    calibration = [x[:6], x[6:12]]
+    row = compare_methods(model, chains, calibration, x[12:], None, ("greedy-local",), budget,
+                          finetune=lambda m: None)["methods"]["greedy-local"]  # fmt: skip
+    pruned, _, _ = prune_model(model, chains, calibration, PruneConfig("-", **budget))
+    assert row["kl_calibration"] == pytest.approx(compare(pruned, model, [x[:12]])["kl"])
+    assert row["kl_oracle"] == pytest.approx(compare(pruned, model, [x[:5]])["kl"])
+    assert row["kl"] == pytest.approx(compare(pruned, model, [x[12:]])["kl"])
+    assert len({row["kl_calibration"], row["kl_oracle"], row["kl"]}) == 3
+    assert 0.0 <= row["agreement_oracle"] <= 1.0 and 0.0 <= row["agreement_calibration"] <= 1.0
 
 
 def test_distillation_lowers_the_kl_on_its_images():

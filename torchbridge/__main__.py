@@ -55,7 +55,7 @@ MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magni
 EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random", "tp-magnitude",
                   "tp-taylor")  # fmt: skip
 COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "kl_tuned",
-           "flops", "params", "seconds")  # fmt: skip
+           "kl_calibration", "kl_oracle", "flops", "params", "seconds")  # fmt: skip
 
 
 def _print_table(runs: list[dict], methods: tuple[str, ...]) -> None:

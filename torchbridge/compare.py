@@ -11,6 +11,7 @@ from torch import nn
 
 from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
+from torchbridge.evaluate import compare
 from torchbridge.job import PruneConfig, is_global, measure, prune_model
 from torchbridge.oracle import output_distance
 
@@ -45,11 +46,14 @@ def compare_methods(
     progress: Callable[[str, dict], None] | None = None,
 ) -> dict[str, dict]:
     """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
-    FLOPs, parameters and latency), seconds, kept widths, and agreement, KL and accuracy again
-    after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields, e.g.
-    {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
+    FLOPs, parameters and latency), seconds, kept widths, agreement and KL on the data it was
+    chosen on (suffix ``_calibration``: every calibration image; ``_oracle``: the first
+    ``oracle_images``, those the global selectors' loss reads), and agreement, KL and accuracy
+    again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
+    e.g. {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
     selectors of theory only, ``no_repeats`` to the global ones)."""
     base = measure(model, model, test, labels, 32)
+    seen = torch.cat(calibration)
     rows = {}
     for method in methods:
         settings = budget | ({"compensate": False} if method in TP_METHODS else {})
@@ -64,6 +68,9 @@ def compare_methods(
         for key in ("flops", "params", "latency_s"):
             row[key] /= base[key]
         row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
+        for name, x in (("calibration", seen), ("oracle", seen[: config.oracle_images])):
+            fit = compare(pruned, model, x.split(32))
+            row |= {f"agreement_{name}": fit["agreement"], f"kl_{name}": fit["kl"]}
         finetune(pruned)
         tuned = measure(pruned, model, test, labels, 32)
         row |= {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
