@@ -175,7 +175,8 @@ def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tens
 
 
 def _counted(oracle: Callable, bar: tqdm) -> Callable:
-    """``oracle`` that moves the progress ``bar`` on each call (one call a selector step)."""
+    """``oracle`` that moves the progress ``bar`` on each call: one a selector step, but for
+    steps whose pool is a single candidate, taken without asking the oracle."""
 
     def counted(*args: np.ndarray) -> np.ndarray:
         losses = oracle(*args)
