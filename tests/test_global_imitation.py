@@ -238,3 +238,22 @@ def test_without_repeats_a_layer_at_zero_loss_still_reaches_its_width_by_the_fix
             assert j == int(np.argmin(change)) and 0.0 < g == pytest.approx(steps[j], rel=1e-12)
             it.forward(int(j), float(g))
         assert trace.loss == pytest.approx(it.loss(), rel=1e-12)
+
+
+def test_on_step_sees_every_step_of_the_trace_even_those_taken_without_the_oracle():
+    """``select(..., on_step=f)`` calls f once a step with the step taken; taylor with one
+    candidate takes every step without the oracle, and each is still reported."""
+    problem = LayerProblem.from_features(PSI)
+    calls = []
+
+    def oracle(weights, neurons, step_sizes):
+        calls.append(len(neurons))
+        return np.zeros(len(neurons))
+
+    seen = []
+    trace = select(problem, 9, "taylor", oracle=oracle, gradient=_local_gradient(problem),
+                   candidates=1, on_step=seen.append)  # fmt: skip
+    assert calls == [] and len(seen) == trace.losses.size == 9
+    assert [s.neuron for s in seen] == trace.neurons.tolist()
+    assert [s.step_size for s in seen] == trace.step_sizes.tolist()
+    assert [s.kind for s in seen] == list(trace.kinds)

@@ -165,9 +165,9 @@ def test_without_repeats_the_global_selectors_keep_exactly_the_width(method):
     assert [r.kept for r in reports] == [round(0.25 * r.total) for r in reports]
 
 
-def test_the_step_bar_counts_one_oracle_call_a_step_up_to_the_width(monkeypatch):
+def test_the_step_bar_counts_every_selector_step_up_to_the_width(monkeypatch):
     """The per-chain progress bar of a global selector: its total is the width k without
-    repeats (20 k with), and it ends at k, one oracle call a step."""
+    repeats (20 k with), and it ends at k, one update a step."""
     import torchbridge.prune as prune_module
 
     bars = []

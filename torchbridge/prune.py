@@ -174,18 +174,6 @@ def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tens
     return out
 
 
-def _counted(oracle: Callable, bar: tqdm) -> Callable:
-    """``oracle`` that moves the progress ``bar`` on each call: one a selector step, but for
-    steps whose pool is a single candidate, taken without asking the oracle."""
-
-    def counted(*args: np.ndarray) -> np.ndarray:
-        losses = oracle(*args)
-        bar.update()
-        return losses
-
-    return counted
-
-
 def prune_chains(
     model: nn.Module,
     chains: list[Chain],
@@ -270,11 +258,12 @@ def prune_chains(
                    disable=not (progress and chosen.needs_oracle))  # fmt: skip
         if chosen.needs_oracle:
             loss = global_loss(model, chain.consumer, oracle_batches, references, objective)
-            extra["oracle"] = _counted(loss.oracle, bar)
+            extra["oracle"] = loss.oracle
             if "gradient" in chosen.options:
                 extra["gradient"] = loss.gradient
         with bar:
-            trace = select(problem, steps, method, seed=seed, **stop, **extra)
+            trace = select(problem, steps, method, seed=seed,
+                           on_step=lambda _, bar=bar: bar.update(), **stop, **extra)  # fmt: skip
         shift = (
             mean_shift(consumer, accumulator.mean_patch(), trace.weights) if compensate else None
         )

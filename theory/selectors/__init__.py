@@ -11,6 +11,7 @@ module in ``SELECTORS``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -30,7 +31,7 @@ from theory.selectors import (
     random_subset,
     taylor,
 )
-from theory.trace import Trace
+from theory.trace import Step, Trace
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def select(
     tol: float | None = None,
     size: int | None = None,
     seed: int | None = 0,
+    on_step: Callable[[Step], None] | None = None,
     **options: object,
 ) -> Trace:
     """Run ``method`` on ``problem`` for at most ``n`` steps, or until the loss is <= ``tol``,
@@ -105,6 +107,7 @@ def select(
     ``seed`` seeds the selectors that draw at random (``random``). ``options`` go to the
     selector (e.g. ``allow_drop=True`` for greedy-local, ``repeats=False`` for fixed-step,
     ``solver="cvxpy"`` for fully-corrective); an unknown option is a ValueError.
+    ``on_step(step)`` is called after every step taken (a progress bar, say).
     """
     if not isinstance(problem, LayerProblem):
         raise ValueError(f"problem must be a LayerProblem; got {type(problem).__name__}")
@@ -142,6 +145,8 @@ def select(
         neurons.append(taken.neuron)
         kinds.append(taken.kind)
         support_sizes.append(len(iterate.support))
+        if on_step is not None:
+            on_step(taken)
         if tol is not None and losses[-1] <= tol:
             stopped = "tol"
             break
