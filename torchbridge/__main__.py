@@ -8,7 +8,7 @@
     python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
         [--images 96] [--device cuda]
     (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
-        [--candidates K])
+        [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12])
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
@@ -75,8 +75,15 @@ def _progress(method: str, row: dict) -> None:
     print(f"  {method}: {shown}", file=sys.stderr)
 
 
-def mnist(net: str, budget: dict, seeds: int, methods: tuple[str, ...], out: Path) -> dict:
-    from torchbridge.chains import block_chains, sequential_chains
+def mnist(
+    net: str,
+    budget: dict,
+    seeds: int,
+    methods: tuple[str, ...],
+    out: Path,
+    positions: list[int] | None = None,
+) -> dict:
+    from torchbridge.chains import block_chains, pick_chains, sequential_chains
     from torchbridge.compare import compare_methods
     from torchbridge.mnist import split, train, trained
 
@@ -86,6 +93,7 @@ def mnist(net: str, budget: dict, seeds: int, methods: tuple[str, ...], out: Pat
         model = trained(net, seed)
         xt, yt, xs, ys = split(seed)
         chains = sequential_chains(model) if net == "cnn" else block_chains(model)
+        chains = pick_chains(chains, positions)
         result = compare_methods(
             model, chains, list(xt[:512].split(128)), xs, ys, methods, budget,
             finetune=lambda m, xt=xt, yt=yt, seed=seed: train(m, xt, yt, 1, seed),
@@ -94,7 +102,8 @@ def mnist(net: str, budget: dict, seeds: int, methods: tuple[str, ...], out: Pat
         runs.append(result)
     report = {
         "config": {"net": net, "budget": budget, "seeds": seeds, "methods": list(methods),
-                   "train": 4000, "test": 1000, "calibration": 512, "finetune": "1 epoch Adam"},
+                   "train": 4000, "test": 1000, "calibration": 512, "finetune": "1 epoch Adam",
+                   "chains": positions},
         "versions": versions() | {"torch": torch.__version__},
         "runs": runs,
     }  # fmt: skip
@@ -116,8 +125,9 @@ def effnet(
     images: int = 96,
     batch: int = 32,
     device: str = "cpu",
+    positions: list[int] | None = None,
 ) -> dict:
-    from torchbridge.chains import block_chains
+    from torchbridge.chains import block_chains, pick_chains
     from torchbridge.compare import compare_methods, distill
     from torchbridge.efficientnet import load_efficientnet_lite0
     from torchbridge.images import photo_sets
@@ -130,11 +140,13 @@ def effnet(
     model = load_efficientnet_lite0(weights).to(target)
     calibration, test, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
     calibration, test = calibration.to(target), test.to(target)
-    chains = block_chains(model)
+    every = block_chains(model)
+    chains = pick_chains(every, positions)
     report = {
         "config": {"budget": budget, "methods": list(methods), "calibration_images": images,
                    "batch": batch, "device": str(target), "test_images": len(test),
-                   "finetune": "2 epochs distillation"} | about,
+                   "finetune": "2 epochs distillation", "chains": positions,
+                   "pruned_chains": [c.producer for c in chains]} | about,
         "versions": versions() | {"torch": torch.__version__},
         "methods": {},
         "complete": False,
@@ -152,7 +164,8 @@ def effnet(
     report |= result | {"complete": True}
     base = result["unpruned"]
     print(f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
-          f"parameters, {len(chains)} chains; budget {budget}; calibration: {images} views; "
+          f"parameters, {len(chains)} of {len(every)} chains pruned; budget {budget}; "
+          f"calibration: {images} views; "
           f"test: {len(test)} views of {', '.join(about['test_photos'])}")  # fmt: skip
     _print_table([result], methods)
     atomic_write(out / "report.json", json.dumps(report, indent=2))
@@ -279,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         command.add_argument("--candidates", type=int, default=None,
                              help="global selectors: candidates scored per step")  # fmt: skip
+        command.add_argument(
+            "--chains", type=int, nargs="+", default=None,
+            help="prune only the chains at these positions (0: nearest the input); the others "
+            "stay whole (default: all)",
+        )  # fmt: skip
     fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")
     fold.add_argument("--seeds", type=int, default=3)
     fold.add_argument("--flops", type=float, default=0.5)
@@ -311,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
         elif args.command == "effnet":
             effnet(_budget(args), _methods(args.methods), args.weights, args.out,
-                   args.images, args.batch, args.device)  # fmt: skip
+                   args.images, args.batch, args.device, args.chains)  # fmt: skip
         else:
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
@@ -320,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.net not in NETS:
                 raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")
-            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out)
+            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out, args.chains)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -40,6 +40,21 @@ def chain_widths(model: nn.Module, chains: list[Chain]) -> dict[str, int]:
     return {c.producer: int(model.get_submodule(c.producer).out_channels) for c in chains}
 
 
+def pick_chains(chains: list[Chain], positions: list[int] | None) -> list[Chain]:
+    """The chains at ``positions`` of ``chains`` (0: the one nearest the input), in network
+    order; every chain when ``positions`` is None. The others are left whole by pruning."""
+    if positions is None:
+        return list(chains)
+    if bad := sorted(p for p in set(positions) if not 0 <= p < len(chains)):
+        raise ValueError(
+            f"chain position(s) {', '.join(map(str, bad))} out of range: this network has "
+            f"{len(chains)} chains, positions 0 to {len(chains) - 1}"
+        )
+    if len(set(positions)) != len(positions):
+        raise ValueError(f"chain positions given twice: {positions}")
+    return [chains[p] for p in sorted(positions)]
+
+
 def sequential_chains(model: nn.Sequential) -> list[Chain]:
     """Every producer -> consumer chain of a Sequential, in order (see the module docstring)."""
     if not isinstance(model, nn.Sequential):
