@@ -27,7 +27,7 @@ from sims.config import REAL_SIZE, Named, _member, build
 from sims.data import REAL_DIMS, load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
-from theory.iterate import Iterate
+from theory.iterate import replay
 from theory.selectors import SELECTORS
 
 ACTIVATIONS = {
@@ -160,22 +160,6 @@ def fold(mlp: MLP, layer: int, weights: np.ndarray) -> MLP:
     ws[layer - 1], bs[layer - 1] = ws[layer - 1][keep], bs[layer - 1][keep]
     ws[layer] = ws[layer][:, keep] * (n * weights[keep])
     return replace(mlp, weights=tuple(ws), biases=tuple(bs))
-
-
-def replay(problem: LayerProblem, trace) -> tuple[np.ndarray, float]:
-    """Replay a run of vertex and forward steps: the weights a_k (K, N) after each step, and
-    the fraction of steps whose neuron is the one the greedy local step would have chosen from
-    the same weights (1 for greedy-local itself)."""
-    it, weights, same = Iterate(problem), [], 0
-    for j, g in zip(trace.neurons.tolist(), trace.step_sizes.tolist(), strict=True):
-        if it.empty:
-            same += j == int(np.argmin(it.vertex_losses()))
-            it.start(j)
-        else:
-            same += j == int(np.argmin(it.forward_changes()[1]))
-            it.forward(j, g)
-        weights.append(it.weights.copy())
-    return np.array(weights), same / max(len(weights), 1)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from sims.deep import (
     output_losses,
     output_oracle,
     random_mlp,
-    replay,
     run_deep_instance,
     train_mlp,
 )
 from sims.deep_report import deep_figure, deep_report
 from sims.instance import Instance
 from theory import select
+from theory.iterate import replay
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(40, 6))
@@ -143,6 +143,13 @@ TINY = DeepConfig(
     candidates=8,
     seeds=2,
 )
+
+
+def test_replay_refuses_steps_other_than_vertex_and_forward():
+    problem, _ = layer_problem(_net(), X, 1)
+    trace = select(problem, 4, "fully-corrective")
+    with pytest.raises(ValueError, match=r"vertex and forward steps only.*corrective"):
+        replay(problem, trace)
 
 
 @pytest.mark.parametrize("family", [0, 1])

@@ -172,7 +172,8 @@ def test_taylor_ranks_only_neurons_that_can_move():
 def test_without_repeats_every_step_is_the_best_unpicked_neuron_at_its_exact_step():
     """With every candidate and the layer loss as the oracle, ``repeats=False`` replays the
     greedy-local step restricted to neurons never picked; global imitation, the combined rule
-    and taylor (every candidate) take the same sequence, one new neuron a step."""
+    and taylor (every candidate) take the same sequence, one new neuron a step, and so does
+    greedy-local with ``repeats=False``, which asks no oracle."""
     from theory.iterate import Iterate
 
     problem = LayerProblem.from_features(PSI)
@@ -181,8 +182,11 @@ def test_without_repeats_every_step_is_the_best_unpicked_neuron_at_its_exact_ste
     combined = select(problem, 12, "combined", oracle=oracle, candidates=2, repeats=False)
     taylor = select(problem, 12, "taylor", oracle=oracle, gradient=gradient, candidates=40,
                     repeats=False)  # fmt: skip
+    local = select(problem, 12, "greedy-local", repeats=False)  # no oracle: its own rule
     assert np.array_equal(glob.neurons, combined.neurons)
     assert np.array_equal(glob.neurons, taylor.neurons)
+    assert np.array_equal(glob.neurons, local.neurons)
+    assert local.step_sizes == pytest.approx(glob.step_sizes, rel=1e-12)
     assert len(set(glob.neurons.tolist())) == glob.neurons.size == 12
     assert glob.support_sizes.tolist() == list(range(1, 13))
     it = Iterate(problem)
@@ -216,7 +220,8 @@ def test_without_repeats_a_layer_at_zero_loss_still_reaches_its_width_by_the_fix
     """Neuron 0 is the mean of the others, so starting there the layer loss is exactly 0 and
     no other neuron has a positive line-search step: with repeats the run stops at one
     neuron; without, the second neuron comes in at the GFS step 1/2, after which the line
-    search has positive steps again and takes over (replayed step by step)."""
+    search has positive steps again and takes over (replayed step by step); greedy-local
+    without repeats takes the same steps."""
     from theory.iterate import Iterate
 
     others = np.array([[[3.0, -1.0]], [[0.0, 2.0]], [[-6.0, 5.0]]])  # (3, 1, 2)
@@ -225,8 +230,9 @@ def test_without_repeats_a_layer_at_zero_loss_still_reaches_its_width_by_the_fix
     oracle = _local_oracle(problem)
     stuck = select(problem, 10, "global-imitation", oracle=oracle, candidates=4, size=4)
     assert stuck.support.size == 1 and stuck.loss == 0.0
-    for method in ("global-imitation", "combined"):
-        trace = select(problem, 10, method, oracle=oracle, candidates=4, size=4, repeats=False)
+    for method in ("global-imitation", "combined", "greedy-local"):
+        scored = {} if method == "greedy-local" else {"oracle": oracle, "candidates": 4}
+        trace = select(problem, 10, method, size=4, repeats=False, **scored)
         assert trace.stopped == "size" and sorted(trace.neurons.tolist()) == [0, 1, 2, 3]
         assert trace.neurons[0] == 0 and trace.step_sizes[:2].tolist() == [1.0, 0.5]
         it = Iterate(problem)
@@ -238,6 +244,8 @@ def test_without_repeats_a_layer_at_zero_loss_still_reaches_its_width_by_the_fix
             assert j == int(np.argmin(change)) and 0.0 < g == pytest.approx(steps[j], rel=1e-12)
             it.forward(int(j), float(g))
         assert trace.loss == pytest.approx(it.loss(), rel=1e-12)
+    with pytest.raises(ValueError, match="allow_drop needs repeats"):
+        select(problem, 4, "greedy-local", repeats=False, allow_drop=True)
 
 
 def test_on_step_sees_every_step_of_the_trace_even_those_taken_without_the_oracle():

@@ -137,6 +137,43 @@ def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_netw
     assert 0.0 <= row["agreement_oracle"] <= 1.0 and 0.0 <= row["agreement_calibration"] <= 1.0
 
 
+def test_picked_chains_alone_are_pruned_and_the_others_stay_whole():
+    """``--chains``: compare_methods on chains 1 and 3 of six changes the modules of those two
+    and leaves every other weight of the network as it was; positions out of range or given
+    twice are clear errors."""
+    from torchbridge.chains import pick_chains
+    from torchbridge.compare import compare_methods
+    from torchbridge.job import PruneConfig, prune_model
+
+    torch.manual_seed(0)
+    model = build("mobilenet_v2", num_classes=10)
+    x = torch.randn(16, 3, 32, 32)
+    every = block_chains(model)[:6]
+    picked = pick_chains(every, [3, 1])
+    assert picked == [every[1], every[3]]
+    assert pick_chains(every, None) == every
+    result = compare_methods(model, picked, [x[:8]], x[8:], None, ("greedy-local",),
+                             {"keep": 0.5}, finetune=lambda m: None)  # fmt: skip
+    assert result["methods"]["greedy-local"]["widths"] == [
+        round(0.5 * model.get_submodule(c.producer).out_channels) for c in picked
+    ]
+    pruned, _, _ = prune_model(model, picked, [x[:8]], PruneConfig("-", keep=0.5))
+    touched = {n for c in picked for n in (c.producer, *c.between, c.consumer)}
+    before, after = _shapes(model), _shapes(pruned)
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed and changed <= touched
+    untouched = [c for c in every if c not in picked]
+    for chain in untouched:
+        for name in (chain.producer, chain.consumer):
+            assert torch.equal(
+                model.get_submodule(name).weight, pruned.get_submodule(name).weight
+            ), name
+    with pytest.raises(ValueError, match="out of range: this network has 6 chains"):
+        pick_chains(every, [6])
+    with pytest.raises(ValueError, match="given twice"):
+        pick_chains(every, [2, 2])
+
+
 def test_distillation_lowers_the_kl_on_its_images():
     from torchbridge.compare import distill
     from torchbridge.oracle import output_distance

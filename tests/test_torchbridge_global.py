@@ -281,3 +281,37 @@ def test_the_walk_runs_the_network_about_twice():
     assert len(Walk(resnet50, block_chains(resnet50)).producers) == 32
     assert set(state.env) <= set(walk.nodes)
     assert len(state.env) <= 3  # only the values that cross the cut are kept
+
+
+def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned():
+    """Coupling of the path study with surgery: the last output loss of each path is the KL,
+    on the oracle images, of the network whose one chain prune_chains prunes with the same
+    method and options; the layer errors are the trace's; greedy-local's choices are all
+    local and its layer error never rises; a method whose steps cannot be replayed as forward
+    steps is a clear error."""
+    from torchbridge.evaluate import compare
+    from torchbridge.path import output_paths
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(num_classes=10).eval()
+    x = torch.randn(8, 3, 32, 32)
+    chain = block_chains(model)[0]
+    batches = [x[:4], x[4:]]
+    common = {"oracle_images": 5, "candidates": 3, "repeats": False}
+    paths = output_paths(model, chain, batches, ("greedy-local", "global-imitation"), 0.2,
+                         every=3, **common)  # fmt: skip
+    n = model.get_submodule(chain.producer).out_channels
+    for method, path in paths.items():
+        assert path["kept"][-1] == round(0.2 * n) == path["step"][-1]  # no repeats: k steps
+        assert path["step"][:3] == [3, 6, 9]
+        scored = {"candidates": 3} if method == "global-imitation" else {}
+        pruned, reports = prune_chains(model, [chain], batches, keep=0.2, method=method,
+                                       oracle_images=5, repeats=False, **scored)  # fmt: skip
+        kl = compare(pruned, model, [x[:5]])["kl"]
+        assert path["output"][-1] == pytest.approx(kl, rel=1e-4, abs=1e-7)
+        assert path["layer_rel"][-1] == pytest.approx(reports[0].output_rel, rel=1e-9)
+    local = paths["greedy-local"]
+    assert local["local_share"] == 1.0 and paths["global-imitation"]["local_share"] < 1.0
+    assert np.all(np.diff(local["layer_rel"]) <= 1e-12)
+    with pytest.raises(ValueError, match="vertex and forward steps only"):
+        output_paths(model, chain, batches, ("omp",), 0.2)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.problem import LayerProblem
+from theory.trace import FORWARD, VERTEX, Trace
 
 
 class Iterate:
@@ -147,3 +148,28 @@ class Iterate:
         self.centred_a = self.problem.centred[support].T @ values
         for j in support:
             self._note(int(j))
+
+
+def replay(problem: LayerProblem, trace: Trace, repeats: bool = True) -> tuple[np.ndarray, float]:
+    """Replay a run of vertex and forward steps: the weights a_k (K, N) after each step, and
+    the fraction of steps whose neuron is the one the greedy local step would have chosen from
+    the same weights (1 for greedy-local itself; ``repeats=False``: its choice among neurons
+    never picked, 1 for greedy-local without repeats)."""
+    if moves := sorted(set(trace.kinds) - {VERTEX, FORWARD}):
+        raise ValueError(
+            f"replay takes vertex and forward steps only; this {trace.method} run took "
+            f"{', '.join(moves)} steps"
+        )
+    it, weights, same = Iterate(problem), [], 0
+    for j, g in zip(trace.neurons.tolist(), trace.step_sizes.tolist(), strict=True):
+        if it.empty:
+            same += j == int(np.argmin(it.vertex_losses()))
+            it.start(j)
+        else:
+            change = it.forward_changes()[1]
+            if not repeats:
+                change[it.order] = np.inf
+            same += j == int(np.argmin(change))
+            it.forward(j, g)
+        weights.append(it.weights.copy())
+    return np.array(weights), same / max(len(weights), 1)

@@ -7,6 +7,8 @@
         [--seeds 3] [--methods ...] [--out DIR]
     python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
         [--images 96] [--device cuda]
+    python -m torchbridge path --chain 7 --keep 0.775 [--methods ...] [--no-repeats]
+        [--oracle-images 8] [--candidates K] [--every 4] [--out DIR]
     (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
         [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12])
 
@@ -173,6 +175,63 @@ def effnet(
     return report
 
 
+def effnet_path(
+    position: int,
+    keep: float,
+    methods: tuple[str, ...],
+    weights: Path | None,
+    out: Path,
+    *,
+    images: int = 96,
+    batch: int = 32,
+    oracle_images: int = 8,
+    candidates: int | None = None,
+    no_repeats: bool = False,
+    every: int = 1,
+) -> dict:
+    from torchbridge.chains import block_chains, pick_chains
+    from torchbridge.efficientnet import load_efficientnet_lite0
+    from torchbridge.images import photo_sets
+    from torchbridge.models import views
+    from torchbridge.path import output_paths, plot_paths
+
+    if min(images, batch) < 1:
+        raise ValueError("--images and --batch must be >= 1")
+    if candidates is not None and candidates < 1:
+        raise ValueError("--candidates must be >= 1")
+    model = load_efficientnet_lite0(weights)
+    (chain,) = pick_chains(block_chains(model), [position])
+    calibration, _, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
+    config = {"chain": position, "producer": chain.producer, "keep": keep,
+              "methods": list(methods), "calibration_images": images, "batch": batch,
+              "oracle_images": oracle_images, "candidates": candidates,
+              "no_repeats": no_repeats, "every": every, "seed": 0} | about  # fmt: skip
+    report = {"config": config, "versions": versions() | {"torch": torch.__version__},
+              "paths": {}, "complete": False}  # fmt: skip
+
+    def finished(method: str, path: dict) -> None:
+        report["paths"][method] = path
+        atomic_write(out / "report.json", json.dumps(report, indent=2))
+        low = int(np.argmin(path["output"]))
+        print(f"  {method}: {path['step'][-1]} steps, {path['kept'][-1]} kept, layer error "
+              f"{path['layer_rel'][-1]:.3g}, output {path['output'][-1]:.3g} (lowest "
+              f"{path['output'][low]:.3g} at {path['kept'][low]} kept), local choices "
+              f"{path['local_share']:.2f}, {path['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
+
+    output_paths(model, chain, list(calibration.split(batch)), methods, keep,
+                 oracle_images=oracle_images, candidates=candidates, repeats=not no_repeats,
+                 every=every, progress=True, finished=finished)  # fmt: skip
+    report["complete"] = True
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
+    title = (f"EfficientNet-Lite0, chain {position} ({chain.producer}) alone, keep {keep}; "
+             f"output KL on {oracle_images} calibration views"
+             + (", no repeats" if no_repeats else ""))  # fmt: skip
+    for figure in plot_paths(report["paths"], title, out, "path"):
+        print(f"figure: {figure}")
+    print(f"report: {out / 'report.json'}")
+    return report
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of PruneConfig (open_lth style), typed by its annotation."""
     types = {"str": str, "int": int, "float | None": float, "int | None": int}
@@ -297,6 +356,25 @@ def main(argv: list[str] | None = None) -> int:
             help="prune only the chains at these positions (0: nearest the input); the others "
             "stay whole (default: all)",
         )  # fmt: skip
+    path = sub.add_parser(
+        "path", help="EfficientNet-Lite0, one chain alone: output loss along each selector's path"
+    )
+    path.add_argument("--chain", type=int, required=True, help="its position (0: nearest input)")
+    path.add_argument("--keep", type=float, required=True, help="fraction of its channels")
+    path.add_argument(
+        "--methods", nargs="+", default=["greedy-local", "global-imitation", "combined", "taylor"]
+    )
+    path.add_argument("--weights", type=Path, default=None, help="default: the weights package")
+    path.add_argument("--out", type=Path, default=Path("runs/torchbridge-path"))
+    path.add_argument("--images", type=int, default=96, help="calibration views (default: 96)")
+    path.add_argument("--batch", type=int, default=32)
+    path.add_argument("--oracle-images", type=int, default=8)
+    path.add_argument("--candidates", type=int, default=None)
+    path.add_argument(
+        "--no-repeats", action="store_true",
+        help="every method that can: only channels never picked (k steps keep k)",
+    )  # fmt: skip
+    path.add_argument("--every", type=int, default=1, help="read the output every this many steps")
     fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")
     fold.add_argument("--seeds", type=int, default=3)
     fold.add_argument("--flops", type=float, default=0.5)
@@ -321,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
             _prune(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "path":
+            effnet_path(args.chain, args.keep, _methods(args.methods), args.weights, args.out,
+                        images=args.images, batch=args.batch, oracle_images=args.oracle_images,
+                        candidates=args.candidates, no_repeats=args.no_repeats,
+                        every=args.every)  # fmt: skip
         elif args.command == "folding":
             from torchbridge.folding import folding_experiment
 

@@ -67,28 +67,36 @@ class GlobalLoss:
         ]
         return self.tail(self.consumer(stacked), *repeated).reshape(k, b, -1)
 
-    def oracle(self, weights: np.ndarray, neurons: np.ndarray, step_sizes: np.ndarray):
-        """Global loss (K,) of a' = (1 - g_k) a + g_k e_{j_k} for every candidate k."""
-        n = self.n_channels
-        dtype = self.inputs[0].dtype
-        s = torch.as_tensor(n * np.asarray(weights), dtype=torch.float64)
-        g = torch.as_tensor(np.asarray(step_sizes), dtype=torch.float64)[:, None]
-        gates = (1.0 - g) * s[None]
-        gates[torch.arange(len(neurons)), torch.as_tensor(np.asarray(neurons))] += n * g[:, 0]
-        gates = gates.to(dtype=dtype, device=self.inputs[0].device)
-        losses = torch.zeros(len(neurons), dtype=torch.float64)
+    def losses(self, weights: np.ndarray) -> np.ndarray:
+        """Global loss (K,) of each row of ``weights`` (K, N) (a path of iterates, say)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.ndim != 2 or weights.shape[1] != self.n_channels:
+            raise ValueError(
+                f"weights must be (K, {self.n_channels}), one row per weight vector; "
+                f"got {weights.shape}"
+            )
+        x0 = self.inputs[0]
+        gates = torch.as_tensor(self.n_channels * weights).to(dtype=x0.dtype, device=x0.device)
+        losses = torch.zeros(len(weights), dtype=torch.float64)
         images = 0
         with torch.no_grad():
             for x, carried, reference in zip(
                 self.inputs, self.carried, self.references, strict=True
             ):
                 per = max(1, self.rows // x.shape[0])
-                for start in range(0, len(neurons), per):
+                for start in range(0, len(weights), per):
                     out = self._gated(x, gates[start : start + per], carried)
                     distance = output_distance(out.double(), reference.double(), self.objective)
                     losses[start : start + per] += distance.sum(dim=1).cpu()
                 images += x.shape[0]
         return (losses / images).numpy()
+
+    def oracle(self, weights: np.ndarray, neurons: np.ndarray, step_sizes: np.ndarray):
+        """Global loss (K,) of a' = (1 - g_k) a + g_k e_{j_k} for every candidate k."""
+        g = np.asarray(step_sizes, dtype=np.float64)[:, None]
+        candidates = (1.0 - g) * np.asarray(weights, dtype=np.float64)[None]
+        candidates[np.arange(len(candidates)), np.asarray(neurons)] += g[:, 0]
+        return self.losses(candidates)
 
     def gradient(self, weights: np.ndarray) -> np.ndarray:
         """d(global loss)/da (N,) at a = ``weights``, by backward passes through the gates."""

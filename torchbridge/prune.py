@@ -164,7 +164,8 @@ def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) 
             )
 
 
-def _oracle_batches(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
+def first_images(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
+    """The first ``images`` images of ``batches``, as batches (the global loss's images)."""
     out, count = [], 0
     for batch in batches:
         if count >= images:
@@ -223,7 +224,7 @@ def prune_chains(
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     model = copy.deepcopy(model).eval()
     if chosen.needs_oracle:
-        oracle_batches = _oracle_batches(batches, oracle_images)
+        oracle_batches = first_images(batches, oracle_images)
         with torch.no_grad():
             references = [model(batch) for batch in oracle_batches]
     reports = []

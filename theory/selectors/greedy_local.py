@@ -3,6 +3,9 @@
 Every candidate a <- (1 - g) a + g e_j, g in [0, 1], is scored in closed form from the
 maintained C a, O(N) per step. With ``allow_drop`` the away candidates a <- (1 + g) a - g e_i
 of the support (g up to the value that drops neuron i) compete too, scored the same way.
+With ``repeats=False`` only neurons never picked compete (k steps keep k neurons, as the
+global selectors' ``repeats=False``, whose step this is: their stepper with the local proposal
+alone, falling back to the step 1/(k+1) when no unpicked neuron lowers the loss).
 """
 
 from __future__ import annotations
@@ -11,11 +14,20 @@ import numpy as np
 
 from theory.iterate import Iterate
 from theory.problem import LayerProblem
+from theory.selectors.global_imitation import stepper
 from theory.trace import AWAY, DROP, FORWARD, VERTEX, Step
 
 
-def make(problem: LayerProblem, rng: np.random.Generator, allow_drop: bool = False):
-    """Stepper of greedy-local; ``allow_drop`` adds away/drop candidates on the support."""
+def make(
+    problem: LayerProblem, rng: np.random.Generator, allow_drop: bool = False, repeats: bool = True
+):
+    """Stepper of greedy-local; ``allow_drop`` adds away/drop candidates on the support;
+    ``repeats=False``: never a neuron picked before."""
+    if not repeats:
+        if allow_drop:
+            raise ValueError("greedy-local: allow_drop needs repeats (a dropped neuron may return)")
+        no_pool = np.empty(0, dtype=np.intp)  # the local proposal alone: no oracle is asked
+        return Iterate(problem), stepper(None, lambda it, movable: no_pool, True, repeats=False)
 
     def step(it: Iterate) -> Step | None:
         if it.empty:

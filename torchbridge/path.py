@@ -1,0 +1,111 @@
+"""One chain, many selectors: the network's output loss along each selector's path.
+
+The chain is pruned alone (every other chain whole), so the output loss on the oracle's
+images is exactly what the global selectors minimise step by step. Each selector runs on the
+chain's layer problem (its Gram matrix on the calibration batches) to a width of k channels;
+its weights after every step are replayed (:func:`theory.iterate.replay`: vertex and forward
+steps) and the output loss of the network with those weights (:class:`GlobalLoss.losses`,
+gates on the consumer's input) is read every ``every`` steps and at the end. This separates
+the choices of one chain from how the chains combine, and shows at which width a rule that
+scores steps by the output falls behind one that scores them by the layer loss.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from sims.plots import COLOURS, LABELS, _save, plt
+from theory import select
+from theory.iterate import replay
+from theory.selectors import spec
+from torchbridge.chains import Chain
+from torchbridge.oracle import global_loss
+from torchbridge.prune import MAX_REPEATS, first_images, layer_problems
+
+
+def output_paths(
+    model: nn.Module,
+    chain: Chain,
+    batches: list[torch.Tensor],
+    methods: tuple[str, ...],
+    keep: float,
+    *,
+    oracle_images: int = 8,
+    objective: str = "kl",
+    candidates: int | None = None,
+    repeats: bool = True,
+    every: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+    finished: Callable[[str, dict], None] | None = None,
+) -> dict[str, dict]:
+    """Per method, along its path to k = round(keep N) channels of ``chain``: the step index,
+    the channels kept, the layer's relative error (loss over E ||F||^2) and the output loss
+    on the first ``oracle_images`` calibration images, every ``every`` steps and at the end;
+    with the share of steps that took greedy-local's choice and the seconds of the selector.
+    ``repeats=False`` goes to every method that takes it; ``candidates`` to the global ones.
+    ``finished(method, path)`` is called as each method's path is done (to save it)."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
+    if every < 1 or oracle_images < 1:
+        raise ValueError("every and oracle_images must be >= 1")
+    problem = layer_problems(model, [chain], batches)[0]
+    seen = first_images(batches, oracle_images)
+    with torch.no_grad():
+        references = [model(batch) for batch in seen]
+    loss = global_loss(model, chain.consumer, seen, references, objective)
+    k = max(1, round(keep * problem.n_neurons))
+    paths = {}
+    for method in tqdm(methods, desc=f"paths of {chain.producer}", disable=not progress):
+        chosen = spec(method)
+        options: dict = {}
+        if chosen.needs_oracle:
+            options |= {"oracle": loss.oracle} | ({"candidates": candidates} if candidates else {})
+            if "gradient" in chosen.options:
+                options["gradient"] = loss.gradient
+        if not repeats and "repeats" in chosen.options:
+            options["repeats"] = False
+        repeated = chosen.repeats and options.get("repeats", True)
+        steps = MAX_REPEATS * k if repeated else k
+        start = time.perf_counter()
+        trace = select(problem, steps, method, seed=seed, size=k, **options)
+        seconds = time.perf_counter() - start
+        weights, local_share = replay(problem, trace, repeated)
+        at = np.unique(np.r_[np.arange(every - 1, len(trace), every), len(trace) - 1])
+        paths[method] = {
+            "step": (at + 1).tolist(),
+            "kept": trace.support_sizes[at].tolist(),
+            "layer_rel": (trace.losses[at] / problem.target_norm2).tolist(),
+            "output": loss.losses(weights[at]).tolist(),
+            "local_share": local_share,
+            "seconds": seconds,
+        }
+        if finished is not None:
+            finished(method, paths[method])
+    return paths
+
+
+def plot_paths(paths: dict[str, dict], title: str, out: Path, stem: str) -> list[Path]:
+    """Output loss and layer relative error against channels kept, one line per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method, path in paths.items():
+        style = {"color": COLOURS.get(method), "label": LABELS.get(method, method), "lw": 1.3}
+        axes[0].plot(path["kept"], path["output"], **style)
+        axes[1].plot(path["kept"], path["layer_rel"], **style)
+    axes[0].set_ylabel("output loss on the oracle images (KL, nats)")
+    axes[1].set_ylabel("layer relative error  L(a) / E||F||^2")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("channels kept")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, stem)
