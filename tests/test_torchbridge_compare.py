@@ -232,6 +232,11 @@ def test_mnist_and_effnet_commands_reject_bad_arguments(capsys):
         (["mnist", "--keep", "0.5", "--flops", "0.5"], "exactly one budget"),
         (["effnet", "--flops", "1.5"], "--flops must be in (0, 1]"),
         (["effnet", "--keep", "0.5", "--oracle-images", "0"], "--oracle-images and --candidates"),
+        (["path", "--chain", "7", "--keep", "1.5"], "--keep must be in (0, 1]"),
+        (["path", "--chain", "7", "--keep", "0.5", "--every", "0"], "--every >= 1"),
+        (["path", "--chain", "7", "--keep", "0.5", "--candidates", "0"], "--candidates must be"),
+        (["path", "--chain", "7", "--keep", "0.5", "--images", "0"], "--images and --batch"),
+        (["path", "--chain", "7", "--keep", "0.5", "--methods", "best"], "unknown method(s)"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

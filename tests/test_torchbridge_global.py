@@ -283,14 +283,14 @@ def test_the_walk_runs_the_network_about_twice():
     assert len(state.env) <= 3  # only the values that cross the cut are kept
 
 
-def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned():
+def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path):
     """Coupling of the path study with surgery: the last output loss of each path is the KL,
     on the oracle images, of the network whose one chain prune_chains prunes with the same
     method and options; the layer errors are the trace's; greedy-local's choices are all
     local and its layer error never rises; a method whose steps cannot be replayed as forward
-    steps is a clear error."""
+    steps is a clear error; the figure of the paths is written as PNG and PDF."""
     from torchbridge.evaluate import compare
-    from torchbridge.path import output_paths
+    from torchbridge.path import output_paths, plot_paths
 
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=10).eval()
@@ -315,3 +315,6 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned():
     assert np.all(np.diff(local["layer_rel"]) <= 1e-12)
     with pytest.raises(ValueError, match="vertex and forward steps only"):
         output_paths(model, chain, batches, ("omp",), 0.2)
+    figures = plot_paths(paths, "one chain", tmp_path, "path")
+    assert [f.name for f in figures] == ["path.png", "path.pdf"]
+    assert all(f.stat().st_size > 1000 for f in figures)

@@ -119,6 +119,22 @@ def mnist(
     return report
 
 
+def _effnet_setup(weights: Path | None, images: int, batch: int, device: str = "cpu") -> tuple:
+    """EfficientNet-Lite0 with its ImageNet weights on ``device``, its chains, ``images``
+    calibration views (N, 3, 224, 224), the 80 test views, and what the photos are."""
+    from torchbridge.chains import block_chains
+    from torchbridge.efficientnet import load_efficientnet_lite0
+    from torchbridge.images import photo_sets
+    from torchbridge.models import views
+
+    if min(images, batch) < 1:
+        raise ValueError("--images and --batch must be >= 1")
+    check_device(device)
+    model = load_efficientnet_lite0(weights).to(device)
+    calibration, test, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
+    return model, block_chains(model), calibration.to(device), test.to(device), about
+
+
 def effnet(
     budget: dict,
     methods: tuple[str, ...],
@@ -129,24 +145,14 @@ def effnet(
     device: str = "cpu",
     positions: list[int] | None = None,
 ) -> dict:
-    from torchbridge.chains import block_chains, pick_chains
+    from torchbridge.chains import pick_chains
     from torchbridge.compare import compare_methods, distill
-    from torchbridge.efficientnet import load_efficientnet_lite0
-    from torchbridge.images import photo_sets
-    from torchbridge.models import views
 
-    if min(images, batch) < 1:
-        raise ValueError("--images and --batch must be >= 1")
-    check_device(device)
-    target = torch.device(device)
-    model = load_efficientnet_lite0(weights).to(target)
-    calibration, test, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
-    calibration, test = calibration.to(target), test.to(target)
-    every = block_chains(model)
+    model, every, calibration, test, about = _effnet_setup(weights, images, batch, device)
     chains = pick_chains(every, positions)
     report = {
         "config": {"budget": budget, "methods": list(methods), "calibration_images": images,
-                   "batch": batch, "device": str(target), "test_images": len(test),
+                   "batch": batch, "device": str(torch.device(device)), "test_images": len(test),
                    "finetune": "2 epochs distillation", "chains": positions,
                    "pruned_chains": [c.producer for c in chains]} | about,
         "versions": versions() | {"torch": torch.__version__},
@@ -189,19 +195,15 @@ def effnet_path(
     no_repeats: bool = False,
     every: int = 1,
 ) -> dict:
-    from torchbridge.chains import block_chains, pick_chains
-    from torchbridge.efficientnet import load_efficientnet_lite0
-    from torchbridge.images import photo_sets
-    from torchbridge.models import views
+    from torchbridge.chains import pick_chains
     from torchbridge.path import output_paths, plot_paths
 
-    if min(images, batch) < 1:
-        raise ValueError("--images and --batch must be >= 1")
     if candidates is not None and candidates < 1:
         raise ValueError("--candidates must be >= 1")
-    model = load_efficientnet_lite0(weights)
-    (chain,) = pick_chains(block_chains(model), [position])
-    calibration, _, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
+    if not 0 < keep <= 1 or min(oracle_images, every) < 1:
+        raise ValueError("--keep must be in (0, 1], --oracle-images and --every >= 1")
+    model, every, calibration, _, about = _effnet_setup(weights, images, batch)
+    (chain,) = pick_chains(every, [position])
     config = {"chain": position, "producer": chain.producer, "keep": keep,
               "methods": list(methods), "calibration_images": images, "batch": batch,
               "oracle_images": oracle_images, "candidates": candidates,
