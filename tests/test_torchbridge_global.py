@@ -292,8 +292,9 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
     from torchbridge.evaluate import compare
     from torchbridge.path import output_paths, plot_paths
 
-    torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v2(num_classes=10).eval()
+    model = _models()["resnet18"]
+    with torch.no_grad():
+        model.fc.weight *= 10.0  # logits of order 1, so the output losses are far from 0
     x = torch.randn(8, 3, 32, 32)
     chain = block_chains(model)[0]
     batches = [x[:4], x[4:]]
@@ -310,6 +311,9 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
         kl = compare(pruned, model, [x[:5]])["kl"]
         assert path["output"][-1] == pytest.approx(kl, rel=1e-4, abs=1e-7)
         assert path["layer_rel"][-1] == pytest.approx(reports[0].output_rel, rel=1e-9)
+        assert path["refit_layer_rel"] <= path["layer_rel"][-1] * (1 + 1e-9)  # the optimum
+        assert 1 <= path["refit_kept"] <= path["kept"][-1] and path["refit_output"] > 1e-4
+        assert min(path["output"]) > 1e-4  # a real loss, not round-off
     local = paths["greedy-local"]
     assert local["local_share"] == 1.0 and paths["global-imitation"]["local_share"] < 1.0
     assert np.all(np.diff(local["layer_rel"]) <= 1e-12)

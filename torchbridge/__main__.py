@@ -218,7 +218,9 @@ def effnet_path(
         print(f"  {method}: {path['step'][-1]} steps, {path['kept'][-1]} kept, layer error "
               f"{path['layer_rel'][-1]:.3g}, output {path['output'][-1]:.3g} (lowest "
               f"{path['output'][low]:.3g} at {path['kept'][low]} kept), local choices "
-              f"{path['local_share']:.2f}, {path['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
+              f"{path['local_share']:.2f}, {path['seconds']:.0f} s; weights re-solved on its "
+              f"channels: layer error {path['refit_layer_rel']:.3g}, output "
+              f"{path['refit_output']:.3g}", file=sys.stderr)  # fmt: skip
 
     output_paths(model, chain, list(calibration.split(batch)), methods, keep,
                  oracle_images=oracle_images, candidates=candidates, repeats=not no_repeats,

@@ -25,6 +25,7 @@ from sims.plots import COLOURS, LABELS, _save, plt
 from theory import select
 from theory.iterate import replay
 from theory.selectors import spec
+from theory.selectors.fully_corrective import best_on
 from torchbridge.chains import Chain
 from torchbridge.oracle import global_loss
 from torchbridge.prune import MAX_REPEATS, first_images, layer_problems
@@ -49,7 +50,11 @@ def output_paths(
     """Per method, along its path to k = round(keep N) channels of ``chain``: the step index,
     the channels kept, the layer's relative error (loss over E ||F||^2) and the output loss
     on the first ``oracle_images`` calibration images, every ``every`` steps and at the end;
-    with the share of steps that took greedy-local's choice and the seconds of the selector.
+    with the share of steps that took greedy-local's choice, the seconds of the selector, and
+    (prefix ``refit_``) the channels kept, layer error and output loss once the weights on
+    the final support are re-solved for the least layer loss (the simplex QP of
+    fully-corrective): how much of a path's result is its choice of channels, how much the
+    weights its steps gave them.
     ``repeats=False`` goes to every method that takes it; ``candidates`` to the global ones.
     ``finished(method, path)`` is called as each method's path is done (to save it)."""
     if not 0.0 < keep <= 1.0:
@@ -79,12 +84,17 @@ def output_paths(
         seconds = time.perf_counter() - start
         weights, local_share = replay(problem, trace, repeated)
         at = np.unique(np.r_[np.arange(every - 1, len(trace), every), len(trace) - 1])
+        refit = np.zeros(problem.n_neurons)
+        refit[trace.support] = best_on(problem, trace.support)
         paths[method] = {
             "step": (at + 1).tolist(),
             "kept": trace.support_sizes[at].tolist(),
             "layer_rel": (trace.losses[at] / problem.target_norm2).tolist(),
             "output": loss.losses(weights[at]).tolist(),
             "local_share": local_share,
+            "refit_kept": int(np.count_nonzero(refit)),
+            "refit_layer_rel": problem.loss(refit) / problem.target_norm2,
+            "refit_output": float(loss.losses(refit[None])[0]),
             "seconds": seconds,
         }
         if finished is not None:

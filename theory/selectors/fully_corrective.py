@@ -39,10 +39,22 @@ def make(
         support = it.support
         if j not in support:
             support = np.append(support, j)
-        quad = problem.centred[np.ix_(support, support)]
-        lin = -problem.centred_target[support]
-        x = solve_simplex_qp(quad, lin, start=it.weights[support], solver=solver)
+        x = best_on(problem, support, start=it.weights[support], solver=solver)
         it.assign(support, x)
         return Step(CORRECTIVE, j, float(x[support == j][0]))
 
     return Iterate(problem), step
+
+
+def best_on(
+    problem: LayerProblem,
+    support: np.ndarray,
+    start: np.ndarray | None = None,
+    solver: str = "active-set",
+) -> np.ndarray:
+    """The gamma subproblem on ``support`` (S,): the weights x (S,) on the simplex there that
+    minimise the layer loss (``start`` (S,) warm-starts the active-set solver)."""
+    support = np.asarray(support, dtype=np.intp)
+    quad = problem.centred[np.ix_(support, support)]
+    lin = -problem.centred_target[support]
+    return solve_simplex_qp(quad, lin, start=start, solver=solver)
