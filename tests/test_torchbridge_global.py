@@ -4,6 +4,7 @@ against the network actually pruned, and the global selectors on residual networ
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -288,9 +289,11 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
     on the oracle images, of the network whose one chain prune_chains prunes with the same
     method and options; the layer errors are the trace's; greedy-local's choices are all
     local and its layer error never rises; a method whose steps cannot be replayed as forward
-    steps is a clear error; the figure of the paths is written as PNG and PDF."""
+    steps is a clear error; runs of one chain are drawn in one figure, PNG and PDF, and runs
+    of other chains, or a folder with no report, are clear errors."""
+    from torchbridge.__main__ import plot_path_runs
     from torchbridge.evaluate import compare
-    from torchbridge.path import output_paths, plot_paths
+    from torchbridge.path import labelled, output_paths
 
     model = _models()["resnet18"]
     with torch.no_grad():
@@ -319,6 +322,19 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
     assert np.all(np.diff(local["layer_rel"]) <= 1e-12)
     with pytest.raises(ValueError, match="vertex and forward steps only"):
         output_paths(model, chain, batches, ("omp",), 0.2)
-    figures = plot_paths(paths, "one chain", tmp_path, "path")
-    assert [f.name for f in figures] == ["path.png", "path.pdf"]
+    runs = []
+    for name, no_repeats, chain_at in (("a", True, 0), ("b", False, 0), ("c", True, 1)):
+        config = {"chain": chain_at, "producer": chain.producer, "keep": 0.2,
+                  "oracle_images": 5, "no_repeats": no_repeats}  # fmt: skip
+        (tmp_path / name).mkdir()
+        report = {"config": config, "paths": paths}
+        (tmp_path / name / "report.json").write_text(json.dumps(report))
+        runs.append(tmp_path / name)
+    assert list(labelled(report)) == ["greedy-local, no repeats", "global-imitation, no repeats"]
+    figures = plot_path_runs(runs[:2], tmp_path / "figures")
+    assert [f.name for f in figures] == ["path-chain0.png", "path-chain0.pdf"]
     assert all(f.stat().st_size > 1000 for f in figures)
+    with pytest.raises(ValueError, match="same chain at the same keep"):
+        plot_path_runs(runs, tmp_path)
+    with pytest.raises(ValueError, match=r"no report\.json of a path run"):
+        plot_path_runs([tmp_path / "figures"], tmp_path)

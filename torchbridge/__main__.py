@@ -9,6 +9,7 @@
         [--images 96] [--device cuda]
     python -m torchbridge path --chain 7 --keep 0.775 [--methods ...] [--no-repeats]
         [--oracle-images 8] [--candidates K] [--every 4] [--out DIR]
+    python -m torchbridge plot-path RUN_DIR [RUN_DIR ...] [--out figures/torchbridge]
     (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
         [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12])
 
@@ -196,7 +197,7 @@ def effnet_path(
     every: int = 1,
 ) -> dict:
     from torchbridge.chains import pick_chains
-    from torchbridge.path import output_paths, plot_paths
+    from torchbridge.path import output_paths
 
     if candidates is not None and candidates < 1:
         raise ValueError("--candidates must be >= 1")
@@ -227,13 +228,35 @@ def effnet_path(
                  every=every, progress=True, finished=finished)  # fmt: skip
     report["complete"] = True
     atomic_write(out / "report.json", json.dumps(report, indent=2))
-    title = (f"EfficientNet-Lite0, chain {position} ({chain.producer}) alone, keep {keep}; "
-             f"output KL on {oracle_images} calibration views"
-             + (", no repeats" if no_repeats else ""))  # fmt: skip
-    for figure in plot_paths(report["paths"], title, out, "path"):
-        print(f"figure: {figure}")
     print(f"report: {out / 'report.json'}")
+    plot_path_runs([out], out)
     return report
+
+
+def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
+    """One figure of the paths of ``path`` runs on the same chain, into ``out``."""
+    from torchbridge.path import labelled, plot_paths
+
+    reports = []
+    for run in runs:
+        file = run / "report.json"
+        if not file.is_file():
+            raise ValueError(f"no report.json of a path run in {run}")
+        reports.append(json.loads(file.read_text()))
+    config = reports[0]["config"]
+    if len({(r["config"]["chain"], r["config"]["keep"]) for r in reports}) != 1:
+        raise ValueError("the runs must be of the same chain at the same keep")
+    paths = {}
+    for report in reports:
+        paths |= labelled(report)
+    title = (
+        f"EfficientNet-Lite0, chain {config['chain']} ({config['producer']}) alone, keep "
+        f"{config['keep']}; output KL on {config['oracle_images']} calibration views"
+    )
+    figures = plot_paths(paths, title, out, f"path-chain{config['chain']}")
+    for figure in figures:
+        print(f"figure: {figure}")
+    return figures
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -379,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         help="every method that can: only channels never picked (k steps keep k)",
     )  # fmt: skip
     path.add_argument("--every", type=int, default=1, help="read the output every this many steps")
+    plot = sub.add_parser("plot-path", help="one figure of path runs on the same chain")
+    plot.add_argument("runs", type=Path, nargs="+", help="output folders of path runs")
+    plot.add_argument("--out", type=Path, default=Path("figures/torchbridge"))
     fold = sub.add_parser("folding", help="MNIST CNN: fine-tune with folded or original weights")
     fold.add_argument("--seeds", type=int, default=3)
     fold.add_argument("--flops", type=float, default=0.5)
@@ -408,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                         images=args.images, batch=args.batch, oracle_images=args.oracle_images,
                         candidates=args.candidates, no_repeats=args.no_repeats,
                         every=args.every)  # fmt: skip
+        elif args.command == "plot-path":
+            plot_path_runs(args.runs, args.out)
         elif args.command == "folding":
             from torchbridge.folding import folding_experiment
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sims.plots import COLOURS, LABELS, _save, plt
+from sims.plots import _save, plt
 from theory import select
 from theory.iterate import replay
 from theory.selectors import spec
@@ -103,19 +103,31 @@ def output_paths(
 
 
 def plot_paths(paths: dict[str, dict], title: str, out: Path, stem: str) -> list[Path]:
-    """Output loss and layer relative error against channels kept, one line per method."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for method, path in paths.items():
-        style = {"color": COLOURS.get(method), "label": LABELS.get(method, method), "lw": 1.3}
-        axes[0].plot(path["kept"], path["output"], **style)
-        axes[1].plot(path["kept"], path["layer_rel"], **style)
+    """Output loss and layer relative error against channels kept, one line per path
+    (``paths``: label -> path of :func:`output_paths`); a star at the end of each line gives
+    the same channels with their weights re-solved."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    colours = plt.get_cmap("tab10").colors
+    for i, (label, path) in enumerate(paths.items()):
+        style = {"color": colours[i % len(colours)]}
+        axes[0].plot(path["kept"], path["output"], lw=1.3, label=label, **style)
+        axes[1].plot(path["kept"], path["layer_rel"], lw=1.3, **style)
+        axes[0].plot(path["refit_kept"], path["refit_output"], "*", ms=10, **style)
+        axes[1].plot(path["refit_kept"], path["refit_layer_rel"], "*", ms=10, **style)
     axes[0].set_ylabel("output loss on the oracle images (KL, nats)")
     axes[1].set_ylabel("layer relative error  L(a) / E||F||^2")
     for ax in axes:
         ax.set_yscale("log")
-        ax.set_xlabel("channels kept")
+        ax.set_xlabel("channels kept  (star: the final channels, weights re-solved)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, out, stem)
+
+
+def labelled(report: dict) -> dict[str, dict]:
+    """The paths of a report of ``python -m torchbridge path``, labelled by method and by
+    whether channels could be picked again."""
+    suffix = ", no repeats" if report["config"]["no_repeats"] else ", repeats"
+    return {method + suffix: path for method, path in report["paths"].items()}
