@@ -203,8 +203,8 @@ def effnet_path(
         raise ValueError("--candidates must be >= 1")
     if not 0 < keep <= 1 or min(oracle_images, every) < 1:
         raise ValueError("--keep must be in (0, 1], --oracle-images and --every >= 1")
-    model, every, calibration, _, about = _effnet_setup(weights, images, batch)
-    (chain,) = pick_chains(every, [position])
+    model, chains, calibration, _, about = _effnet_setup(weights, images, batch)
+    (chain,) = pick_chains(chains, [position])
     config = {"chain": position, "producer": chain.producer, "keep": keep,
               "methods": list(methods), "calibration_images": images, "batch": batch,
               "oracle_images": oracle_images, "candidates": candidates,
