@@ -302,3 +302,32 @@ def test_effnet_command_writes_each_method_as_it_finishes(tmp_path, monkeypatch)
     assert 0.0 <= row["agreement_tuned"] <= 1.0 and row["flops"] < 1.0
     assert calls == [8, 8]
     assert main(["effnet", "--keep", "0.5", "--images", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_path_command_on_efficientnet_writes_its_report_and_figure(tmp_path):
+    """path --chain 14 --keep 0.01 on 4 views: greedy-local's 12 steps, each read, in a
+    complete report with its configuration, and the figure of the run."""
+    import json
+
+    pytest.importorskip("timm")
+    pytest.importorskip("skimage")
+    from torchbridge.__main__ import main
+    from torchbridge.efficientnet import weights_path
+
+    try:
+        weights_path()
+    except ValueError as error:
+        pytest.skip(str(error))
+    argv = ["path", "--chain", "14", "--keep", "0.01", "--methods", "greedy-local", "--images",
+            "4", "--batch", "2", "--oracle-images", "2", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["complete"] is True and report["config"]["every"] == 1
+    assert report["config"]["producer"] == "blocks.6.0.conv_pw"
+    path = report["paths"]["greedy-local"]
+    assert path["kept"][-1] == round(0.01 * 1152) and path["step"] == list(
+        range(1, len(path["step"]) + 1)
+    )
+    assert all(value > 0.0 for value in path["output"])
+    assert (tmp_path / "path-chain14.png").stat().st_size > 1000
