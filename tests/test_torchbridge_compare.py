@@ -266,22 +266,28 @@ def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
         assert torch.allclose(original * (report.total / report.kept), folded, atol=1e-6)
 
 
-@pytest.mark.slow
-def test_effnet_command_writes_each_method_as_it_finishes(tmp_path, monkeypatch):
-    """effnet --images 8 --batch 4, stopped in its second method: the report on disk holds
-    the first method, the 8 calibration views and the device, and "complete": false."""
-    import json
-
+def _needs_efficientnet_weights() -> None:
+    """Skip unless timm, scikit-image and the EfficientNet-Lite0 weights package are here."""
     pytest.importorskip("timm")
     pytest.importorskip("skimage")
-    from torchbridge import compare
-    from torchbridge.__main__ import main
     from torchbridge.efficientnet import weights_path
 
     try:
         weights_path()
     except ValueError as error:
         pytest.skip(str(error))
+
+
+@pytest.mark.slow
+def test_effnet_command_writes_each_method_as_it_finishes(tmp_path, monkeypatch):
+    """effnet --images 8 --batch 4, stopped in its second method: the report on disk holds
+    the first method, the 8 calibration views and the device, and "complete": false."""
+    import json
+
+    _needs_efficientnet_weights()
+    from torchbridge import compare
+    from torchbridge.__main__ import main
+
     calls = []
 
     def distill_once(model, reference, images, **_):
@@ -310,15 +316,9 @@ def test_path_command_on_efficientnet_writes_its_report_and_figure(tmp_path):
     complete report with its configuration, and the figure of the run."""
     import json
 
-    pytest.importorskip("timm")
-    pytest.importorskip("skimage")
+    _needs_efficientnet_weights()
     from torchbridge.__main__ import main
-    from torchbridge.efficientnet import weights_path
 
-    try:
-        weights_path()
-    except ValueError as error:
-        pytest.skip(str(error))
     argv = ["path", "--chain", "14", "--keep", "0.01", "--methods", "greedy-local", "--images",
             "4", "--batch", "2", "--oracle-images", "2", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
