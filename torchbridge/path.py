@@ -28,7 +28,7 @@ from theory.selectors import spec
 from theory.selectors.fully_corrective import best_on
 from torchbridge.chains import Chain
 from torchbridge.oracle import global_loss
-from torchbridge.prune import MAX_REPEATS, first_images, layer_problems
+from torchbridge.prune import MAX_REPEATS, first_images, layer_problems, may_repeat, scored_by
 
 
 def output_paths(
@@ -72,12 +72,10 @@ def output_paths(
         chosen = spec(method)
         options: dict = {}
         if chosen.needs_oracle:
-            options |= {"oracle": loss.oracle} | ({"candidates": candidates} if candidates else {})
-            if "gradient" in chosen.options:
-                options["gradient"] = loss.gradient
+            options |= scored_by(method, loss) | ({"candidates": candidates} if candidates else {})
         if not repeats and "repeats" in chosen.options:
             options["repeats"] = False
-        repeated = chosen.repeats and options.get("repeats", True)
+        repeated = may_repeat(method, options)
         steps = MAX_REPEATS * k if repeated else k
         start = time.perf_counter()
         trace = select(problem, steps, method, seed=seed, size=k, **options)

@@ -29,7 +29,7 @@ from theory.selectors import spec
 from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
-from torchbridge.oracle import global_loss
+from torchbridge.oracle import GlobalLoss, global_loss
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
 
@@ -164,6 +164,21 @@ def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) 
             )
 
 
+def may_repeat(method: str, options: dict) -> bool:
+    """Whether ``method`` with ``options`` may pick a channel again (then a width of k may take
+    up to MAX_REPEATS k steps; without repeats, k steps keep k)."""
+    return spec(method).repeats and options.get("repeats") is not False
+
+
+def scored_by(method: str, loss: GlobalLoss) -> dict:
+    """The options that hand ``loss`` to a global selector: its oracle, and its gradient when
+    the selector takes one."""
+    options = {"oracle": loss.oracle}
+    if "gradient" in spec(method).options:
+        options["gradient"] = loss.gradient
+    return options
+
+
 def first_images(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]:
     """The first ``images`` images of ``batches``, as batches (the global loss's images)."""
     out, count = [], 0
@@ -218,7 +233,7 @@ def prune_chains(
     if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a finite relative error >= 0; got {tol}")
     chosen = spec(method)
-    repeats = chosen.repeats and options.get("repeats") is not False  # may pick a channel again
+    repeats = may_repeat(method, options)
     batches = calibration_list(batches)
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
@@ -259,9 +274,7 @@ def prune_chains(
                    disable=not (progress and chosen.needs_oracle))  # fmt: skip
         if chosen.needs_oracle:
             loss = global_loss(model, chain.consumer, oracle_batches, references, objective)
-            extra["oracle"] = loss.oracle
-            if "gradient" in chosen.options:
-                extra["gradient"] = loss.gradient
+            extra |= scored_by(method, loss)
         with bar:
             trace = select(problem, steps, method, seed=seed,
                            on_step=lambda _, bar=bar: bar.update(), **stop, **extra)  # fmt: skip
