@@ -11,7 +11,8 @@
         [--oracle-images 8] [--candidates K] [--every 4] [--out DIR]
     python -m torchbridge plot-path RUN_DIR [RUN_DIR ...] [--out figures/torchbridge]
     (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
-        [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12])
+        [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12];
+        for every selector of theory: [--compensate] [--resolve])
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
@@ -325,6 +326,7 @@ def _budget(args: argparse.Namespace) -> dict:
         raise ValueError("--oracle-images and --candidates must be >= 1")
     return budget | {
         "compensate": args.compensate,
+        "resolve": args.resolve,
         "no_repeats": args.no_repeats,
         "oracle_images": args.oracle_images,
         "candidates": args.candidates,
@@ -366,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
             "fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
+        command.add_argument(
+            "--resolve", action="store_true",
+            help="re-solve each chain's weights on its kept channels (simplex QP) before surgery",
+        )  # fmt: skip
         command.add_argument(
             "--no-repeats", action="store_true",
             help="global selectors: only channels never picked compete (k steps keep k)",

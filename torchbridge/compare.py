@@ -12,7 +12,7 @@ from torch import nn
 from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
 from torchbridge.evaluate import compare
-from torchbridge.job import PruneConfig, is_global, measure, prune_model
+from torchbridge.job import PruneConfig, is_convex, is_global, measure, prune_model
 from torchbridge.oracle import output_distance
 
 
@@ -51,12 +51,15 @@ def compare_methods(
     ``oracle_images``, those the global selectors' loss reads), and agreement, KL and accuracy
     again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
     e.g. {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
-    selectors of theory only, ``no_repeats`` to the global ones)."""
+    selectors of theory only, ``resolve`` to those with convex weights, ``no_repeats`` to the
+    global ones)."""
     base = measure(model, model, test, labels, 32)
     seen = torch.cat(calibration)
     rows = {}
     for method in methods:
         settings = budget | ({"compensate": False} if method in TP_METHODS else {})
+        if not is_convex(method):
+            settings |= {"resolve": False}
         if not is_global(method):
             settings |= {"no_repeats": False}
         config = PruneConfig("-", method=method, seed=seed, **settings)

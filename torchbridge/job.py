@@ -51,6 +51,12 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
+def is_convex(method: str) -> bool:
+    """Whether ``method`` is a selector of theory whose weights stay on the simplex (what
+    ``resolve`` re-solves)."""
+    return method not in TP_METHODS and spec(method).simplex
+
+
 def is_global(method: str) -> bool:
     """Whether ``method`` is a selector of theory that scores steps by the network's output."""
     return method not in TP_METHODS and spec(method).needs_oracle
@@ -67,6 +73,7 @@ class PruneConfig:
     flops: float | None = None
     allocation: str = "tolerance"  # --flops: shared tolerance, its predicted widths, or fraction
     compensate: bool = False  # add the mean change of each consumer's output to its bias
+    resolve: bool = False  # re-solve each chain's weights on its kept channels (simplex QP)
     images: int = 256  # calibration images
     test_images: int = 256  # held-out images (ImageFolder data; photos: always the 80 views)
     batch: int = 32
@@ -92,6 +99,10 @@ class PruneConfig:
             raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
         if self.method in TP_METHODS and self.compensate:
             raise ValueError(f"--compensate is for the selectors of theory, not {self.method}")
+        if self.resolve and not is_convex(self.method):
+            raise ValueError(
+                f"--resolve re-solves convex weights: {self.method}'s are not on the simplex"
+            )
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
         if self.keep is not None and not 0.0 < self.keep <= 1.0:
@@ -135,7 +146,8 @@ def prune_model(
             for c in chains
         ]  # fmt: skip
         return pruned, reports, []
-    options = {"method": config.method, "seed": config.seed, "compensate": config.compensate}
+    options = {"method": config.method, "seed": config.seed, "compensate": config.compensate,
+               "resolve": config.resolve}  # fmt: skip
     if spec(config.method).needs_oracle:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:

@@ -25,7 +25,7 @@ from sims.plots import _save, plt
 from theory import select
 from theory.iterate import replay
 from theory.selectors import spec
-from theory.selectors.fully_corrective import best_on
+from theory.selectors.fully_corrective import resolved
 from torchbridge.chains import Chain
 from torchbridge.oracle import global_loss
 from torchbridge.prune import MAX_REPEATS, first_images, layer_problems, may_repeat, scored_by
@@ -82,8 +82,7 @@ def output_paths(
         seconds = time.perf_counter() - start
         weights, local_share = replay(problem, trace, repeated)
         at = np.unique(np.r_[np.arange(every - 1, len(trace), every), len(trace) - 1])
-        refit = np.zeros(problem.n_neurons)
-        refit[trace.support] = best_on(problem, trace.support)
+        refit = resolved(problem, trace.weights)
         paths[method] = {
             "step": (at + 1).tolist(),
             "kept": trace.support_sizes[at].tolist(),

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from theory import LayerProblem, select
 from theory.selectors import spec
+from theory.selectors.fully_corrective import resolved
 from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
@@ -205,6 +206,7 @@ def prune_chains(
     progress: bool = False,
     walk_graph: bool = True,
     compensate: bool = False,
+    resolve: bool = False,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
@@ -220,6 +222,9 @@ def prune_chains(
     ``compensate``: add to each consumer's bias the mean over the calibration data of what
     the pruning changed in its output (the reports' losses are then the selector's, before
     that correction, which lowers the error by the squared mean change).
+    ``resolve``: before the surgery, replace the selector's weights on each chain's kept
+    channels by the least-loss weights on the simplex there (the gamma subproblem,
+    :func:`theory.selectors.fully_corrective.resolved`); the reports give the loss of those.
     """
     if sum(b is not None for b in (keep, tol, widths)) != 1:
         raise ValueError(
@@ -233,6 +238,8 @@ def prune_chains(
     if tol is not None and not (np.isfinite(tol) and tol >= 0.0):
         raise ValueError(f"tol must be a finite relative error >= 0; got {tol}")
     chosen = spec(method)
+    if resolve and not chosen.simplex:
+        raise ValueError(f"resolve re-solves convex weights: {method}'s are not on the simplex")
     repeats = may_repeat(method, options)
     batches = calibration_list(batches)
     if oracle_images < 1:
@@ -278,17 +285,19 @@ def prune_chains(
         with bar:
             trace = select(problem, steps, method, seed=seed,
                            on_step=lambda _, bar=bar: bar.update(), **stop, **extra)  # fmt: skip
-        shift = (
-            mean_shift(consumer, accumulator.mean_patch(), trace.weights) if compensate else None
-        )
-        apply_weights(model, chain, trace.weights, means, shift)
+        weights, error = trace.weights, trace.loss
+        if resolve:
+            weights = resolved(problem, weights)
+            error = problem.loss(weights)
+        shift = mean_shift(consumer, accumulator.mean_patch(), weights) if compensate else None
+        apply_weights(model, chain, weights, means, shift)
         reports.append(
             LayerReport(
                 chain,
-                int(np.count_nonzero(trace.weights)),
+                int(np.count_nonzero(weights)),
                 n,
-                trace.loss,
-                trace.loss / energy if energy > 0.0 else 0.0,
+                error,
+                error / energy if energy > 0.0 else 0.0,
                 time.perf_counter() - start,
             )
         )

@@ -58,3 +58,19 @@ def best_on(
     quad = problem.centred[np.ix_(support, support)]
     lin = -problem.centred_target[support]
     return solve_simplex_qp(quad, lin, start=start, solver=solver)
+
+
+def resolved(problem: LayerProblem, weights: np.ndarray) -> np.ndarray:
+    """``weights`` (N,) with the values on their support replaced by the gamma subproblem's
+    solution there (N,): the least layer loss on the same neurons, never above theirs (a
+    re-solved weight may be 0, so the support may shrink)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (problem.n_neurons,) or not np.any(weights):
+        raise ValueError(
+            f"weights must have shape ({problem.n_neurons},) and a non-empty support; "
+            f"got shape {weights.shape}"
+        )
+    support = np.flatnonzero(weights)
+    out = np.zeros(problem.n_neurons)
+    out[support] = best_on(problem, support)
+    return out
