@@ -63,7 +63,8 @@ def best_on(
 def resolved(problem: LayerProblem, weights: np.ndarray) -> np.ndarray:
     """``weights`` (N,) with the values on their support replaced by the gamma subproblem's
     solution there (N,): the least layer loss on the same neurons, never above theirs (a
-    re-solved weight may be 0, so the support may shrink)."""
+    re-solved weight may be 0, so the support may shrink). The active-set solver starts from
+    ``weights`` (a cold start would admit the support one neuron at a time)."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (problem.n_neurons,) or not np.any(weights):
         raise ValueError(
@@ -72,5 +73,5 @@ def resolved(problem: LayerProblem, weights: np.ndarray) -> np.ndarray:
         )
     support = np.flatnonzero(weights)
     out = np.zeros(problem.n_neurons)
-    out[support] = best_on(problem, support)
+    out[support] = best_on(problem, support, start=np.abs(weights[support]))
     return out
