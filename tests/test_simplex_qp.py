@@ -148,3 +148,56 @@ def test_bad_shapes_are_named(quad, lin, message):
 def test_unknown_solver_lists_the_valid_ones():
     with pytest.raises(ValueError, match="active-set, cvxpy"):
         solve_simplex_qp(np.eye(2), np.zeros(2), solver="gurobi")
+
+
+@pytest.mark.parametrize(
+    ("seed", "method", "shape"),
+    [
+        (0, "greedy-local", (40, 30)),
+        (1, "greedy-local", (60, 12, 3)),  # rank-deficient: 12 samples of 3 units, 60 neurons
+        (2, "fixed-step", (40, 30)),
+        (3, "random", (25, 50)),
+    ],
+)
+def test_resolved_weights_solve_the_gamma_subproblem_on_the_selectors_support(seed, method, shape):
+    """``resolved`` keeps (a subset of) the selector's neurons, stays on the simplex, never
+    raises the loss, and reaches cvxpy's minimum over the simplex on that support."""
+    from theory.selectors.fully_corrective import resolved
+
+    problem = LayerProblem.from_features(np.random.default_rng(seed).normal(size=shape))
+    trace = select(problem, 30, method, seed=seed)
+    weights = resolved(problem, trace.weights)
+    support = np.flatnonzero(trace.weights)
+    assert set(np.flatnonzero(weights)) <= set(support)
+    assert weights.min() >= 0.0 and weights.sum() == pytest.approx(1.0, abs=1e-12)
+    loss = problem.loss(weights)
+    assert loss <= problem.loss(trace.weights) * (1 + 1e-12)
+    best = solve_simplex_qp(
+        problem.centred[np.ix_(support, support)], -problem.centred_target[support],
+        solver="cvxpy",
+    )  # fmt: skip
+    reference = problem.loss(_embed(best, support, problem.n_neurons))
+    scale = problem.target_norm2
+    assert loss == pytest.approx(reference, rel=1e-7, abs=1e-10 * scale)
+    assert loss <= reference + 1e-10 * scale
+
+
+def test_resolving_fully_corrective_weights_changes_nothing():
+    """Fully corrective's weights are already the minimum on their support: a fixed point."""
+    from theory.selectors.fully_corrective import resolved
+
+    problem = LayerProblem.from_features(np.random.default_rng(4).normal(size=(30, 10)))
+    trace = select(problem, 10, "fully-corrective")
+    weights = resolved(problem, trace.weights)
+    assert problem.loss(weights) == pytest.approx(trace.loss, rel=1e-9)
+    assert np.allclose(weights, trace.weights, atol=1e-8)
+
+
+def test_resolved_names_bad_weights():
+    from theory.selectors.fully_corrective import resolved
+
+    problem = LayerProblem.from_features(np.random.default_rng(5).normal(size=(6, 4)))
+    with pytest.raises(ValueError, match=r"weights must have shape \(6,\)"):
+        resolved(problem, np.ones(5) / 5)
+    with pytest.raises(ValueError, match="non-empty support"):
+        resolved(problem, np.zeros(6))

@@ -448,6 +448,17 @@ def test_squeeze_excitation_chain_equals_its_masked_computation():
     assert float((output(pruned) - output(model)).abs().max()) > 1e-3 * scale  # it did change
 
 
+def _output_of(net: nn.Module, name: str, batches: list[torch.Tensor]) -> torch.Tensor:
+    """The output of ``net``'s module ``name`` on ``batches``, concatenated, in float64."""
+    seen = []
+    handle = net.get_submodule(name).register_forward_hook(lambda *io: seen.append(io[2].double()))
+    with torch.no_grad():
+        for batch in batches:
+            net(batch)
+    handle.remove()
+    return torch.cat(seen)
+
+
 @pytest.mark.parametrize("method", ["magnitude", "greedy-local"])
 def test_bias_compensation_restores_the_mean_and_lowers_the_error(digits_cnn, method):
     """After pruning one chain, the consumer's mean output over the calibration images equals
@@ -459,21 +470,11 @@ def test_bias_compensation_restores_the_mean_and_lowers_the_error(digits_cnn, me
     chain = sequential_chains(model)[0]
     calib = [x[:100], x[100:200]]
 
-    def consumer_output(net):
-        seen = []
-        handle = net.get_submodule(chain.consumer).register_forward_hook(
-            lambda *io: seen.append(io[2].double())
-        )
-        with torch.no_grad():
-            for batch in calib:
-                net(batch)
-        handle.remove()
-        return torch.cat(seen)
-
-    original = consumer_output(model)
+    original = _output_of(model, chain.consumer, calib)
     plain, _ = prune_chains(model, [chain], calib, keep=0.5, method=method)
     fixed, _ = prune_chains(model, [chain], calib, keep=0.5, method=method, compensate=True)
-    before, after = consumer_output(plain) - original, consumer_output(fixed) - original
+    before = _output_of(plain, chain.consumer, calib) - original
+    after = _output_of(fixed, chain.consumer, calib) - original
     per_channel = before.mean(dim=(0, 2, 3))
     assert torch.allclose(after.mean(dim=(0, 2, 3)), torch.zeros_like(per_channel), atol=1e-4)
     mse_before = float((before**2).sum(dim=1).mean())
@@ -481,3 +482,42 @@ def test_bias_compensation_restores_the_mean_and_lowers_the_error(digits_cnn, me
     expected_drop = float((per_channel**2).sum())
     assert mse_after < mse_before
     assert mse_before - mse_after == pytest.approx(expected_drop, rel=1e-3)
+
+
+def _kept_channels(model: nn.Module, pruned: nn.Module, producer: str) -> list[int]:
+    """Which of ``model``'s producer channels ``pruned`` kept (their filters are unchanged)."""
+    original = model.get_submodule(producer).weight.flatten(1)
+    rows = pruned.get_submodule(producer).weight.flatten(1)
+    return [int(torch.cdist(row[None], original).argmin()) for row in rows]
+
+
+def test_resolve_gives_the_kept_channels_the_least_loss_convex_weights(digits_cnn):
+    """``resolve=True`` on one chain: the same channels as the selector's (or fewer), and the
+    consumer's output moves by the reported loss, which is cvxpy's minimum over the simplex on
+    those channels, below the loss of the selector's own weights."""
+    from theory.simplex_qp import solve_simplex_qp
+    from torchbridge.chains import sequential_chains
+    from torchbridge.prune import layer_problems, prune_chains
+
+    model, x = digits_cnn
+    chain = sequential_chains(model)[1]
+    calib = [x[:100], x[100:200]]
+    plain, [plain_report] = prune_chains(model, [chain], calib, keep=0.5)
+    fixed, [report] = prune_chains(model, [chain], calib, keep=0.5, resolve=True)
+    kept = _kept_channels(model, fixed, chain.producer)
+    assert set(kept) <= set(_kept_channels(model, plain, chain.producer))
+    assert report.kept == len(kept) and plain_report.kept == 6
+    problem = layer_problems(model, [chain], calib)[0]
+    best = solve_simplex_qp(
+        problem.centred[np.ix_(kept, kept)], -problem.centred_target[kept], solver="cvxpy"
+    )
+    weights = np.zeros(problem.n_neurons)
+    weights[kept] = best
+    assert report.loss == pytest.approx(problem.loss(weights), rel=1e-6)
+    assert report.loss < 0.9 * plain_report.loss
+
+    change = _output_of(fixed, chain.consumer, calib) - _output_of(model, chain.consumer, calib)
+    measured = float((change**2).sum(dim=(1, 2, 3)).mean())
+    assert measured == pytest.approx(report.loss, rel=1e-3)
+    with pytest.raises(ValueError, match="omp's are not on the simplex"):
+        prune_chains(model, [chain], calib, keep=0.5, method="omp", resolve=True)

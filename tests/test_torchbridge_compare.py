@@ -140,6 +140,34 @@ def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_netw
     assert 0.0 <= row["agreement_oracle"] <= 1.0 and 0.0 <= row["agreement_calibration"] <= 1.0
 
 
+def test_a_resolve_budget_reaches_the_convex_selectors_and_skips_the_others():
+    """``resolve`` in a comparison's budget: greedy-local's row is the network pruned with
+    it (not the one without), and omp, whose weights are free, runs as it would without it."""
+    from torchbridge.compare import compare_methods
+    from torchbridge.evaluate import compare
+    from torchbridge.job import PruneConfig, prune_model
+
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10)
+    with torch.no_grad():
+        model.fc.weight *= 10.0  # logits of order 1, so the KLs are far from round-off
+    x = torch.randn(16, 3, 32, 32)
+    chains = block_chains(model)[:3]
+    calibration = [x[:8]]
+    budget = {"keep": 0.5, "resolve": True}
+    rows = compare_methods(model, chains, calibration, x[8:], None, ("greedy-local", "omp"),
+                           budget, finetune=lambda m: None)["methods"]  # fmt: skip
+    kls = {}
+    for method, resolve in (("greedy-local", True), ("greedy-local", False), ("omp", False)):
+        config = PruneConfig("-", method=method, keep=0.5, resolve=resolve)
+        pruned, _, _ = prune_model(model, chains, calibration, config)
+        kls[method, resolve] = compare(pruned, model, [x[:8]])["kl"]
+    assert rows["greedy-local"]["kl_calibration"] == pytest.approx(kls["greedy-local", True])
+    assert kls["greedy-local", True] != pytest.approx(kls["greedy-local", False], rel=1e-3)
+    assert rows["omp"]["kl_calibration"] == pytest.approx(kls["omp", False])
+    assert min(kls.values()) > 1e-4
+
+
 def test_picked_chains_alone_are_pruned_and_the_others_stay_whole():
     """``--chains``: compare_methods on chains 1 and 3 of six changes the modules of those two
     and leaves every other weight of the network as it was; positions out of range or given

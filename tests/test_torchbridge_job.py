@@ -347,3 +347,28 @@ def test_only_the_cpu_and_present_cuda_devices_are_accepted():
     message = "CUDA device" if torch.cuda.is_available() else "CUDA is not available here"
     with pytest.raises(ValueError, match=message):
         check_device(f"cuda:{torch.cuda.device_count() + 7}")
+
+
+def test_resolve_through_the_command_line(tmp_path, capsys):
+    """``--resolve`` is recorded, lowers the first chain's loss (the same inputs with or
+    without it), and is refused for weights off the simplex and for Torch-Pruning."""
+    from torchbridge.__main__ import main
+
+    base = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "8",
+            "--keep", "0.5"]  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--resolve", "--out", str(tmp_path / "resolved")]) == 0
+    plain, resolved = (
+        json.loads((tmp_path / name / "report.json").read_text()) for name in ("plain", "resolved")
+    )
+    assert plain["config"]["resolve"] is False and resolved["config"]["resolve"] is True
+    first, first_plain = resolved["layers"][0], plain["layers"][0]
+    assert first["kept"] <= first_plain["kept"]
+    assert first["loss"] < first_plain["loss"]
+    for method, message in (
+        ("omp", "--resolve re-solves convex weights: omp's are not on the simplex"),
+        ("tp-l1", "--resolve is for the selectors of theory, not tp-l1"),
+    ):
+        argv = [*base, "--method", method, "--resolve", "--out", str(tmp_path / method)]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

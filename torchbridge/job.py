@@ -97,8 +97,9 @@ class PruneConfig:
             raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
         if self.method in TP_METHODS and self.tol is not None:
             raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
-        if self.method in TP_METHODS and self.compensate:
-            raise ValueError(f"--compensate is for the selectors of theory, not {self.method}")
+        for flag in ("compensate", "resolve"):
+            if self.method in TP_METHODS and getattr(self, flag):
+                raise ValueError(f"--{flag} is for the selectors of theory, not {self.method}")
         if self.resolve and not is_convex(self.method):
             raise ValueError(
                 f"--resolve re-solves convex weights: {self.method}'s are not on the simplex"
