@@ -160,8 +160,8 @@ def test_unknown_solver_lists_the_valid_ones():
     ],
 )
 def test_resolved_weights_solve_the_gamma_subproblem_on_the_selectors_support(seed, method, shape):
-    """``resolved`` keeps (a subset of) the selector's neurons, stays on the simplex, never
-    raises the loss, and reaches cvxpy's minimum over the simplex on that support."""
+    """``resolved`` keeps (a subset of) the selector's neurons, stays on the simplex, lowers
+    the loss, and reaches cvxpy's minimum over the simplex on that support."""
     from theory.selectors.fully_corrective import resolved
 
     problem = LayerProblem.from_features(np.random.default_rng(seed).normal(size=shape))
@@ -171,7 +171,7 @@ def test_resolved_weights_solve_the_gamma_subproblem_on_the_selectors_support(se
     assert set(np.flatnonzero(weights)) <= set(support)
     assert weights.min() >= 0.0 and weights.sum() == pytest.approx(1.0, abs=1e-12)
     loss = problem.loss(weights)
-    assert loss <= problem.loss(trace.weights) * (1 + 1e-12)
+    assert loss < 0.5 * problem.loss(trace.weights)  # these selectors' weights are far off it
     best = solve_simplex_qp(
         problem.centred[np.ix_(support, support)], -problem.centred_target[support],
         solver="cvxpy",
