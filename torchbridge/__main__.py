@@ -12,7 +12,7 @@
     python -m torchbridge plot-path RUN_DIR [RUN_DIR ...] [--out figures/torchbridge]
     (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
         [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12];
-        for every selector of theory: [--compensate] [--resolve])
+        for the selectors of theory: [--compensate]; for those with convex weights: [--resolve])
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
