@@ -287,7 +287,8 @@ def test_the_walk_runs_the_network_about_twice():
 def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path):
     """Coupling of the path study with surgery: the last output loss of each path is the KL,
     on the oracle images, of the network whose one chain prune_chains prunes with the same
-    method and options; the layer errors are the trace's; greedy-local's choices are all
+    method and options, and its re-solved end that of prune_chains with ``resolve``; the layer
+    errors are the trace's; greedy-local's choices are all
     local and its layer error never rises; a method whose steps cannot be replayed as forward
     steps is a clear error; runs of one chain are drawn in one figure, PNG and PDF, and runs
     of other chains, or a folder with no report, are clear errors."""
@@ -315,6 +316,14 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
         assert path["output"][-1] == pytest.approx(kl, rel=1e-4, abs=1e-7)
         assert path["layer_rel"][-1] == pytest.approx(reports[0].output_rel, rel=1e-9)
         assert path["refit_layer_rel"] <= path["layer_rel"][-1] * (1 + 1e-9)  # the optimum
+        resolved, [report] = prune_chains(model, [chain], batches, keep=0.2, method=method,
+                                          oracle_images=5, repeats=False, resolve=True,
+                                          **scored)  # fmt: skip
+        assert path["refit_output"] == pytest.approx(
+            compare(resolved, model, [x[:5]])["kl"], rel=1e-4, abs=1e-7
+        )
+        assert path["refit_layer_rel"] == pytest.approx(report.output_rel, rel=1e-6)
+        assert path["refit_kept"] == report.kept
         assert 1 <= path["refit_kept"] <= path["kept"][-1] and path["refit_output"] > 1e-4
         assert min(path["output"]) > 1e-4  # a real loss, not round-off
     local = paths["greedy-local"]
