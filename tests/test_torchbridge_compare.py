@@ -113,6 +113,16 @@ def test_compare_methods_reports_every_method_at_the_same_budget():
     assert result["unpruned"]["kl"] == 0.0
 
 
+def _resnet18_with_logits_of_order_one() -> nn.Module:
+    """A random ResNet-18 for 10 classes (torch's seed 0, then left seeded for the test's
+    data) whose logits are of order 1, so KLs to its pruned copies are far from round-off."""
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10)
+    with torch.no_grad():
+        model.fc.weight *= 10.0
+    return model
+
+
 def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_network():
     """``kl_calibration`` is the KL of the pruned network on all calibration images and
     ``kl_oracle`` on the first ``oracle_images`` of them, as recomputed here from the
@@ -121,10 +131,7 @@ def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_netw
     from torchbridge.evaluate import compare
     from torchbridge.job import PruneConfig, prune_model
 
-    torch.manual_seed(0)
-    model = build("resnet18", num_classes=10)
-    with torch.no_grad():
-        model.fc.weight *= 10.0  # logits of order 1, so the KLs are far from round-off
+    model = _resnet18_with_logits_of_order_one()
     x = torch.randn(20, 3, 32, 32)
     chains = block_chains(model)[:3]
     budget = {"keep": 0.5, "oracle_images": 5}
@@ -147,10 +154,7 @@ def test_a_resolve_budget_reaches_the_convex_selectors_and_skips_the_others():
     from torchbridge.evaluate import compare
     from torchbridge.job import PruneConfig, prune_model
 
-    torch.manual_seed(0)
-    model = build("resnet18", num_classes=10)
-    with torch.no_grad():
-        model.fc.weight *= 10.0  # logits of order 1, so the KLs are far from round-off
+    model = _resnet18_with_logits_of_order_one()
     x = torch.randn(16, 3, 32, 32)
     chains = block_chains(model)[:3]
     calibration = [x[:8]]
