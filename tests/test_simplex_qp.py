@@ -197,7 +197,6 @@ def test_resolved_names_bad_weights():
     from theory.selectors.fully_corrective import resolved
 
     problem = LayerProblem.from_features(np.random.default_rng(5).normal(size=(6, 4)))
-    with pytest.raises(ValueError, match=r"weights must have shape \(6,\)"):
-        resolved(problem, np.ones(5) / 5)
-    with pytest.raises(ValueError, match="non-empty support"):
-        resolved(problem, np.zeros(6))
+    for weights in (np.ones(5) / 5, np.zeros(6), np.array([1.5, -0.5, 0, 0, 0, 0])):
+        with pytest.raises(ValueError, match=r"convex weights of shape \(6,\): non-negative"):
+            resolved(problem, weights)

@@ -61,17 +61,17 @@ def best_on(
 
 
 def resolved(problem: LayerProblem, weights: np.ndarray) -> np.ndarray:
-    """``weights`` (N,) with the values on their support replaced by the gamma subproblem's
+    """Convex ``weights`` (N,) with the values on their support replaced by the gamma subproblem's
     solution there (N,): the least layer loss on the same neurons, never above theirs (a
     re-solved weight may be 0, so the support may shrink). The active-set solver starts from
     ``weights`` (a cold start would admit the support one neuron at a time)."""
     weights = np.asarray(weights, dtype=np.float64)
-    if weights.shape != (problem.n_neurons,) or not np.any(weights):
+    if weights.shape != (problem.n_neurons,) or not np.any(weights) or weights.min() < 0.0:
         raise ValueError(
-            f"weights must have shape ({problem.n_neurons},) and a non-empty support; "
-            f"got shape {weights.shape}"
+            f"weights must be convex weights of shape ({problem.n_neurons},): non-negative, "
+            f"not all 0; got shape {weights.shape}"
         )
     support = np.flatnonzero(weights)
     out = np.zeros(problem.n_neurons)
-    out[support] = best_on(problem, support, start=np.abs(weights[support]))
+    out[support] = best_on(problem, support, start=weights[support])
     return out
