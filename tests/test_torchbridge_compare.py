@@ -33,7 +33,9 @@ def _chain_modules(model: nn.Module) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize(
+    "arch", ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0"]
+)
 def test_torch_pruning_on_our_chains_touches_exactly_the_modules_our_surgery_touches(arch):
     pytest.importorskip("torch_pruning")
     from torchbridge.baselines import torch_pruning_prune
@@ -54,6 +56,34 @@ def test_torch_pruning_on_our_chains_touches_exactly_the_modules_our_surgery_tou
     assert widths == [r.kept for r in reports]  # the same widths as ours
     with torch.no_grad():
         assert theirs(x).shape == (4, 10)
+
+
+def test_surgery_benchmark_row_compares_like_with_like():
+    """The benchmark's two surgeries give every parameter the same shape."""
+    pytest.importorskip("torch_pruning")
+    from torchbridge.bench import surgery
+
+    row = surgery("mobilenet_v3_small", repeat=1, size=64)
+    assert row["chains"] == 10 and row["same_shapes"] is True
+    assert row["torch_pruning_over_ours"] == row["torch_pruning_s"] / row["ours_s"]
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+def test_tp_l1_keeps_the_filters_of_largest_l1_norm(arch):
+    """L1-norm filter pruning: each producer keeps its round(N / 2) filters of largest L1 norm
+    (computed here by hand), in their original order and with their original weights."""
+    pytest.importorskip("torch_pruning")
+    from torchbridge.baselines import torch_pruning_prune
+
+    torch.manual_seed(0)
+    model = build(arch, num_classes=10)
+    chains = block_chains(model)
+    pruned = torch_pruning_prune(model, chains, [torch.randn(2, 3, 64, 64)], "tp-l1", 0.5)
+    for chain in chains:
+        weight = model.get_submodule(chain.producer).weight.detach()
+        l1 = weight.abs().sum(dim=(1, 2, 3))
+        kept = torch.sort(torch.argsort(l1, descending=True)[: round(len(l1) / 2)]).values
+        assert torch.equal(pruned.get_submodule(chain.producer).weight, weight[kept])
 
 
 def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():

@@ -3,9 +3,11 @@
 Torch-Pruning (PyPI ``torch-pruning``) builds a dependency graph of the network and removes
 coupled channels physically. Restricted to our chains (every convolution or linear layer that
 is not a chain's producer, a sliced module in between, or a squeeze-excitation's ``fc2`` is
-ignored), it prunes exactly the modules our surgery prunes (checked on ResNet-18,
+ignored), it prunes exactly the modules our surgery prunes (tested on ResNet-18/50,
 MobileNetV2/V3 and EfficientNet-Lite0). Importances: ``tp-magnitude`` (the L2 norm of each
-channel's group of weights), ``tp-l1`` (L1: filter-norm pruning), ``tp-taylor`` (|weight x
+channel's group of weights: producer filter, batch norms, depthwise filter, consumer column,
+each normalised by its mean), ``tp-l1`` (L1-norm filter pruning, Li et al. 2017: the L1 norm
+of the producer's filter alone), ``tp-taylor`` (|weight x
 gradient| of the group, the gradient of the cross-entropy against the unpruned network's own
 top-1 labels on the calibration images, so no labels are needed). Every chain keeps the
 same widths as our selectors at the same kept fraction (a FLOPs target: the uniform fraction
@@ -28,7 +30,8 @@ from torchbridge.surgery import is_squeeze_excitation
 TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
 
 
-def _importance(method: str):
+def _importance(method: str, producers: list[nn.Module]):
+    """Torch-Pruning's importance for ``method``; ``producers``: the chains' producer convs."""
     try:
         import torch_pruning as tp
     except ImportError:
@@ -36,10 +39,28 @@ def _importance(method: str):
     if method == "tp-magnitude":
         return tp.importance.GroupMagnitudeImportance(p=2)
     if method == "tp-l1":
-        return tp.importance.GroupMagnitudeImportance(p=1)
+        return _FilterL1({id(m) for m in producers}, tp.pruner.function.prune_conv_out_channels)
     if method == "tp-taylor":
         return tp.importance.GroupTaylorImportance()
     raise ValueError(f"unknown Torch-Pruning method {method!r}; valid: {', '.join(TP_METHODS)}")
+
+
+class _FilterL1:
+    """L1-norm filter pruning (Li et al. 2017): a group's channels scored by the L1 norm of the
+    producer's filters alone. (Torch-Pruning's ``group_reduction="first"`` scores its group's
+    root, which in an inverted residual is the depthwise convolution, not the producer.)"""
+
+    def __init__(self, producers: set[int], prune_out) -> None:
+        self.producers, self.prune_out = producers, prune_out
+
+    @torch.no_grad()
+    def __call__(self, group) -> torch.Tensor:
+        for i, (dep, idxs) in enumerate(group):
+            if id(dep.layer) in self.producers and dep.pruning_fn == self.prune_out:
+                l1 = dep.layer.weight[idxs].abs().flatten(1).sum(dim=1)
+                at = torch.as_tensor(group[i].root_idxs, device=l1.device)  # in the group's order
+                return torch.zeros(len(group[0].root_idxs), device=l1.device).scatter_(0, at, l1)
+        raise ValueError("tp-l1: a Torch-Pruning group without a chain's producer")
 
 
 def _ignored(model: nn.Module, chains: list[Chain]) -> list[nn.Module]:
@@ -68,10 +89,10 @@ def torch_pruning_prune(
     Torch-Pruning's ``method`` importance (``batches``: calibration, for tp-taylor)."""
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
-    importance = _importance(method)
+    model = copy.deepcopy(model).eval()
+    importance = _importance(method, [model.get_submodule(c.producer) for c in chains])
     import torch_pruning as tp
 
-    model = copy.deepcopy(model).eval()
     totals = chain_widths(model, chains)
     widths = uniform_widths(totals, keep)
     # Torch-Pruning keeps int(N (1 - ratio)) channels: half a channel of margin gives ours

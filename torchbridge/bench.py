@@ -16,7 +16,9 @@ in a fresh process, for its peak resident memory; quality before any fine-tuning
 "scaling": our pruning time against the number of calibration images, and where the time goes
 (a profile's top entries); rows "widths": the same against the chains' widths (the MNIST
 ResNet at 1, 2, 4 times its widths). Rows "flops": the FLOPs of 17 random widths counted on
-resized copies against :func:`torchbridge.budget.flops_fraction` (one count). Rows "device"
+resized copies against :func:`torchbridge.budget.flops_fraction` (one count). Rows "surgery":
+cutting half of every chain of four random-weight networks (224 px) with our surgery against
+Torch-Pruning's (its dependency graph and magnitude importance included). Rows "device"
 (by default only where CUDA is present): :mod:`torchbridge.device_bench`, MobileNetV2 and
 EfficientNet-Lite0 at 224 px with thousands of calibration images on the GPU.
 """
@@ -50,7 +52,8 @@ from torchbridge.job import check_device
 from torchbridge.oracle import GlobalLoss
 from torchbridge.prune import run_capturing
 
-ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "flops", "device")
+ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "flops", "surgery", "device")
+SURGERY_NETWORKS = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0")
 NETWORKS = ("mnist-resnet18", "efficientnet-lite0")
 END_TASKS = ("forward passes", "greedy-local", "greedy-local-predicted", "tp-magnitude",
              "tp-taylor")  # fmt: skip
@@ -347,6 +350,36 @@ def flops_counting(network: str, widths: int = 17) -> dict:
             "equal": copies == ours}  # fmt: skip
 
 
+def surgery(arch: str, keep: float = 0.5, repeat: int = 3, size: int = 224) -> dict:
+    """Best-of-``repeat`` seconds to cut every chain of ``arch`` (random weights) to
+    max(1, round(keep N)) channels: our surgery (:func:`torchbridge.prune.resize`, a copy
+    included) against Torch-Pruning's (:func:`torchbridge.baselines.torch_pruning_prune`:
+    a copy, its dependency graph from one traced image, magnitude importance, removal);
+    ``same_shapes``: both give every parameter the same shape."""
+    from torchbridge.baselines import torch_pruning_prune
+    from torchbridge.budget import uniform_widths
+    from torchbridge.models import build
+    from torchbridge.prune import resize
+
+    torch.manual_seed(0)
+    model = build(arch, num_classes=1000)
+    chains = block_chains(model)
+    widths = uniform_widths(chain_widths(model, chains), keep)
+    batches = [torch.randn(1, 3, size, size)]
+
+    def ours() -> nn.Module:
+        return resize(model, chains, widths)
+
+    def theirs() -> nn.Module:
+        return torch_pruning_prune(model, chains, batches, "tp-magnitude", keep)
+
+    ours_s, tp_s = best_time(ours, repeat), best_time(theirs, repeat)
+    shapes = [{k: v.shape for k, v in net().state_dict().items()} for net in (ours, theirs)]
+    return {"network": arch, "chains": len(chains), "ours_s": ours_s,
+            "torch_pruning_s": tp_s, "torch_pruning_over_ours": tp_s / ours_s,
+            "same_shapes": shapes[0] == shapes[1]}  # fmt: skip
+
+
 def _print(rows: list[dict], header: tuple[str, ...]) -> None:
     print(" | ".join(header))
     for row in rows:
@@ -408,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
         result["flops_counting"] = [flops_counting(network) for network in args.networks]
         _print(result["flops_counting"], ("network", "widths", "resized_copies_s",
                                           "one_count_s", "speedup", "equal"))  # fmt: skip
+    if "surgery" in args.rows:
+        result["surgery"] = [surgery(arch) for arch in SURGERY_NETWORKS]
+        _print(result["surgery"], ("network", "chains", "ours_s", "torch_pruning_s",
+                                   "torch_pruning_over_ours", "same_shapes"))  # fmt: skip
     if "device" in args.rows:
         result["device"] = []
         for arch in args.device_networks:  # written after each network: a stop loses none
