@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             from sims.runner import run
+            from sims.store import check_folder
 
+            check_folder(args.runs, "--runs")
+            check_folder(args.figures, "--figures")
             config = _config(args)
             work = None
             if cfg.is_deep(config.as_dict()):
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "config":
             print(cfg.dumps(_config(args), args.format), end="")
         elif args.command == "plot":
+            from sims.store import check_folder
+
+            check_folder(args.figures, "--figures")
             _plot(args.run_dir, args.figures)
         elif args.command == "explain":
             from sims.spectrum import report as spectrum_report

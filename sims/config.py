@@ -143,6 +143,8 @@ class ExperimentConfig(Named):
                 raise ValueError(f"unknown method {method!r} for a layer problem; valid: {valid}")
         if self.steps < 1 or self.seeds < 1:
             raise ValueError(f"steps and seeds must be >= 1; got {self.steps} and {self.seeds}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0; got {self.seed}")
         lo, hi = self.fit_window
         if not 1 <= lo < hi:
             raise ValueError(
@@ -304,23 +306,58 @@ def preset(name: str) -> Any:
         raise ValueError(f"unknown preset {name!r}; valid presets: {names}") from None
 
 
+KINDS = {"int": (int, "an integer"), "float": (int | float, "a number"), "str": (str, "a string"),
+         "bool": (bool, "true or false")}  # fmt: skip
+
+
+def _is(value: Any, kind: str) -> bool:
+    """Whether ``value`` (from TOML or JSON) is of the annotation ``kind`` (a bool is no number)."""
+    return isinstance(value, KINDS[kind][0]) and (kind == "bool") == isinstance(value, bool)
+
+
 def build(cls: type, data: dict[str, Any], what: str, tuples: tuple[str, ...] = ()) -> Any:
-    """``cls(**data)`` for a dataclass, naming unknown keys; the ``tuples`` keys become tuples."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    """``cls(**data)`` for a dataclass, naming unknown keys and values of the wrong type (by
+    the fields' annotations: int, float, str, bool, X | None, tuple[X, ...], tuple[X, X]);
+    the ``tuples`` keys become tuples."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a {what} must be a table of keys; got {data!r}")
+    annotations = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(data) - set(annotations))
     if unknown:
-        raise ValueError(
-            f"unknown {what} key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-        )
-    for key in tuples:
-        if key in data and not isinstance(data[key], list | tuple):
-            raise ValueError(f"{what} key {key} must be a list; got {data[key]!r}")
+        valid = ", ".join(sorted(annotations))
+        raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; valid: {valid}")
+    for key, value in data.items():
+        kind, *rest = annotations[key].split(" | ")
+        if rest == ["None"] and value is None:
+            continue
+        if kind in KINDS and not _is(value, kind):
+            raise ValueError(f"{what} key {key} must be {KINDS[kind][1]}; got {value!r}")
+        if key in tuples:
+            items = kind.removeprefix("tuple[").removesuffix("]").split(", ")
+            size = None if items[-1] == "..." else len(items)
+            if (
+                not isinstance(value, list | tuple)
+                or (size is not None and len(value) != size)
+                or not all(_is(v, items[0]) for v in value)
+            ):
+                count = "a list" if size is None else f"a list of {size}"
+                raise ValueError(
+                    f"{what} key {key} must be {count} of {items[0]} values; got {value!r}"
+                )
     return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+
+
+def network_entries(data: dict[str, Any], default: list) -> list:
+    """The ``networks`` list of a configuration mapping: tables, one per family."""
+    entries = data.get("networks", default)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"networks must be a list of tables, one per family; got {entries!r}")
+    return entries
 
 
 def from_dict(data: dict[str, Any]) -> ExperimentConfig:
     """Configuration from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    networks = tuple(build(NetworkSpec, entry, "network") for entry in data.get("networks", [{}]))
+    networks = tuple(build(NetworkSpec, entry, "network") for entry in network_entries(data, [{}]))
     rest = {k: v for k, v in data.items() if k != "networks"}
     config = build(ExperimentConfig, rest, "configuration", ("methods", "fit_window", "eps_grid"))
     config = replace(config, networks=networks)
@@ -331,14 +368,17 @@ def from_dict(data: dict[str, Any]) -> ExperimentConfig:
 def load(path: Path) -> Any:
     """Read a configuration from a .toml or .json file: an ExperimentConfig, or a DeepConfig
     when its network families are MLPs (they have ``widths``)."""
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(f"configuration file not found: {path}")
-    if path.suffix == ".toml":
-        data = tomllib.loads(path.read_text())
-    elif path.suffix == ".json":
-        data = json.loads(path.read_text())
-    else:
+    if path.suffix not in (".toml", ".json"):
         raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError, JSONDecodeError
+        raise ValueError(f"{path} cannot be parsed: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a table of keys; got {type(data).__name__}")
     if is_deep(data):
         from sims.deep import from_dict as deep_from_dict
 
@@ -349,7 +389,9 @@ def load(path: Path) -> Any:
 def is_deep(data: dict[str, Any]) -> bool:
     """Whether a configuration mapping describes MLPs: families with ``widths`` (or, in run
     folders of older versions, ``widths`` at the top level)."""
-    return "widths" in data or any("widths" in entry for entry in data.get("networks", []))
+    entries = data.get("networks", [])
+    families = entries if isinstance(entries, list | tuple) else ()
+    return "widths" in data or any(isinstance(e, dict) and "widths" in e for e in families)
 
 
 def dumps(config: Any, fmt: str = "toml") -> str:

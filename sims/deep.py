@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from sims.config import REAL_SIZE, Named, _member, build
+from sims.config import REAL_SIZE, Named, _member, build, network_entries
 from sims.data import REAL_DIMS, load_inputs
 from sims.instance import Instance
 from theory import LayerProblem, select
@@ -222,6 +222,8 @@ class DeepConfig(Named):
             _member("method", method, tuple(SELECTORS))
         if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
             raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0; got {self.seed}")
         if self.candidates < 1 or not self.lr > 0:
             raise ValueError(
                 f"candidates must be >= 1 and lr > 0; got {self.candidates}, {self.lr}"
@@ -238,7 +240,7 @@ class DeepConfig(Named):
 def from_dict(data: dict) -> DeepConfig:
     """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
     networks = tuple(
-        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in data.get("networks", [])
+        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in network_entries(data, [])
     )
     rest = {k: v for k, v in data.items() if k != "networks"}
     config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)

@@ -63,7 +63,11 @@ def _unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
         raise ValueError(
             "--cluster needs dask.distributed on this machine: pip install 'dask[distributed]'"
         ) from None
-    with Client(cluster), parallel_config(backend="dask"):
+    try:
+        client = Client(cluster, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise ValueError(f"cannot reach the Dask scheduler at {cluster}: {error}") from None
+    with client, parallel_config(backend="dask"):
         yield joblib_map
 
 

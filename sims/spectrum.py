@@ -114,8 +114,8 @@ def instance_table(
     of the instances left out because they never reached eps)."""
     if is_deep(store.read_config(run_dir)["config"]):
         raise ValueError(f"{run_dir} is a deep run: explain reads two-layer runs")
-    if at < 1 or (eps is not None and not eps > 0):
-        raise ValueError(f"at must be >= 1 and eps > 0; got at={at}, eps={eps}")
+    if at < 1 or (eps is not None and not 0 < eps < np.inf):
+        raise ValueError(f"at must be >= 1 and eps a finite loss > 0; got at={at}, eps={eps}")
     rows, metas = store.read_instances(run_dir)
     curves: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
     for row in rows:

@@ -59,11 +59,30 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
     atomic_write(path, json.dumps(record, indent=2))
 
 
+def check_folder(path: Path, flag: str) -> None:
+    """A clear error, before any work, when ``path`` or a folder above it is a file."""
+    for above in (path, *path.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise ValueError(f"{flag} {path}: {above} is a file, not a folder")
+            return
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:  # JSONDecodeError, bad bytes, unreadable
+        raise ValueError(f"{path} cannot be read as JSON: {error}") from None
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.json"
     if not path.exists():
         raise ValueError(f"{run_dir} is not a run folder: {path.name} is missing")
-    return json.loads(path.read_text())
+    record = _read_json(path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise ValueError(f"{path} is damaged: it holds no configuration")
+    return record
 
 
 def is_done(run_dir: Path, key: str) -> bool:
@@ -88,9 +107,19 @@ def read_instances(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
     """(rows, metas) of every finished instance; numbers in rows come back as int or float."""
     rows, metas = [], []
     for meta_path in sorted((run_dir / "instances").glob("*.json")):
-        metas.append(json.loads(meta_path.read_text()))
-        with meta_path.with_suffix(".csv").open() as handle:
-            rows += [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        metas.append(_read_json(meta_path))
+        table = meta_path.with_suffix(".csv")
+        try:
+            with table.open() as handle:
+                read = list(csv.DictReader(handle))
+        except OSError as error:
+            raise ValueError(f"{table}, the rows of a finished instance: {error}") from None
+        if not read or any(None in row or None in row.values() for row in read):
+            raise ValueError(
+                f"{table} is damaged (no rows, or rows of the wrong length): delete it and "
+                f"{meta_path.name}, and run the same command to compute the instance again"
+            )
+        rows += [{k: _number(v) for k, v in row.items()} for row in read]
     return rows, metas
 
 

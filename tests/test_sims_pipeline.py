@@ -344,6 +344,18 @@ def test_run_folder_names_do_not_move_when_a_field_is_added_with_a_none_default(
     [
         ('methods = "greedy-local"\n', "key methods must be a list"),
         ("fit_window = 5\n", "key fit_window must be a list"),
+        ("fit_window = [1]\n", r"key fit_window must be a list of 2 of int values; got \[1\]"),
+        ("seeds = 1.5\n", "configuration key seeds must be an integer; got 1.5"),
+        ("seeds = true\n", "configuration key seeds must be an integer; got True"),
+        ('steps = "ten"\n', "configuration key steps must be an integer; got 'ten'"),
+        ("name = 5\n", "configuration key name must be a string; got 5"),
+        ('eps_grid = ["a"]\n', "key eps_grid must be a list of float values"),
+        ("[[networks]]\nneurons = 50.5\n", "network key neurons must be an integer; got 50.5"),
+        ("networks = 5\n", "networks must be a list of tables, one per family; got 5"),
+        ("networks = [1, 2]\n", "networks must be a list of tables"),
+        ('[[networks]]\nwidths = [64, "a", 10]\n', "MLP family key widths must be a list of int"),
+        ("seed = -1\n", "seed must be >= 0; got -1"),
+        ("steps = [\n", r"bad\.toml cannot be parsed"),
     ],
 )
 def test_configuration_files_with_wrong_types_are_named(tmp_path, text, message):
@@ -351,3 +363,46 @@ def test_configuration_files_with_wrong_types_are_named(tmp_path, text, message)
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         cfg.load(path)
+
+
+def test_configuration_files_that_are_not_tables_are_named(tmp_path):
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"list\.json must hold a table of keys; got list"):
+        cfg.load(tmp_path / "list.json")
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ValueError, match="configuration file not found"):
+        cfg.load(tmp_path / "folder.toml")
+
+
+def test_damaged_run_folders_and_file_outputs_are_named(tmp_path, capsys):
+    """report, plot and explain name the damaged file of a run folder instead of failing
+    inside the csv or json readers; a --runs or --figures that is a file is refused before
+    any instance runs."""
+    good = runner.run(replace(TINY, seeds=1, methods=("greedy-local",)), tmp_path / "r", 1,
+                      progress=False)  # fmt: skip
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 2
+        return capsys.readouterr().err
+
+    file = tmp_path / "file"
+    file.write_text("")
+    assert f"--runs {file}: {file} is a file, not a folder" in error(
+        ["run", "--preset", "quick", "--runs", str(file)]
+    )
+    assert f"{file} is a file, not a folder" in error(["plot", str(good), "--figures", str(file)])
+    table = sorted((good / "instances").glob("*.csv"))[0].relative_to(good)
+    lines = (good / table).read_text().splitlines()
+    for damage, message in (
+        (lambda run: (run / "config.json").write_text("{}"), "holds no configuration"),
+        (lambda run: (run / "config.json").write_text("{"), "cannot be read as JSON"),
+        (lambda run: (run / table).write_text("\n".join([*lines[:2], "1,2"])), "is damaged"),
+        (lambda run: (run / table).write_text(lines[0]), "is damaged"),
+        (lambda run: (run / table).unlink(), "the rows of a finished instance"),
+    ):
+        run = tmp_path / "damaged"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(good, run)
+        damage(run)
+        for command in (["report", str(run)], ["explain", str(run)]):
+            assert message in error(command)

@@ -413,12 +413,21 @@ def test_efficientnet_lite0_real_weights_and_its_chains():
         assert torch.allclose(model(x).softmax(dim=1), p, atol=1e-5)
 
 
-def test_missing_weights_file_is_named(tmp_path):
+def test_missing_or_foreign_weights_files_are_named(tmp_path):
     pytest.importorskip("timm")
     from torchbridge.efficientnet import load_efficientnet_lite0
 
     with pytest.raises(ValueError, match="weights file not found"):
         load_efficientnet_lite0(tmp_path / "missing.pth")
+    (tmp_path / "text.pth").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"text\.pth cannot be read as EfficientNet-Lite0"):
+        load_efficientnet_lite0(tmp_path / "text.pth")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match=r"list\.pth is not a state dict of tensors"):
+        load_efficientnet_lite0(tmp_path / "list.pth")
+    torch.save({"a": torch.zeros(1)}, tmp_path / "small.pth")
+    with pytest.raises(ValueError, match="does not match tf_efficientnet_lite0 tensor by tensor"):
+        load_efficientnet_lite0(tmp_path / "small.pth")
 
 
 def test_consumers_with_dynamic_padding_are_refused():

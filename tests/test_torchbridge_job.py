@@ -191,11 +191,17 @@ def test_weights_errors_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="weights file not found"):
         load("resnet18", str(tmp_path / "nothing.pth"))
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
-    with pytest.raises(ValueError, match="does not hold resnet18 weights"):
+    with pytest.raises(ValueError, match=r"does not hold resnet18 weights: \d+ tensors missing"):
         load("resnet18", str(tmp_path / "wrong.pth"))
+    torch.save(build("mobilenet_v2").state_dict(), tmp_path / "mobilenet.pth")
+    with pytest.raises(ValueError, match=r"resnet18 weights: \d+ tensors missing, \d+ unexp"):
+        load("resnet18", str(tmp_path / "mobilenet.pth"))
     (tmp_path / "text.pth").write_text("not a tensor file")
-    with pytest.raises(ValueError, match="does not hold resnet18 weights"):
+    with pytest.raises(ValueError, match=r"text\.pth cannot be read as resnet18 weights \("):
         load("resnet18", str(tmp_path / "text.pth"))
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match=r"list\.pth is not a state dict of tensors"):
+        load("resnet18", str(tmp_path / "list.pth"))
     with pytest.raises(ValueError, match="unknown architecture 'vgg16'"):
         build("vgg16")
     with pytest.raises(ValueError, match="package holds EfficientNet-Lite0 weights only"):
@@ -241,6 +247,55 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["flops"] == report["after"]["flops"]
     assert evaluated["params"] == report["after"]["params"]
+
+
+def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch):
+    """Files that are not what a command needs give one line naming the file and the fault:
+    an --out that is a file, an image that is not one, a hand-edited or foreign pruned.pt,
+    a report that is not a path run's, a damaged cache; and eval checks its numbers."""
+    from torchbridge.__main__ import main
+    from torchbridge.mnist import trained
+
+    def error(argv: list[str]) -> str:
+        assert main(argv) == 2
+        return capsys.readouterr().err
+
+    text = tmp_path / "text.txt"
+    text.write_text("not a folder, not a model")
+    small = ["--weights", "none", "--size", "32", "--images", "2", "--test-images", "2"]
+    argv = ["prune", "--arch", "resnet18", *small, "--keep", "0.5", "--out"]
+    assert f"--out {text}: {text} is a file, not a folder" in error([*argv, str(text)])
+    assert f"{text} is a file, not a folder" in error([*argv, str(text / "run")])
+    data = _image_folder(tmp_path / "data", per_class=2)
+    (data / "class0" / "9.png").write_text("not an image")
+    out = tmp_path / "out"
+    message = error([*argv, str(out), "--data", str(data), "--images", "3"])
+    assert f"cannot read the image {data / 'class0' / '9.png'}" in message
+    assert main([*argv, str(out)]) == 0
+    model = torch.load(out / "pruned.pt", weights_only=True)
+    for name, change in {"no-state": {"state_dict": None}, "other-arch": {"arch": "mobilenet_v2"},
+                         "list-widths": {"widths": [1, 2]}}.items():  # fmt: skip
+        torch.save(model | change, tmp_path / f"{name}.pt")
+        message = error(["eval", "--model", str(tmp_path / f"{name}.pt"), "--size", "32"])
+        expected = "does not hold a pruned mobilenet_v2" if name == "other-arch" else "is damaged"
+        assert expected in message and f"{name}.pt" in message
+    for flag in ("--images", "--test-images", "--batch", "--size"):
+        assert ">= 1" in error(["eval", "--model", str(out / "pruned.pt"), flag, "0"])
+    assert "--seed must be >= 0" in error([*argv, str(out), "--seed", "-1"])
+    assert "is not the report of a finished path run" in error(["plot-path", str(out)])
+    assert "unknown method(s) tp-magnitude" in error(
+        ["path", "--chain", "0", "--keep", "0.5", "--methods", "tp-magnitude"]
+    )
+    assert "--seeds must be >= 1" in error(["folding", "--seeds", "0"])
+    assert "method(s) listed twice: magnitude" in error(
+        ["mnist", "--keep", "0.5", "--methods", "magnitude", "random", "magnitude"]
+    )
+    monkeypatch.setenv("LOGTICKETS_CACHE", str(tmp_path / "cache"))
+    trained("cnn", 0, epochs=0)  # an untrained network, cached
+    (cached,) = (tmp_path / "cache").glob("mnist-cnn-*.pt")
+    cached.write_bytes(b"torn")
+    with pytest.raises(ValueError, match=f"{cached} cannot be read as a cached cnn .delete it"):
+        trained("cnn", 0, epochs=0)
 
 
 @pytest.mark.parametrize(

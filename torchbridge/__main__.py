@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sims.store import atomic_write, versions
+from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
 from torchbridge.baselines import TP_METHODS
 from torchbridge.budget import ALLOCATIONS
@@ -243,7 +243,14 @@ def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
         file = run / "report.json"
         if not file.is_file():
             raise ValueError(f"no report.json of a path run in {run}")
-        reports.append(json.loads(file.read_text()))
+        try:
+            report = json.loads(file.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{file} is not JSON: {error}") from None
+        config = report.get("config") if isinstance(report, dict) else None
+        if not isinstance(config, dict) or "chain" not in config or not report.get("paths"):
+            raise ValueError(f"{file} is not the report of a finished path run")
+        reports.append(report)
     config = reports[0]["config"]
     if len({(r["config"]["chain"], r["config"]["keep"]) for r in reports}) != 1:
         raise ValueError("the runs must be of the same chain at the same keep")
@@ -333,11 +340,13 @@ def _budget(args: argparse.Namespace) -> dict:
     }
 
 
-def _methods(names: list[str]) -> tuple[str, ...]:
-    unknown = sorted(set(names) - set(SELECTORS) - set(TP_METHODS))
+def _methods(names: list[str], valid: tuple[str, ...] = (*SELECTORS, *TP_METHODS)) -> tuple:
+    unknown = sorted(set(names) - set(valid))
     if unknown:
-        valid = ", ".join((*SELECTORS, *TP_METHODS))
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {valid}")
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"method(s) listed twice: {', '.join(twice)}")
     return tuple(names)
 
 
@@ -431,12 +440,15 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            check_folder(args.out, "--out")
         if args.command == "prune":
             _prune(args)
         elif args.command == "eval":
             _eval(args)
         elif args.command == "path":
-            effnet_path(args.chain, args.keep, _methods(args.methods), args.weights, args.out,
+            methods = _methods(args.methods, tuple(SELECTORS))
+            effnet_path(args.chain, args.keep, methods, args.weights, args.out,
                         images=args.images, batch=args.batch, oracle_images=args.oracle_images,
                         candidates=args.candidates, no_repeats=args.no_repeats,
                         every=args.every)  # fmt: skip
@@ -445,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "folding":
             from torchbridge.folding import folding_experiment
 
+            if args.seeds < 1:
+                raise ValueError("--seeds must be >= 1")
             rows = folding_experiment(args.seeds, args.flops, args.allocation, args.method)
             for row in rows:
                 print(json.dumps(row))

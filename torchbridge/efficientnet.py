@@ -39,7 +39,11 @@ def load_efficientnet_lite0(path: Path | None = None) -> nn.Module:
     path = weights_path() if path is None else Path(path)
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from torchbridge.models import read_checkpoint
+
+    state = read_checkpoint(path, "EfficientNet-Lite0 weights")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} is not a state dict of tensors (EfficientNet-Lite0 weights)")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     source = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
     target = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]

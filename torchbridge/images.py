@@ -129,8 +129,12 @@ def folder_sets(
     def load(indices):
         tensors = []
         for i in indices:
-            with Image.open(found.samples[i][0]) as image:
-                tensors.append(views.centre(np.asarray(image.convert("RGB"))))
+            file = found.samples[i][0]
+            try:
+                with Image.open(file) as image:
+                    tensors.append(views.centre(np.asarray(image.convert("RGB"))))
+            except OSError as error:  # PIL's UnidentifiedImageError is one
+                raise ValueError(f"cannot read the image {file}: {error}") from None
         return torch.stack(tensors)
 
     calibration = load(order[:calibration_images])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -106,6 +106,8 @@ class PruneConfig:
             )
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0; got {self.seed}")
         if self.keep is not None and not 0.0 < self.keep <= 1.0:
             raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
         if self.flops is not None and not 0.0 < self.flops <= 1.0:
@@ -228,8 +230,10 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
 def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) -> dict:
     """Counts of a saved pruned model and, against the unpruned network with ``weights``
     (when given), agreement and KL on the data's held-out images."""
+    config = PruneConfig(**(asdict(config) | {"data": data, "keep": 1.0}))
+    config.check()
     arch, model = load_pruned(path)
-    config = PruneConfig(**(asdict(config) | {"arch": arch, "data": data, "keep": 1.0}))
+    config = replace(config, arch=arch)
     _, test, labels, about = _data(config)
     labels = _labels_of(model, test, labels, about)
     reference = load(arch, weights) if weights is not None else model

@@ -83,11 +83,37 @@ def load(arch: str, weights: str) -> nn.Module:
 
             return load_efficientnet_lite0(path)
     model = build(arch)
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as error:  # unpickling, key and shape errors all mean the same to a user
-        raise ValueError(f"{path} does not hold {arch} weights: {error}") from None
+    state = read_checkpoint(path, f"{arch} weights")
+    check_state(state, model, path, f"{arch} weights")
+    model.load_state_dict(state)
     return model
+
+
+def read_checkpoint(path: Path, what: str) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU; a clear error naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors of many types, zip errors, ...
+        raise ValueError(
+            f"{path} cannot be read as {what} ({type(error).__name__}: {error})"
+        ) from None
+
+
+def check_state(state: object, model: nn.Module, path: Path, what: str) -> None:
+    """That ``state`` (read from ``path``) is a state dict of tensors fitting ``model``'s
+    names and shapes; otherwise a short error counting what does not fit."""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} is not a state dict of tensors ({what})")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        first = (missing or unexpected or shapes)[0]
+        raise ValueError(
+            f"{path} does not hold {what}: {len(missing)} tensors missing, {len(unexpected)} "
+            f"unexpected, {len(shapes)} of another shape (first: {first})"
+        )
 
 
 def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) -> None:
@@ -115,24 +141,29 @@ def load_pruned(path: Path) -> tuple[str, nn.Module]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"pruned model not found: {path}")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} cannot be read as a pruned model: {error}") from None
+    saved = read_checkpoint(path, "a pruned model")
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pruned model saved by logtickets ({FORMAT})")
-    state = saved["state_dict"]
-    classifier = next(v for k, v in reversed(state.items()) if k.endswith("weight"))
-    model = build(saved["arch"], num_classes=classifier.shape[0])
-    model = resize(model, block_chains(model), saved["widths"])
+    state, widths, arch = saved.get("state_dict"), saved.get("widths"), saved.get("arch")
+    if (
+        arch not in ARCHS
+        or not isinstance(state, dict)
+        or not isinstance(widths, dict)
+        or not all(isinstance(k, str) and isinstance(v, int) for k, v in widths.items())
+    ):
+        raise ValueError(
+            f"{path} is damaged: it needs an arch, widths (chain -> int) and a state dict"
+        )
+    weights = [v for k, v in state.items() if k.endswith("weight") and torch.is_tensor(v)]
+    if not weights:
+        raise ValueError(f"{path} is damaged: its state dict holds no weights")
+    model = build(arch, num_classes=weights[-1].shape[0])
+    model = resize(model, block_chains(model), widths)
+    modules = dict(model.named_modules())
     for key, value in state.items():  # biases added by --compensate
         owner, _, name = key.rpartition(".")
-        if name == "bias":
-            module = model.get_submodule(owner)
-            if getattr(module, "bias", False) is None:
-                module.bias = torch.nn.Parameter(torch.zeros_like(value))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not match a pruned {saved['arch']}: {error}") from None
-    return saved["arch"], model.eval()
+        if name == "bias" and getattr(modules.get(owner), "bias", False) is None:
+            modules[owner].bias = torch.nn.Parameter(torch.zeros_like(value))
+    check_state(state, model, path, f"a pruned {arch} of these widths")
+    model.load_state_dict(state)
+    return arch, model.eval()
