@@ -82,7 +82,9 @@ def test_dask_cluster_run_equals_serial_run(tmp_path):
     ) as cluster:
         remote = runner.run(TINY, tmp_path / "d", cluster=cluster.scheduler_address, progress=False)
     assert _contents(remote) == _contents(serial)
-    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
+    with pytest.raises(
+        ValueError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1"
+    ):
         runner.run(TINY, tmp_path / "x", cluster="tcp://127.0.0.1:1", progress=False)
 
 

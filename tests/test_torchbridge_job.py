@@ -249,6 +249,44 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     assert evaluated["params"] == report["after"]["params"]
 
 
+def test_widths_budget_reuses_the_kept_counts_of_another_run(tmp_path, capsys):
+    """--widths: a kept-channel count per chain, from a JSON mapping or from another run's
+    report.json, the same for our selectors and for Torch-Pruning's; wrong files are named."""
+    from torchbridge.__main__ import main
+
+    small = ["--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "4"]
+    assert main(["prune", *small, "--tol", "0.3", "--out", str(tmp_path / "tol")]) == 0
+    first = json.loads((tmp_path / "tol" / "report.json").read_text())
+    kept = {layer["chain"]["producer"]: layer["kept"] for layer in first["layers"]}
+    assert len(set(kept.values())) > 1  # a tolerance gives chains different widths
+    for method, source in (("magnitude", "report"), ("tp-l1", "mapping")):
+        widths = tmp_path / "tol" / "report.json"
+        if source == "mapping":
+            widths = tmp_path / "widths.json"
+            widths.write_text(json.dumps(kept))
+        out = tmp_path / method
+        argv = ["prune", *small, "--method", method, "--widths", str(widths), "--out", str(out)]
+        assert main(argv) == 0
+        report = json.loads((out / "report.json").read_text())
+        assert {layer["chain"]["producer"]: layer["kept"] for layer in report["layers"]} == kept
+        assert report["config"]["widths"] == str(widths)
+    capsys.readouterr()
+    for content, message in (
+        ({"layer1.0.conv1": 3}, "widths give no width for the chains of layer1.1.conv1"),
+        (kept | {"fc": 3}, "widths name no chain's producer: fc"),
+        (kept | {"layer1.0.conv1": 0}, "layer1.0.conv1"),
+        ([1, 2], "must map chain producers to channel counts"),
+    ):
+        (tmp_path / "bad.json").write_text(json.dumps(content))
+        argv = ["prune", *small, "--widths", str(tmp_path / "bad.json"), "--out", str(tmp_path)]
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert main(["prune", *small, "--widths", str(tmp_path / "none.json"), "--out", "x"]) == 2
+    assert "--widths file not found" in capsys.readouterr().err
+    assert main(["prune", *small, "--keep", "0.5", "--widths", str(widths), "--out", "x"]) == 2
+    assert "exactly one budget" in capsys.readouterr().err
+
+
 def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch):
     """Files that are not what a command needs give one line naming the file and the fault:
     an --out that is a file, an image that is not one, a hand-edited or foreign pruned.pt,

@@ -1,7 +1,8 @@
 """Command line of the torch bridge.
 
     python -m torchbridge prune --arch ARCH --weights torchvision|package|none|PATH
-        --data photos|IMAGEFOLDER --method METHOD (--keep F | --tol T | --flops F) --out DIR
+        --data photos|IMAGEFOLDER --method METHOD (--keep F | --tol T | --flops F | --widths
+        FILE.json) --out DIR
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
     python -m torchbridge mnist --net cnn|resnet18|mobilenet_v2 (--keep F | --flops F)
         [--seeds 3] [--methods ...] [--out DIR]
@@ -269,7 +270,7 @@ def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of PruneConfig (open_lth style), typed by its annotation."""
-    types = {"str": str, "int": int, "float | None": float, "int | None": int}
+    types = {"str": str, "int": int, "float | None": float, "int | None": int, "str | None": str}
     for field in dataclasses.fields(PruneConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":

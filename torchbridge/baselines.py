@@ -25,6 +25,7 @@ from torch import nn
 
 from torchbridge.budget import uniform_widths
 from torchbridge.chains import Chain, chain_widths
+from torchbridge.prune import check_widths
 from torchbridge.surgery import is_squeeze_excitation
 
 TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
@@ -82,19 +83,25 @@ def torch_pruning_prune(
     chains: list[Chain],
     batches: list[torch.Tensor],
     method: str,
-    keep: float,
+    keep: float | None = None,
+    widths: dict[str, int] | None = None,
 ) -> nn.Module:
     """A copy of ``model`` whose chains keep max(1, round(keep N)) channels each (the widths
-    of :func:`torchbridge.budget.uniform_widths`, as our selectors keep them), chosen by
-    Torch-Pruning's ``method`` importance (``batches``: calibration, for tp-taylor)."""
-    if not 0.0 < keep <= 1.0:
+    of :func:`torchbridge.budget.uniform_widths`, as our selectors keep them) or ``widths``
+    (channels by producer name, every chain), chosen by Torch-Pruning's ``method`` importance
+    (``batches``: calibration, for tp-taylor)."""
+    if (keep is None) == (widths is None):
+        raise ValueError("give exactly one of keep (a fraction) and widths (channels per chain)")
+    if keep is not None and not 0.0 < keep <= 1.0:
         raise ValueError(f"keep must be a fraction in (0, 1]; got {keep}")
+    if widths is not None:
+        check_widths(model, chains, widths)
     model = copy.deepcopy(model).eval()
     importance = _importance(method, [model.get_submodule(c.producer) for c in chains])
     import torch_pruning as tp
 
     totals = chain_widths(model, chains)
-    widths = uniform_widths(totals, keep)
+    widths = uniform_widths(totals, keep) if widths is None else widths
     # Torch-Pruning keeps int(N (1 - ratio)) channels: half a channel of margin gives ours
     ratios = {
         model.get_submodule(name): 1.0 - (widths[name] + 0.5) / n for name, n in totals.items()

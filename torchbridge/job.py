@@ -71,6 +71,7 @@ class PruneConfig:
     keep: float | None = None
     tol: float | None = None
     flops: float | None = None
+    widths: str | None = None  # a JSON file: {producer: channels} for every chain, or a report
     allocation: str = "tolerance"  # --flops: shared tolerance, its predicted widths, or fraction
     compensate: bool = False  # add the mean change of each consumer's output to its bias
     resolve: bool = False  # re-solve each chain's weights on its kept channels (simplex QP)
@@ -89,9 +90,9 @@ class PruneConfig:
     def check(self) -> None:
         if self.method not in TP_METHODS:
             spec(self.method)
-        given = [b for b in (self.keep, self.tol, self.flops) if b is not None]
+        given = [b for b in (self.keep, self.tol, self.flops, self.widths) if b is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one budget: --keep, --tol or --flops")
+            raise ValueError("give exactly one budget: --keep, --tol, --flops or --widths")
         if self.allocation not in ALLOCATIONS:
             valid = ", ".join(ALLOCATIONS)
             raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
@@ -129,6 +130,26 @@ def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return folder_sets(Path(config.data), transform, config.images, config.test_images, config.seed)
 
 
+def read_widths(path: Path) -> dict[str, int]:
+    """Channels to keep per chain (by producer name) from a JSON file: a mapping, or the
+    report.json of a prune run (its layers' kept counts)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--widths file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise ValueError(f"--widths {path} cannot be read as JSON: {error}") from None
+    if isinstance(data, dict) and isinstance(data.get("layers"), list):
+        try:
+            return {layer["chain"]["producer"]: layer["kept"] for layer in data["layers"]}
+        except (KeyError, TypeError):
+            raise ValueError(f"--widths {path}: not the layers of a prune report") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--widths {path} must map chain producers to channel counts")
+    return data
+
+
 def prune_model(
     model: nn.Module,
     chains: list[Chain],
@@ -136,13 +157,14 @@ def prune_model(
     config: PruneConfig,
 ) -> tuple[nn.Module, list, list]:
     """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
+    widths = read_widths(Path(config.widths)) if config.widths is not None else None
     if config.method in TP_METHODS:
         keep = config.keep
         if config.flops is not None:  # Torch-Pruning's widths are uniform: ours at that target
             fraction_of = flops_fraction(model, chains, calibration[0][:1])
             check_floor(fraction_of, chains, config.flops)
             keep, _ = uniform_keep(model, chains, config.flops, fraction_of)
-        pruned = torch_pruning_prune(model, chains, calibration, config.method, keep)
+        pruned = torch_pruning_prune(model, chains, calibration, config.method, keep, widths)
         reports = [
             LayerReport(c, pruned.get_submodule(c.producer).out_channels,
                         model.get_submodule(c.producer).out_channels, None, None, None)
@@ -162,7 +184,8 @@ def prune_model(
             model, chains, calibration, config.flops, allocation=config.allocation,
             progress=True, **options,
         )  # fmt: skip
-    budget = {"keep": config.keep} if config.keep is not None else {"tol": config.tol}
+    budget = {"keep": config.keep, "tol": config.tol, "widths": widths}
+    budget = {k: v for k, v in budget.items() if v is not None}
     pruned, reports = prune_chains(model, chains, calibration, progress=True, **budget, **options)
     return pruned, reports, []
 
