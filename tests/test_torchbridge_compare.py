@@ -76,9 +76,10 @@ def test_tp_l1_keeps_the_filters_of_largest_l1_norm(arch):
     from torchbridge.baselines import torch_pruning_prune
 
     torch.manual_seed(0)
-    model = build(arch, num_classes=10)
+    model = build(arch, num_classes=10).double()
     chains = block_chains(model)
-    pruned = torch_pruning_prune(model, chains, [torch.randn(2, 3, 64, 64)], "tp-l1", 0.5)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    pruned = torch_pruning_prune(model, chains, [x], "tp-l1", 0.5)
     for chain in chains:
         weight = model.get_submodule(chain.producer).weight.detach()
         l1 = weight.abs().sum(dim=(1, 2, 3))

@@ -60,7 +60,8 @@ class _FilterL1:
             if id(dep.layer) in self.producers and dep.pruning_fn == self.prune_out:
                 l1 = dep.layer.weight[idxs].abs().flatten(1).sum(dim=1)
                 at = torch.as_tensor(group[i].root_idxs, device=l1.device)  # in the group's order
-                return torch.zeros(len(group[0].root_idxs), device=l1.device).scatter_(0, at, l1)
+                scores = l1.new_zeros(len(group[0].root_idxs))
+                return scores.scatter_(0, at, l1)
         raise ValueError("tp-l1: a Torch-Pruning group without a chain's producer")
 
 
