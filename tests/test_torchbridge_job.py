@@ -235,6 +235,7 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["flops"] == 0.8 and report["config"]["seed"] == 0
+    assert report["config"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert {"numpy", "torch"} <= set(report["versions"])
     assert len(report["layers"]) == 16 and report["flops_search"]
     assert report["ratios"]["flops"] <= 0.8

@@ -36,6 +36,13 @@ from torchbridge.models import load, load_pruned, save_pruned, views
 from torchbridge.prune import LayerReport, prune_chains
 
 
+def resolve_device(device: str) -> str:
+    """``device``, with 'auto' read as 'cuda' where CUDA is present and 'cpu' elsewhere."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def check_device(device: str) -> None:
     """A clear error unless ``device`` is the CPU or a CUDA device that this machine has."""
     try:
@@ -80,7 +87,7 @@ class PruneConfig:
     batch: int = 32
     size: int = 224
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # cpu, cuda, cuda:1; auto: cuda where present (reports the one used)
     candidates: int | None = None  # global selectors: candidates scored per step
     no_repeats: bool = False  # global selectors: only channels never picked compete (k steps
     # keep k, as in the GFS authors' code; with repeats a width may take up to 20 k steps)
@@ -118,7 +125,7 @@ class PruneConfig:
                 f"--no-repeats is for the global selectors (global-imitation, combined, taylor), "
                 f"not {self.method}"
             )
-        check_device(self.device)
+        check_device(resolve_device(self.device))
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
@@ -221,6 +228,7 @@ def _labels_of(model: nn.Module, test: torch.Tensor, labels, about: dict):
 def prune_job(config: PruneConfig, out: Path) -> dict:
     """Run one prune job; write ``out/pruned.pt`` and ``out/report.json``; return the report."""
     config.check()
+    config = replace(config, device=resolve_device(config.device))
     start = time.perf_counter()
     device = torch.device(config.device)
     model = load(config.arch, config.weights).to(device).eval()
