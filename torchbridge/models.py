@@ -83,7 +83,7 @@ def load(arch: str, weights: str) -> nn.Module:
 
             return load_efficientnet_lite0(path)
     model = build(arch)
-    state = read_checkpoint(path, f"{arch} weights")
+    state = read_state_dict(path, f"{arch} weights")
     check_state(state, model, path, f"{arch} weights")
     model.load_state_dict(state)
     return model
@@ -99,11 +99,23 @@ def read_checkpoint(path: Path, what: str) -> object:
         ) from None
 
 
-def check_state(state: object, model: nn.Module, path: Path, what: str) -> None:
-    """That ``state`` (read from ``path``) is a state dict of tensors fitting ``model``'s
-    names and shapes; otherwise a short error counting what does not fit."""
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+def is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
+    )
+
+
+def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``; a clear error naming the file if it holds anything else."""
+    state = read_checkpoint(path, what)
+    if not is_state_dict(state):
         raise ValueError(f"{path} is not a state dict of tensors ({what})")
+    return state
+
+
+def check_state(state: dict, model: nn.Module, path: Path, what: str) -> None:
+    """That the state dict ``state`` (read from ``path``) fits ``model``'s names and shapes;
+    otherwise a short error counting what does not fit."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -147,14 +159,14 @@ def load_pruned(path: Path) -> tuple[str, nn.Module]:
     state, widths, arch = saved.get("state_dict"), saved.get("widths"), saved.get("arch")
     if (
         arch not in ARCHS
-        or not isinstance(state, dict)
+        or not is_state_dict(state)
         or not isinstance(widths, dict)
         or not all(isinstance(k, str) and isinstance(v, int) for k, v in widths.items())
     ):
         raise ValueError(
             f"{path} is damaged: it needs an arch, widths (chain -> int) and a state dict"
         )
-    weights = [v for k, v in state.items() if k.endswith("weight") and torch.is_tensor(v)]
+    weights = [v for k, v in state.items() if k.endswith("weight")]
     if not weights:
         raise ValueError(f"{path} is damaged: its state dict holds no weights")
     model = build(arch, num_classes=weights[-1].shape[0])
