@@ -65,7 +65,6 @@ def test_surgery_benchmark_row_compares_like_with_like():
 
     row = surgery("mobilenet_v3_small", repeat=1, size=64)
     assert row["chains"] == 10 and row["same_shapes"] is True
-    assert row["torch_pruning_over_ours"] == row["torch_pruning_s"] / row["ours_s"]
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])

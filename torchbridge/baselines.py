@@ -6,10 +6,11 @@ is not a chain's producer, a sliced module in between, or a squeeze-excitation's
 ignored), it prunes exactly the modules our surgery prunes (tested on ResNet-18/50,
 MobileNetV2/V3 and EfficientNet-Lite0). Importances: ``tp-magnitude`` (the L2 norm of each
 channel's group of weights: producer filter, batch norms, depthwise filter, consumer column,
-each normalised by its mean), ``tp-l1`` (L1-norm filter pruning, Li et al. 2017: the L1 norm
-of the producer's filter alone), ``tp-taylor`` (|weight x
-gradient| of the group, the gradient of the cross-entropy against the unpruned network's own
-top-1 labels on the calibration images, so no labels are needed). Every chain keeps the
+averaged over the group, then divided by the mean over the channels), ``tp-l1`` (L1-norm
+filter pruning, Li et al. 2017: the L1 norm of the producer's filter alone), ``tp-taylor``
+(|weight x gradient| of the group, the gradient of the cross-entropy against the unpruned
+network's own top-1 labels on the calibration images, so no labels are needed). Every chain
+keeps the
 same widths as our selectors at the same kept fraction (a FLOPs target: the uniform fraction
 of :func:`torchbridge.budget.uniform_keep`). The kept channels keep their weights (no folding,
 no compensation).
