@@ -9,6 +9,7 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from instances import gaussian_points, grid_points, two_layer
@@ -51,6 +52,7 @@ def _best_least_squares(psi: np.ndarray) -> np.ndarray:
 tiny = st.one_of(grid_points(max_n=6, max_dim=3), gaussian_points(max_n=6), two_layer(max_n=6))
 
 
+@pytest.mark.slow
 @settings(max_examples=15)
 @given(psi=tiny)
 def test_no_selector_beats_the_best_subset(psi):

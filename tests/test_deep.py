@@ -166,6 +166,7 @@ def test_statement7_holds_for_every_method(family):
     assert all(layer["local_choice_share"] == 1.0 for layer in local)
 
 
+@pytest.mark.slow
 def test_deep_run_report_and_figure(tmp_path):
     from sims.deep import run_deep_instance as work
 
@@ -213,6 +214,7 @@ def test_bad_deep_configurations(change, message):
         replace(TINY, **change).validate()
 
 
+@pytest.mark.slow
 def test_cli_deep_preset_runs_reports_and_plots(tmp_path, monkeypatch, capsys):
     """``python -m sims run --preset deep`` takes the deep work and its report and figures;
     ``plot`` and ``report`` on its run folder recognise it (the preset shrunk to TINY)."""

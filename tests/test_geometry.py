@@ -126,6 +126,7 @@ def test_certified_bounds_bracket_the_exact_margin(psi, weights):
     assert margin_upper(problem) >= geo.margin - 1e-9 * geo.diameter
 
 
+@pytest.mark.slow
 def test_high_dimension_falls_back_to_the_bound_and_flags_it():
     problem = LayerProblem.from_features(np.random.default_rng(0).normal(size=(40, 12)))
     r, exact = margin(problem, exact_max_dim=6)

@@ -73,6 +73,7 @@ def test_parallel_run_equals_serial_run(tmp_path):
     assert _contents(parallel) == _contents(serial)
 
 
+@pytest.mark.slow
 def test_dask_cluster_run_equals_serial_run(tmp_path):
     """--cluster: the same joblib Parallel call on a Dask cluster (here a local one)."""
     distributed = pytest.importorskip("dask.distributed")
@@ -88,6 +89,7 @@ def test_dask_cluster_run_equals_serial_run(tmp_path):
         runner.run(TINY, tmp_path / "x", cluster="tcp://127.0.0.1:1", progress=False)
 
 
+@pytest.mark.slow
 def test_ray_cluster_run_equals_serial_run(tmp_path, monkeypatch):
     """--cluster ray:ADDRESS: a Ray cluster started as a user would (``ray start --head``), at
     the address it prints. Skipped when a Ray cluster already runs here: ``ray stop`` would
@@ -123,6 +125,7 @@ def test_digest_changes_with_the_configuration():
     assert len(instances(TINY)) == 6
 
 
+@pytest.mark.slow
 def test_cli_run_report_and_plot(tmp_path, capsys):
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(TINY.as_dict()))
@@ -194,6 +197,7 @@ def test_every_preset_is_valid():
         cfg.preset(name).validate()
 
 
+@pytest.mark.slow
 def test_grid_runs_get_a_regime_map(tmp_path):
     from sims.curves import load_curves
     from sims.plots import plot_run

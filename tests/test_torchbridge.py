@@ -313,6 +313,7 @@ def test_a_shuffling_dataloader_gives_the_same_calibration_batches_for_a_seed(di
     [("resnet18", 8), ("resnet34", 16), ("resnet50", 32), ("mobilenet_v2", 16),
      ("mobilenet_v3_small", 10), ("mobilenet_v3_large", 14)],
 )  # fmt: skip
+@pytest.mark.slow
 def test_torchvision_blocks_prune_and_keep_working(arch, chains):
     """Random-initialised torchvision models (nothing downloaded): uniform weights over every
     internal channel change nothing; half the internal channels cut FLOPs and still run."""

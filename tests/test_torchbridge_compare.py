@@ -36,6 +36,7 @@ def _chain_modules(model: nn.Module) -> set[str]:
 @pytest.mark.parametrize(
     "arch", ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0"]
 )
+@pytest.mark.slow
 def test_torch_pruning_on_our_chains_touches_exactly_the_modules_our_surgery_touches(arch):
     pytest.importorskip("torch_pruning")
     from torchbridge.baselines import torch_pruning_prune
@@ -86,6 +87,7 @@ def test_tp_l1_keeps_the_filters_of_largest_l1_norm(arch):
         assert torch.equal(pruned.get_submodule(chain.producer).weight, weight[kept])
 
 
+@pytest.mark.slow
 def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():
     pytest.importorskip("torch_pruning")
     from torchbridge.baselines import torch_pruning_prune
@@ -119,6 +121,7 @@ def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():
         torch_pruning_prune(model, chains, [x], "tp-best", 0.5)
 
 
+@pytest.mark.slow
 def test_compare_methods_reports_every_method_at_the_same_budget():
     pytest.importorskip("torch_pruning")
     from torchbridge.compare import compare_methods, distill
@@ -177,6 +180,7 @@ def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_netw
     assert 0.0 <= row["agreement_oracle"] <= 1.0 and 0.0 <= row["agreement_calibration"] <= 1.0
 
 
+@pytest.mark.slow
 def test_a_resolve_budget_reaches_the_convex_selectors_and_skips_the_others():
     """``resolve`` in a comparison's budget: greedy-local's row is the network pruned with
     it (not the one without), and omp, whose weights are free, runs as it would without it."""
@@ -239,6 +243,7 @@ def test_picked_chains_alone_are_pruned_and_the_others_stay_whole():
         pick_chains(every, [2, 2])
 
 
+@pytest.mark.slow
 def test_distillation_lowers_the_kl_on_its_images():
     from torchbridge.compare import distill
     from torchbridge.oracle import output_distance

@@ -44,6 +44,7 @@ def _models() -> dict[str, nn.Module]:
     return {name: model.eval() for name, model in models.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "efficientnet_lite0", "sequential"])
 def test_head_then_consumer_then_tail_is_the_network(name):
     models = _models()
@@ -138,6 +139,7 @@ def test_gradient_matches_finite_differences_of_the_oracle():
         assert grad[j] - a @ grad == pytest.approx(directional, rel=1e-6, abs=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["global-imitation", "combined", "taylor"])
 def test_global_selectors_prune_a_resnet(method):
     model = _models()["resnet18"]
@@ -154,6 +156,7 @@ def test_global_selectors_prune_a_resnet(method):
         assert pruned(x).shape == (8, 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["global-imitation", "combined", "taylor"])
 def test_without_repeats_the_global_selectors_keep_exactly_the_width(method):
     """Every step adds a channel never picked, so each chain ends at its width (the budget is
@@ -231,6 +234,7 @@ def test_the_global_choice_of_one_channel_is_best_by_the_network_loss():
     assert kl(glob) <= kl(local) + 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "efficientnet_lite0"])
 def test_walking_the_graph_prunes_as_running_the_network_per_chain(name):
     """The one-pass walk gives the same channels and weights as a full forward pass per
@@ -284,6 +288,7 @@ def test_the_walk_runs_the_network_about_twice():
     assert len(state.env) <= 3  # only the values that cross the cut are kept
 
 
+@pytest.mark.slow
 def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path):
     """Coupling of the path study with surgery: the last output loss of each path is the KL,
     on the oracle images, of the network whose one chain prune_chains prunes with the same

@@ -26,6 +26,7 @@ def resnet():
     return model, block_chains(model), [x[:6], x[6:]]
 
 
+@pytest.mark.slow
 def test_tolerance_budget_bounds_every_chain_error(resnet):
     model, chains, batches = resnet
     for tol in (0.3, 0.03):
@@ -37,6 +38,7 @@ def test_tolerance_budget_bounds_every_chain_error(resnet):
     assert count(loose, x).flops < count(tight, x).flops < count(model, x).flops
 
 
+@pytest.mark.slow
 def test_flops_target_is_met_by_the_best_probe(resnet):
     model, chains, batches = resnet
     x = batches[0][:1]
@@ -55,6 +57,7 @@ def test_flops_target_is_met_by_the_best_probe(resnet):
         assert all(a.flops >= b.flops - 1e-9 for a, b in itertools.pairwise(ordered))
 
 
+@pytest.mark.slow
 def test_uniform_allocation_keeps_one_fraction_everywhere_under_the_target(resnet):
     model, chains, batches = resnet
     x = batches[0][:1]
@@ -73,6 +76,7 @@ def test_uniform_allocation_keeps_one_fraction_everywhere_under_the_target(resne
         prune_to_flops(model, chains, batches, 0.6, allocation="even")
 
 
+@pytest.mark.slow
 def test_predicted_allocation_prunes_once_to_the_widths_predicted_under_the_target(resnet):
     from torchbridge.budget import predicted_widths
     from torchbridge.prune import resize
@@ -92,6 +96,7 @@ def test_predicted_allocation_prunes_once_to_the_widths_predicted_under_the_targ
     assert all(p.flops > 0.6 for p in probes[:-1] if p.flops > real[0].flops + 1e-12)
 
 
+@pytest.mark.slow
 def test_widths_budget_keeps_those_channels_and_rejects_bad_widths(resnet):
     model, chains, batches = resnet
     widths = {c.producer: 1 + i for i, c in enumerate(chains)}
@@ -114,6 +119,7 @@ def test_widths_budget_keeps_those_channels_and_rejects_bad_widths(resnet):
         prune_chains(model, chains, batches, widths=widths, keep=0.5)
 
 
+@pytest.mark.slow
 def test_predicted_widths_run_lazily_equal_those_of_runs_to_the_lowest_tolerance(resnet):
     """A run stopped at a floor is a prefix of the full run: asked in any order, down to
     1e-8, the lazy prediction gives the widths of selector runs to 1e-8."""
@@ -137,6 +143,7 @@ def test_predicted_widths_run_lazily_equal_those_of_runs_to_the_lowest_tolerance
     assert len(set(map(str, (widths(t) for t in (0.3, 1e-3, 1e-8))))) == 3  # not all equal
 
 
+@pytest.mark.slow
 def test_predicted_widths_are_the_first_chain_widths_of_a_real_run(resnet):
     """The first chain sees the unpruned network in both: its predicted width is exact."""
     from torchbridge.budget import predicted_widths
@@ -156,6 +163,7 @@ def test_a_flops_target_below_the_floor_is_a_clear_error(resnet):
         prune_to_flops(model, chains, batches, 1.5)
 
 
+@pytest.mark.slow
 def test_saved_pruned_model_reloads_without_pickled_code(resnet, tmp_path):
     model, chains, batches = resnet
     pruned, _ = prune_chains(model, chains, batches, keep=0.3)
@@ -174,6 +182,7 @@ def test_saved_pruned_model_reloads_without_pickled_code(resnet, tmp_path):
         load_pruned(tmp_path / "other.pt")
 
 
+@pytest.mark.slow
 def test_a_compensated_model_reloads_with_its_new_biases(resnet, tmp_path):
     model, chains, batches = resnet
     pruned, _ = prune_chains(model, chains, batches, keep=0.5, compensate=True)
@@ -223,6 +232,7 @@ def _image_folder(root, per_class=5):
     return root
 
 
+@pytest.mark.slow
 def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     from torchbridge.__main__ import main
 
@@ -250,6 +260,7 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     assert evaluated["params"] == report["after"]["params"]
 
 
+@pytest.mark.slow
 def test_widths_budget_reuses_the_kept_counts_of_another_run(tmp_path, capsys):
     """--widths: a kept-channel count per chain, from a JSON mapping or from another run's
     report.json, the same for our selectors and for Torch-Pruning's; wrong files are named."""
@@ -288,6 +299,7 @@ def test_widths_budget_reuses_the_kept_counts_of_another_run(tmp_path, capsys):
     assert "exactly one budget" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch):
     """Files that are not what a command needs give one line naming the file and the fault:
     an --out that is a file, an image that is not one, a hand-edited or foreign pruned.pt,
@@ -361,6 +373,7 @@ def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):
     assert not (tmp_path / "pruned.pt").exists()
 
 
+@pytest.mark.slow
 def test_global_method_through_the_command_line(tmp_path, capsys):
     from torchbridge.__main__ import main
 
@@ -445,6 +458,7 @@ def test_only_the_cpu_and_present_cuda_devices_are_accepted():
         check_device(f"cuda:{torch.cuda.device_count() + 7}")
 
 
+@pytest.mark.slow
 def test_resolve_through_the_command_line(tmp_path, capsys):
     """``--resolve`` is recorded, lowers the first chain's loss (the same inputs with or
     without it), and is refused for weights off the simplex and for Torch-Pruning."""
