@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 from sims import store
-from sims.plots import COLOURS, LABELS, _save, plt
+from sims.plots import COLOURS, LABELS, plt, save_figure
 
 
 def _mean_ci(values: list[float]) -> str:
@@ -146,5 +146,5 @@ def deep_figure(run_dir: Path, out: Path) -> list[Path]:
             fontsize=10,
         )
         fig.tight_layout()
-        paths += _save(fig, out, f"deep_layers_f{family:03d}")
+        paths += save_figure(fig, out, f"deep_layers_f{family:03d}")
     return paths

@@ -23,6 +23,7 @@ import numpy as np
 
 from sims.curves import RunCurves, family_title, quantiles
 from sims.fit import fit_curve, local_rates
+from sims.report import rows
 from theory.bounds import fixed_step_margin, greedy_local, linear_rate, random_expected
 
 LABELS = {
@@ -48,7 +49,9 @@ COLOURS = dict(
 TOP = 3.0  # upper limit of the decay axes (loss / sigma^2)
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    """Write ``fig`` as OUT/STEM.png and OUT/STEM.pdf (no dates inside), close it, and
+    return the two paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path in paths:  # no creation date in the PDF: the same run gives the same bytes
@@ -121,7 +124,7 @@ def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
         fontsize=10,
     )
     fig.tight_layout()
-    return _save(fig, out, f"decay_f{family:03d}")
+    return save_figure(fig, out, f"decay_f{family:03d}")
 
 
 def _local_rate_axes(ax: plt.Axes, steps: np.ndarray) -> None:
@@ -191,7 +194,7 @@ def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, out, "rate_vs_margin")
+    return save_figure(fig, out, "rate_vs_margin")
 
 
 LINEAR_RATE_METHODS = ("greedy-local", "frank-wolfe", "away", "pairwise", "fully-corrective")
@@ -206,8 +209,6 @@ def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
     """The fitted exponential rate c (mean, 95% interval over seeds) of every selector with a
     linear-rate guarantee, family by family, each family named by how it differs from the
     first; filled markers where the verdict is exponential, hollow where it is not."""
-    from sims.report import rows
-
     fitted = [r for r in rows(run) if r["method"] in LINEAR_RATE_METHODS and "c" in r]
     methods = [m for m in LINEAR_RATE_METHODS if any(r["method"] == m for r in fitted)]
     families = sorted(run.curves)
@@ -241,7 +242,7 @@ def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
     ax.grid(True, which="both", axis="x", alpha=0.25)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    return _save(fig, out, "rates_by_family")
+    return save_figure(fig, out, "rates_by_family")
 
 
 VERDICT_COLOURS = {"exponential": "#4daf4a", "power": "#e41a1c", "unresolved": "#bbbbbb"}
@@ -250,8 +251,6 @@ VERDICT_COLOURS = {"exponential": "#4daf4a", "power": "#e41a1c", "unresolved": "
 def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -> list[Path]:
     """One panel per combination of the grid's other axes: N (rows) against m (columns),
     each cell coloured by the verdict for ``method`` and labelled with its fitted rate."""
-    from sims.report import rows
-
     verdicts = {r["family"]: r for r in rows(run) if r["method"] == method}
     specs = run.families
     panel_keys = [k for k in specs[0] if k not in ("neurons", "samples")]
@@ -291,7 +290,7 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 0.93, 1))
-    return _save(fig, out, f"regime_map_{method}")
+    return save_figure(fig, out, f"regime_map_{method}")
 
 
 def is_grid(specs: list[dict], axes: tuple[str, ...]) -> bool:

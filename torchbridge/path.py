@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sims.plots import _save, plt
+from sims.plots import plt, save_figure
 from theory import select
 from theory.iterate import replay
 from theory.selectors import spec
@@ -120,7 +120,7 @@ def plot_paths(paths: dict[str, dict], title: str, out: Path, stem: str) -> list
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, stem)
+    return save_figure(fig, out, stem)
 
 
 def labelled(report: dict) -> dict[str, dict]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from theory.iterate import Iterate
 from theory.problem import LayerProblem
-from theory.selectors.global_imitation import stepper
+from theory.selectors.scored import stepper
 from theory.trace import AWAY, DROP, FORWARD, VERTEX, Step
 
 

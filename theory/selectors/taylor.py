@@ -19,7 +19,7 @@ import numpy as np
 
 from theory.iterate import Iterate
 from theory.problem import LayerProblem
-from theory.selectors.global_imitation import Oracle, check_oracle, stepper
+from theory.selectors.scored import Oracle, check_oracle, stepper
 
 Gradient = Callable[[np.ndarray], np.ndarray]
 
