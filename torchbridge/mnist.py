@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sims.data import raw_images
-from torchbridge.models import check_state, read_state_dict, save_atomically
+from torchbridge.checkpoints import check_state, read_state_dict, save_atomically
 
 NETS = ("cnn", "resnet18", "mobilenet_v2")
 EPOCHS = 8

@@ -9,14 +9,20 @@ of every chain, state dict), so ``torch.load(..., weights_only=True)`` rebuilds 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from torchbridge.chains import Chain, block_chains, chain_widths
+from torchbridge.checkpoints import (
+    check_state,
+    is_state_dict,
+    read_checkpoint,
+    read_state_dict,
+    save_atomically,
+)
+from torchbridge.efficientnet import load_efficientnet_lite0
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
@@ -62,8 +68,6 @@ def load(arch: str, weights: str) -> nn.Module:
     if weights == "package":
         if arch != "efficientnet_lite0":
             raise ValueError("--weights package holds EfficientNet-Lite0 weights only")
-        from torchbridge.efficientnet import load_efficientnet_lite0
-
         return load_efficientnet_lite0()
     if weights == "torchvision":
         if arch not in TORCHVISION:
@@ -79,8 +83,6 @@ def load(arch: str, weights: str) -> nn.Module:
         if not path.is_file():
             raise ValueError(f"weights file not found: {path}")
         if arch == "efficientnet_lite0":
-            from torchbridge.efficientnet import load_efficientnet_lite0
-
             return load_efficientnet_lite0(path)
     model = build(arch)
     state = read_state_dict(path, f"{arch} weights")
@@ -89,63 +91,11 @@ def load(arch: str, weights: str) -> nn.Module:
     return model
 
 
-def read_checkpoint(path: Path, what: str) -> object:
-    """``torch.load(path, weights_only=True)`` on the CPU; a clear error naming the file."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors of many types, zip errors, ...
-        raise ValueError(
-            f"{path} cannot be read as {what} ({type(error).__name__}: {error})"
-        ) from None
-
-
-def is_state_dict(obj: object) -> bool:
-    return isinstance(obj, dict) and all(
-        isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()
-    )
-
-
-def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """The state dict in ``path``; a clear error naming the file if it holds anything else."""
-    state = read_checkpoint(path, what)
-    if not is_state_dict(state):
-        raise ValueError(f"{path} is not a state dict of tensors ({what})")
-    return state
-
-
-def check_state(state: dict, model: nn.Module, path: Path, what: str) -> None:
-    """That the state dict ``state`` (read from ``path``) fits ``model``'s names and shapes;
-    otherwise a short error counting what does not fit."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        first = (missing or unexpected or shapes)[0]
-        raise ValueError(
-            f"{path} does not hold {what}: {len(missing)} tensors missing, {len(unexpected)} "
-            f"unexpected, {len(shapes)} of another shape (first: {first})"
-        )
-
-
 def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) -> None:
     """Write the pruned ``model`` (an ``arch`` with the given chains pruned) to ``path``."""
     widths = chain_widths(model, chains)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, path)
-
-
-def save_atomically(obj: object, path: Path) -> None:
-    """torch.save to a unique temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    os.close(handle)
-    try:
-        torch.save(obj, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
 
 
 def load_pruned(path: Path) -> tuple[str, nn.Module]:
