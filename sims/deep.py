@@ -1,10 +1,8 @@
 """Deep networks: MLPs pruned layer by layer from the input side, locally, globally, combined.
 
-An MLP x -> z_1 = W_1 x + b_1 -> h_1 = act(z_1) -> ... -> z_L = W_L h_{L-1} + b_L (logits).
-Pruning hidden layer l keeps neurons of h_l: neuron i contributes
-psi_i(x) = n_l W_{l+1}[:, i] h_{l,i}(x) to z_{l+1}, so the layer problem is THEORY.md's with
-F = z_{l+1} - b_{l+1} of the current network (earlier layers already pruned). The chosen convex
-weights a are folded into the consumer: W_{l+1}[:, i] <- n_l a_i W_{l+1}[:, i].
+Each instance draws (or trains) one MLP (:mod:`sims.mlp`), then every method prunes each hidden
+layer in turn on the network pruned so far, through the layer problem and output oracle of
+:mod:`sims.mlp_layers`.
 
 Selectors: ``greedy-local`` (the layer loss), ``global-imitation`` and ``combined`` (the loss
 on the whole network's output against the unpruned network, through an oracle that runs the
@@ -18,148 +16,22 @@ sum_l Lip_l sqrt(eps_l) in L2(D); every instance records both sides.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from sims.activations import ACTIVATIONS
 from sims.config import REAL_SIZE, Named, _member, build, network_entries
 from sims.data import REAL_DIMS, load_inputs
 from sims.instance import Instance
-from theory import LayerProblem, select
+from sims.mlp import random_mlp, train_mlp
+from sims.mlp_layers import fold, layer_problem, output_losses, output_oracle
+from theory import select
 from theory.iterate import replay
 from theory.selectors import SELECTORS
 
-ACTIVATIONS = {
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(z.dtype), 1.0),
-    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2, 1.0),
-}
 CLASSES = 10  # digits and MNIST-5k
 DEEP_METHODS = ("greedy-local", "global-imitation", "combined", "fixed-step", "random")
-ADAM = (0.9, 0.999, 1e-8)
-
-
-@dataclass(frozen=True)
-class MLP:
-    """weights[l]: (n_{l+1}, n_l); biases[l]: (n_{l+1},); the last layer is linear."""
-
-    weights: tuple[np.ndarray, ...]
-    biases: tuple[np.ndarray, ...]
-    activation: str
-
-    def pre_activations(self, x: np.ndarray) -> list[np.ndarray]:
-        """[z_1, ..., z_L] on inputs x (m, d), each (m, n_l)."""
-        act = ACTIVATIONS[self.activation][0]
-        zs, h = [], x
-        for layer, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = h @ w.T + b
-            zs.append(z)
-            if layer < len(self.weights) - 1:
-                h = act(z)
-        return zs
-
-    def output(self, x: np.ndarray) -> np.ndarray:
-        return self.pre_activations(x)[-1]
-
-    def forward_from(self, z: np.ndarray, layer: int) -> np.ndarray:
-        """The output from the pre-activation z (..., n) of weight layer ``layer`` (0-based)."""
-        act = ACTIVATIONS[self.activation][0]
-        for w, b in zip(self.weights[layer + 1 :], self.biases[layer + 1 :], strict=True):
-            z = act(z) @ w.T + b
-        return z
-
-    def lipschitz_after(self, layer: int) -> float:
-        """Lipschitz constant of z_{layer+1} -> output: prod of later spectral norms x Lip(act)."""
-        lip_act = ACTIVATIONS[self.activation][2]
-        later = self.weights[layer + 1 :]
-        return float(np.prod([lip_act * np.linalg.norm(w, 2) for w in later]))
-
-
-def random_mlp(widths: tuple[int, ...], activation: str, rng: np.random.Generator) -> MLP:
-    """He-initialised MLP with layer widths (d, n_1, ..., n_{L-1}, k)."""
-    weights = tuple(
-        rng.normal(size=(n_out, n_in)) * np.sqrt(2.0 / n_in)
-        for n_in, n_out in itertools.pairwise(widths)
-    )
-    return MLP(weights, tuple(np.zeros(w.shape[0]) for w in weights), activation)
-
-
-def cross_entropy_gradients(
-    mlp: MLP, x: np.ndarray, labels: np.ndarray
-) -> tuple[float, list[np.ndarray]]:
-    """Mean softmax cross-entropy of the logits against labels (m,), and its gradients
-    [dW_1, db_1, ..., dW_L, db_L] by backpropagation."""
-    act, dact, _ = ACTIVATIONS[mlp.activation]
-    zs = mlp.pre_activations(x)
-    logits = zs[-1] - zs[-1].max(axis=1, keepdims=True)
-    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    m = x.shape[0]
-    loss = -float(log_prob[np.arange(m), labels].mean())
-    delta = np.exp(log_prob)
-    delta[np.arange(m), labels] -= 1.0
-    delta /= m  # d loss / d z_L
-    grads: list[np.ndarray] = []
-    for layer in range(len(mlp.weights) - 1, -1, -1):
-        below = x if layer == 0 else act(zs[layer - 1])
-        grads = [delta.T @ below, delta.sum(axis=0), *grads]
-        if layer:
-            delta = (delta @ mlp.weights[layer]) * dact(zs[layer - 1])
-    return loss, grads
-
-
-def train_mlp(mlp: MLP, x: np.ndarray, labels: np.ndarray, steps: int, lr: float) -> MLP:
-    """Full-batch Adam on the softmax cross-entropy of the logits against integer labels (m,)."""
-    params = [p.copy() for pair in zip(mlp.weights, mlp.biases, strict=True) for p in pair]
-    first = [np.zeros_like(p) for p in params]
-    second = [np.zeros_like(p) for p in params]
-    beta1, beta2, tiny = ADAM
-    for t in range(1, steps + 1):
-        net = MLP(tuple(params[0::2]), tuple(params[1::2]), mlp.activation)
-        _, grads = cross_entropy_gradients(net, x, labels)
-        for i, g in enumerate(grads):
-            first[i] = beta1 * first[i] + (1 - beta1) * g
-            second[i] = beta2 * second[i] + (1 - beta2) * g * g
-            step = (first[i] / (1 - beta1**t)) / (np.sqrt(second[i] / (1 - beta2**t)) + tiny)
-            params[i] = params[i] - lr * step
-    return MLP(tuple(params[0::2]), tuple(params[1::2]), mlp.activation)
-
-
-def layer_problem(mlp: MLP, x: np.ndarray, layer: int) -> tuple[LayerProblem, np.ndarray]:
-    """(problem, psi (n_l, m, n_{l+1})) of hidden layer ``layer`` (1-based) on inputs x."""
-    act = ACTIVATIONS[mlp.activation][0]
-    h = act(mlp.pre_activations(x)[layer - 1])  # (m, n_l)
-    consumer = mlp.weights[layer]  # (n_{l+1}, n_l)
-    psi = h.shape[1] * h.T[:, :, None] * consumer.T[:, None, :]
-    return LayerProblem.from_features(psi), psi
-
-
-def output_losses(mlp: MLP, layer: int, z: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Mean squared output distance to reference (m, k) for K pre-activations z (K, m, n_{l+1})
-    of hidden layer ``layer``'s consumer (without its bias): (K,)."""
-    out = mlp.forward_from(z + mlp.biases[layer], layer)  # (K, m, k)
-    return ((out - reference) ** 2).sum(axis=2).mean(axis=1)
-
-
-def output_oracle(mlp: MLP, psi: np.ndarray, layer: int, reference: np.ndarray):
-    """Oracle for global imitation at hidden layer ``layer``: the output loss of each
-    candidate (1 - g) a + g e_j, for the whole batch of candidates at once."""
-
-    def oracle(weights: np.ndarray, neurons: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        base = np.tensordot(weights, psi, axes=1)  # (m, n_{l+1}), sum_i a_i psi_i
-        z = (1.0 - steps)[:, None, None] * base + steps[:, None, None] * psi[neurons]
-        return output_losses(mlp, layer, z, reference)
-
-    return oracle
-
-
-def fold(mlp: MLP, layer: int, weights: np.ndarray) -> MLP:
-    """Keep the neurons of hidden layer ``layer`` with non-zero weight; fold n_l a_i into W."""
-    keep = np.flatnonzero(weights)
-    n = weights.size
-    ws, bs = list(mlp.weights), list(mlp.biases)
-    ws[layer - 1], bs[layer - 1] = ws[layer - 1][keep], bs[layer - 1][keep]
-    ws[layer] = ws[layer][:, keep] * (n * weights[keep])
-    return replace(mlp, weights=tuple(ws), biases=tuple(bs))
 
 
 @dataclass(frozen=True)
@@ -248,10 +120,6 @@ def from_dict(data: dict) -> DeepConfig:
     return config
 
 
-def _accuracy(mlp: MLP, x: np.ndarray, labels: np.ndarray) -> float:
-    return float((mlp.output(x).argmax(axis=1) == labels).mean())
-
-
 def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dict]:
     """Prune one MLP of family ``instance.family`` with every method; rows: per layer, method
     and step."""
@@ -311,14 +179,14 @@ def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dic
             "output_rms_change": moved,
             "statement7_bound": bound,
             "output_rms": float(np.sqrt(scale)),
-            "test_accuracy": _accuracy(net, xs, ys),
+            "test_accuracy": net.accuracy(xs, ys),
             "test_agreement": float((net.output(xs).argmax(1) == mlp.output(xs).argmax(1)).mean()),
         }
     meta = {
         "family": instance.family,
         "seed": instance.seed,
         "network": asdict(spec),
-        "test_accuracy_unpruned": _accuracy(mlp, xs, ys),
+        "test_accuracy_unpruned": mlp.accuracy(xs, ys),
         "methods": summary,
     }
     return rows, meta

@@ -16,71 +16,12 @@ goes into the gradient it reads instead, which keeps Adam's epsilon small relati
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
-_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
-
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
-
-
-def _relu(z: np.ndarray) -> np.ndarray:
-    return np.maximum(z, 0.0)
-
-
-def _gelu(z: np.ndarray) -> np.ndarray:
-    """Exact GELU z Phi(z); Phi = ndtr = (1 + erf(z / sqrt 2)) / 2, accurate in the left tail."""
-    return z * ndtr(z)
-
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": _relu,
-    "tanh": np.tanh,
-    "gelu": _gelu,
-}
-
-
-def _relu_slope(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.maximum(z, 0.0), z > 0.0
-
-
-def _tanh_slope(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h = np.tanh(z)
-    slope = h * h
-    np.subtract(1.0, slope, out=slope)
-    return h, slope
-
-
-def _gelu_slope(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cdf = ndtr(z)
-    slope = z * z
-    slope *= -0.5
-    np.exp(slope, out=slope)
-    slope *= z
-    slope *= _INV_SQRT_2PI
-    slope += cdf  # Phi(z) + z phi(z)
-    cdf *= z
-    return cdf, slope
-
-
-# (act(z), act'(z)) together, sharing the work; z (m, N), slope a float or bool array.
-_WITH_SLOPE: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
-    "relu": _relu_slope,
-    "tanh": _tanh_slope,
-    "gelu": _gelu_slope,
-}
-
-
-def check_activation(activation: str) -> None:
-    """ValueError unless activation is a key of ACTIVATIONS."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; valid activations: {', '.join(ACTIVATIONS)}"
-        )
+from sims import activations
+from sims.adam import Adam
 
 
 def _at_least_one(name: str, value: int) -> None:
@@ -98,7 +39,7 @@ class TwoLayer:
     activation: str
 
     def __post_init__(self) -> None:
-        check_activation(self.activation)
+        activations.activation(self.activation)
         w, b, c = (np.asarray(a, dtype=np.float64) for a in (self.w, self.b, self.c))
         if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
             raise ValueError(f"w must have shape (N, d) with N, d >= 1; got {w.shape}")
@@ -134,7 +75,7 @@ class TwoLayer:
     def hidden(self, x: np.ndarray) -> np.ndarray:
         """Hidden activations act(x w^T + b), shape (m, N)."""
         x = self.check_inputs(x)
-        return ACTIVATIONS[self.activation](x @ self.w.T + self.b)
+        return activations.activation(self.activation).value(x @ self.w.T + self.b)
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """Neuron contributions psi_i(x) = c_i act(w_i . x + b_i), shape (N, m, k)."""
@@ -152,7 +93,7 @@ def random_two_layer(
     _at_least_one("neurons", neurons)
     _at_least_one("dim", dim)
     _at_least_one("outputs", outputs)
-    check_activation(activation)
+    activations.activation(activation)
     w = rng.standard_normal((neurons, dim)) / np.sqrt(dim)
     b = rng.standard_normal(neurons)
     c = rng.standard_normal((neurons, outputs))
@@ -177,7 +118,7 @@ def loss_and_gradients(
     y = _check_targets(net, x, y)
     z = x @ net.w.T
     z += net.b
-    h, slope = _WITH_SLOPE[net.activation](z)  # (m, N) each
+    h, slope = activations.activation(net.activation).with_slope(z)  # (m, N) each
     n, m = net.n_neurons, x.shape[0]
     residual = h @ net.c / n - y  # (m, k)
     d_f = (2.0 / (m * n)) * residual  # dL/df, times the 1/N of f's mean over neurons
@@ -211,26 +152,14 @@ def train_two_layer(
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0; got {steps}")
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0; got {lr}")
     x = net.check_inputs(x)
     y = _check_targets(net, x, y)
-    beta1, beta2 = ADAM_BETAS
     params = [net.w.copy(), net.b.copy(), net.c.copy()]
-    first = [np.zeros_like(p) for p in params]
-    second = [np.zeros_like(p) for p in params]
+    adam = Adam(params, lr)
     losses = np.empty(steps + 1)
-    for t in range(1, steps + 1):
-        current = TwoLayer(*params, net.activation)
-        losses[t - 1], grads = loss_and_gradients(current, x, y)
-        step = lr * np.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)  # bias corrections of m1, m2
-        for p, g, m1, m2 in zip(params, grads, first, second, strict=True):
-            velocity = net.n_neurons * g
-            m1 *= beta1
-            m1 += (1.0 - beta1) * velocity
-            m2 *= beta2
-            m2 += (1.0 - beta2) * velocity * velocity
-            p -= step * m1 / (np.sqrt(m2) + ADAM_EPS)
+    for t in range(steps):
+        losses[t], grads = loss_and_gradients(TwoLayer(*params, net.activation), x, y)
+        adam.step([net.n_neurons * g for g in grads])  # the mean-field velocity N * grad
     trained = TwoLayer(*params, net.activation)
     losses[steps] = loss_and_gradients(trained, x, y)[0]
     return trained, losses

@@ -14,11 +14,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "gelu": lambda z: 0.5 * z * (1.0 + np.tanh(0.7978845608 * (z + 0.044715 * z**3))),
-}
+from sims.activations import ACTIVATIONS
 
 
 @st.composite
@@ -52,7 +48,7 @@ def two_layer(draw, max_n: int = 24, max_samples: int = 6) -> np.ndarray:
     n = draw(st.integers(2, max_n))
     m = draw(st.integers(1, max_samples))
     dim = draw(st.integers(1, 4))
-    act = ACTIVATIONS[draw(st.sampled_from(sorted(ACTIVATIONS)))]
+    act = ACTIVATIONS[draw(st.sampled_from(sorted(ACTIVATIONS)))].value
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     inputs = rng.normal(size=(m, dim))
     w, b, c = rng.normal(size=(n, dim)), rng.normal(size=n), rng.normal(size=n)

@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 
 from sims import runner
-from sims.deep import (
-    MLP,
-    DeepConfig,
-    MLPSpec,
-    cross_entropy_gradients,
-    fold,
-    layer_problem,
-    output_losses,
-    output_oracle,
-    random_mlp,
-    run_deep_instance,
-    train_mlp,
-)
+from sims.deep import DeepConfig, MLPSpec, run_deep_instance
 from sims.deep_report import deep_figure, deep_report
 from sims.instance import Instance
+from sims.mlp import MLP, cross_entropy_gradients, random_mlp, train_mlp
+from sims.mlp_layers import fold, layer_problem, output_losses, output_oracle
 from theory import select
 from theory.iterate import replay
 
@@ -35,7 +25,7 @@ def _net(activation: str = "relu") -> MLP:
     return random_mlp((6, 12, 9, 3), activation, np.random.default_rng(1))
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
 def test_cross_entropy_gradients_match_finite_differences(activation):
     net = _net(activation)
     _, grads = cross_entropy_gradients(net, X, LABELS)
@@ -186,7 +176,7 @@ def test_deep_run_report_and_figure(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"activation": "gelu"}, "unknown activation"),
+        ({"activation": "elu"}, "unknown activation"),
         ({"inputs": "gaussian"}, "unknown inputs"),
         ({"keep": 40}, "keep must be in"),
         ({"widths": (64, 10)}, "widths must list"),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from sims import data
+from sims.activations import ACTIVATIONS, activation
 from sims.data import load_inputs
 from sims.networks import (
-    ACTIVATIONS,
     TwoLayer,
     loss_and_gradients,
     random_two_layer,
@@ -72,17 +72,35 @@ def test_features_are_neuron_contributions(activation: str) -> None:
     assert psi.dtype == np.float64
     np.testing.assert_allclose(psi.mean(axis=0), net.output(x), rtol=0, atol=1e-12)
     z = x @ net.w.T + net.b
-    np.testing.assert_allclose(psi[7], ACTIVATIONS[activation](z[:, 7])[:, None] * net.c[7])
+    np.testing.assert_allclose(psi[7], ACTIVATIONS[activation].value(z[:, 7])[:, None] * net.c[7])
 
 
 def test_activations_known_values() -> None:
     z = np.array([-2.0, 0.0, 1.0])
-    np.testing.assert_allclose(ACTIVATIONS["relu"](z), [0.0, 0.0, 1.0])
-    np.testing.assert_allclose(ACTIVATIONS["tanh"](z), np.tanh(z))
+    np.testing.assert_allclose(ACTIVATIONS["relu"].value(z), [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(ACTIVATIONS["tanh"].value(z), np.tanh(z))
     # GELU(1) = Phi(1) = 0.841344746068543, GELU(-2) = -2 Phi(-2) = -0.0455002638963584
     np.testing.assert_allclose(
-        ACTIVATIONS["gelu"](z), [-0.0455002638963584, 0.0, 0.841344746068543], rtol=1e-13
+        ACTIVATIONS["gelu"].value(z), [-0.0455002638963584, 0.0, 0.841344746068543], rtol=1e-13
     )
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_each_activation_gives_its_slope_and_a_lipschitz_constant_that_is_tight(name) -> None:
+    act = activation(name)
+    z = np.linspace(-6.0, 6.0, 24_001)
+    z = z[np.abs(z) > 1e-3]  # away from relu's kink
+    value, slope = act.with_slope(z.copy())
+    np.testing.assert_array_equal(value, act.value(z))
+    h = 1e-6
+    np.testing.assert_allclose(slope, (act.value(z + h) - act.value(z - h)) / (2 * h), atol=1e-8)
+    assert np.abs(slope).max() <= act.lipschitz + 1e-12
+    assert np.abs(slope).max() >= act.lipschitz - 1e-6  # the constant is the supremum
+
+
+def test_an_unknown_activation_is_named_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unknown activation 'elu'; valid activations: relu"):
+        activation("elu")
 
 
 def test_random_two_layer_scaling() -> None:
