@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from sims.activations import ACTIVATIONS as ACTIVATION_TABLE
 from sims.data import REAL_DIMS as REAL_DIM
-from theory.selectors import LOCAL_METHODS
+from theory.selectors import LOCAL_METHODS, SELECTORS
 
 INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
-ACTIVATIONS = ("relu", "tanh", "gelu")
+ACTIVATIONS = tuple(ACTIVATION_TABLE)  # the names of sims.activations' table
 TRAINING = ("random", "teacher", "labels")
 REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
 
@@ -293,11 +294,99 @@ PRESETS: dict[str, ExperimentConfig] = {
 }
 
 
-def preset(name: str) -> Any:
-    """A named configuration: one of PRESETS, or ``deep`` (a :class:`sims.deep.DeepConfig`)."""
-    if name == "deep":
-        from sims.deep import DeepConfig
+CLASSES = 10  # digits and MNIST-5k
+DEEP_METHODS = ("greedy-local", "global-imitation", "combined", "fixed-step", "random")
 
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """One family of MLPs: layer widths (the data's dimension first, its 10 classes last),
+    trained or random."""
+
+    widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
+    activation: str = "relu"
+    inputs: str = "digits"
+    trained: bool = True
+    keep: int = 24  # neurons kept in every hidden layer
+
+    def validate(self) -> None:
+        _member("activation", self.activation, ACTIVATIONS)
+        _member("inputs", self.inputs, ("digits", "mnist5k"))
+        if len(self.widths) < 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
+        ends = (REAL_DIM[self.inputs], CLASSES)
+        if (self.widths[0], self.widths[-1]) != ends:
+            raise ValueError(
+                f"widths must start with the input dimension and end with the classes of "
+                f"{self.inputs}, {ends}; got {self.widths}"
+            )
+        if not 1 <= self.keep <= min(self.widths[1:-1]):
+            raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
+
+
+def _depths(trained: bool) -> tuple[MLPSpec, ...]:
+    return tuple(MLPSpec(widths=(64, *[96] * hidden, 10), trained=trained) for hidden in (2, 3, 4))
+
+
+@dataclass(frozen=True)
+class DeepConfig(Named):
+    """Families of MLPs (trained on a real data set, or random), every hidden layer pruned."""
+
+    name: str = "deep"
+    # 3-, 4- and 5-layer MLPs on digits, trained and random; a 4-layer MLP trained on MNIST-5k.
+    networks: tuple[MLPSpec, ...] = (
+        *_depths(True),
+        *_depths(False),
+        MLPSpec(widths=(784, 96, 96, 96, 10), inputs="mnist5k"),
+    )
+    train_samples: int = 1000
+    calib_samples: int = 300
+    test_samples: int = 497
+    train_steps: int = 400
+    lr: float = 0.01
+    methods: tuple[str, ...] = DEEP_METHODS
+    candidates: int = 50
+    seeds: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.networks:
+            raise ValueError("networks is empty: an experiment needs at least one MLP family")
+        for spec in self.networks:
+            spec.validate()
+        for method in self.methods:
+            _member("method", method, tuple(SELECTORS))
+        if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
+            raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0; got {self.seed}")
+        if self.candidates < 1 or not self.lr > 0:
+            raise ValueError(
+                f"candidates must be >= 1 and lr > 0; got {self.candidates}, {self.lr}"
+            )
+        total = self.train_samples + self.calib_samples + self.test_samples
+        for spec in self.networks:
+            if total > REAL_SIZE[spec.inputs]:
+                raise ValueError(
+                    f"{spec.inputs} has {REAL_SIZE[spec.inputs]} images; train_samples + "
+                    f"calib_samples + test_samples = {total}"
+                )
+
+
+def deep_from_dict(data: dict) -> DeepConfig:
+    """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
+    networks = tuple(
+        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in network_entries(data, [])
+    )
+    rest = {k: v for k, v in data.items() if k != "networks"}
+    config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)
+    config.validate()
+    return config
+
+
+def preset(name: str) -> Any:
+    """A named configuration: one of PRESETS, or ``deep`` (a :class:`DeepConfig`)."""
+    if name == "deep":
         return DeepConfig()
     try:
         return PRESETS[name]
@@ -380,8 +469,6 @@ def load(path: Path) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a table of keys; got {type(data).__name__}")
     if is_deep(data):
-        from sims.deep import from_dict as deep_from_dict
-
         return deep_from_dict(data)
     return from_dict(data)
 

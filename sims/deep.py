@@ -16,108 +16,18 @@ sum_l Lip_l sqrt(eps_l) in L2(D); every instance records both sides.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 
 import numpy as np
 
-from sims.activations import ACTIVATIONS
-from sims.config import REAL_SIZE, Named, _member, build, network_entries
-from sims.data import REAL_DIMS, load_inputs
+from sims.config import DeepConfig
+from sims.data import load_inputs
 from sims.instance import Instance
 from sims.mlp import random_mlp, train_mlp
 from sims.mlp_layers import fold, layer_problem, output_losses, output_oracle
 from theory import select
 from theory.iterate import replay
 from theory.selectors import SELECTORS
-
-CLASSES = 10  # digits and MNIST-5k
-DEEP_METHODS = ("greedy-local", "global-imitation", "combined", "fixed-step", "random")
-
-
-@dataclass(frozen=True)
-class MLPSpec:
-    """One family of MLPs: layer widths (the data's dimension first, its 10 classes last),
-    trained or random."""
-
-    widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
-    activation: str = "relu"
-    inputs: str = "digits"
-    trained: bool = True
-    keep: int = 24  # neurons kept in every hidden layer
-
-    def validate(self) -> None:
-        _member("activation", self.activation, tuple(ACTIVATIONS))
-        _member("inputs", self.inputs, ("digits", "mnist5k"))
-        if len(self.widths) < 3 or min(self.widths) < 1:
-            raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
-        ends = (REAL_DIMS[self.inputs], CLASSES)
-        if (self.widths[0], self.widths[-1]) != ends:
-            raise ValueError(
-                f"widths must start with the input dimension and end with the classes of "
-                f"{self.inputs}, {ends}; got {self.widths}"
-            )
-        if not 1 <= self.keep <= min(self.widths[1:-1]):
-            raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
-
-
-def _depths(trained: bool) -> tuple[MLPSpec, ...]:
-    return tuple(MLPSpec(widths=(64, *[96] * hidden, 10), trained=trained) for hidden in (2, 3, 4))
-
-
-@dataclass(frozen=True)
-class DeepConfig(Named):
-    """Families of MLPs (trained on a real data set, or random), every hidden layer pruned."""
-
-    name: str = "deep"
-    # 3-, 4- and 5-layer MLPs on digits, trained and random; a 4-layer MLP trained on MNIST-5k.
-    networks: tuple[MLPSpec, ...] = (
-        *_depths(True),
-        *_depths(False),
-        MLPSpec(widths=(784, 96, 96, 96, 10), inputs="mnist5k"),
-    )
-    train_samples: int = 1000
-    calib_samples: int = 300
-    test_samples: int = 497
-    train_steps: int = 400
-    lr: float = 0.01
-    methods: tuple[str, ...] = DEEP_METHODS
-    candidates: int = 50
-    seeds: int = 10
-    seed: int = 0
-
-    def validate(self) -> None:
-        if not self.networks:
-            raise ValueError("networks is empty: an experiment needs at least one MLP family")
-        for spec in self.networks:
-            spec.validate()
-        for method in self.methods:
-            _member("method", method, tuple(SELECTORS))
-        if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
-            raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0; got {self.seed}")
-        if self.candidates < 1 or not self.lr > 0:
-            raise ValueError(
-                f"candidates must be >= 1 and lr > 0; got {self.candidates}, {self.lr}"
-            )
-        total = self.train_samples + self.calib_samples + self.test_samples
-        for spec in self.networks:
-            if total > REAL_SIZE[spec.inputs]:
-                raise ValueError(
-                    f"{spec.inputs} has {REAL_SIZE[spec.inputs]} images; train_samples + "
-                    f"calib_samples + test_samples = {total}"
-                )
-
-
-def from_dict(data: dict) -> DeepConfig:
-    """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    networks = tuple(
-        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in network_entries(data, [])
-    )
-    rest = {k: v for k, v in data.items() if k != "networks"}
-    config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)
-    config.validate()
-    return config
 
 
 def run_deep_instance(config: DeepConfig, instance: Instance) -> tuple[dict, dict]:

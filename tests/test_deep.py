@@ -7,8 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from sims import config as cfg
 from sims import runner
-from sims.deep import DeepConfig, MLPSpec, run_deep_instance
+from sims.config import DeepConfig, MLPSpec
+from sims.deep import run_deep_instance
 from sims.deep_report import deep_figure, deep_report
 from sims.instance import Instance
 from sims.mlp import MLP, cross_entropy_gradients, random_mlp, train_mlp
@@ -208,10 +210,10 @@ def test_bad_deep_configurations(change, message):
 def test_cli_deep_preset_runs_reports_and_plots(tmp_path, monkeypatch, capsys):
     """``python -m sims run --preset deep`` takes the deep work and its report and figures;
     ``plot`` and ``report`` on its run folder recognise it (the preset shrunk to TINY)."""
-    import sims.deep
     from sims.__main__ import main
 
-    monkeypatch.setattr(sims.deep, "DeepConfig", lambda: TINY)
+    named = cfg.preset
+    monkeypatch.setattr(cfg, "preset", lambda name: TINY if name == "deep" else named(name))
     runs, figures = tmp_path / "runs", tmp_path / "fig"
     common = ["--runs", str(runs), "--figures", str(figures), "--jobs", "1", "--no-progress"]
     assert main(["run", "--preset", "deep", "--seeds", "1", *common]) == 0
@@ -229,7 +231,6 @@ def test_cli_deep_preset_runs_reports_and_plots(tmp_path, monkeypatch, capsys):
 
 def test_cli_runs_a_deep_configuration_file(tmp_path, capsys):
     """A TOML file whose families have widths is a deep configuration: it runs the deep work."""
-    from sims import config as cfg
     from sims.__main__ import main
 
     path = tmp_path / "mine.toml"
