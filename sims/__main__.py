@@ -21,6 +21,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from sims import config as cfg
+from sims.curves import load_curves
+from sims.deep import run_deep_instance
+from sims.deep_report import deep_figure, deep_report
+from sims.plots import plot_run
+from sims.report import report
+from sims.runner import run
+from sims.spectrum import report as spectrum_report
+from sims.store import check_folder, read_config
 
 TYPES = {"int": int, "float": float}
 SCALARS = [f for f in fields(cfg.ExperimentConfig) if f.type in TYPES]
@@ -90,7 +98,6 @@ def _config(args: argparse.Namespace):
 
 
 def _is_deep(run_dir: Path) -> bool:
-    from sims.store import read_config
 
     return cfg.is_deep(read_config(run_dir)["config"])
 
@@ -98,28 +105,18 @@ def _is_deep(run_dir: Path) -> bool:
 def _plot(run_dir: Path, figures: Path) -> None:
     """Figures of run_dir into figures/NAME (NAME: the configuration's name)."""
     if _is_deep(run_dir):
-        from sims.deep_report import deep_figure
-        from sims.store import read_config
-
         paths = deep_figure(run_dir, figures / read_config(run_dir)["config"]["name"])
     else:
-        from sims.curves import load_curves
-        from sims.plots import plot_run
-
-        run = load_curves(run_dir)
-        paths = plot_run(run, figures / run.config["name"])
+        curves = load_curves(run_dir)
+        paths = plot_run(curves, figures / curves.config["name"])
     for path in paths:
         print(f"figure: {path}")
 
 
 def _report(run_dir: Path) -> None:
     if _is_deep(run_dir):
-        from sims.deep_report import deep_report
-
         print(deep_report(run_dir))
     else:
-        from sims.report import report
-
         print(report(run_dir))
 
 
@@ -127,15 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            from sims.runner import run
-            from sims.store import check_folder
-
             check_folder(args.runs, "--runs")
             check_folder(args.figures, "--figures")
             config = _config(args)
-            work = None
-            if cfg.is_deep(config.as_dict()):
-                from sims.deep import run_deep_instance as work
+            work = run_deep_instance if cfg.is_deep(config.as_dict()) else None
             run_dir = run(config, args.runs, args.jobs, args.cluster, not args.no_progress, work)
             print(f"run folder: {run_dir}")
             _report(run_dir)
@@ -143,13 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "config":
             print(cfg.dumps(_config(args), args.format), end="")
         elif args.command == "plot":
-            from sims.store import check_folder
-
             check_folder(args.figures, "--figures")
             _plot(args.run_dir, args.figures)
         elif args.command == "explain":
-            from sims.spectrum import report as spectrum_report
-
             print(spectrum_report(args.run_dir, args.method, args.at, args.holdout, args.eps))
         else:
             _report(args.run_dir)

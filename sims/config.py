@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from sims.activations import ACTIVATIONS as ACTIVATION_TABLE
 from sims.data import REAL_DIMS as REAL_DIM
 from theory.selectors import LOCAL_METHODS, SELECTORS
@@ -489,6 +491,4 @@ def dumps(config: Any, fmt: str = "toml") -> str:
         return json.dumps(data, indent=2) + "\n"
     if fmt != "toml":
         raise ValueError(f"format must be toml or json; got {fmt!r}")
-    import tomli_w
-
     return tomli_w.dumps(drop_none(data))

@@ -89,7 +89,7 @@ def _standardise(pixels01: np.ndarray) -> np.ndarray:
 def _read_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits: pixels (1797, 64) in [0, 1] and labels (1797,)."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # noqa: PLC0415 (optional: digits only)
     except ImportError as err:
         raise ImportError(
             "the 'digits' inputs need scikit-learn: pip install scikit-learn"

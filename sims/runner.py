@@ -58,7 +58,7 @@ def _unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
         yield joblib_map
         return
     try:
-        from dask.distributed import Client
+        from dask.distributed import Client  # noqa: PLC0415 (optional: --cluster only)
     except ImportError:
         raise ValueError(
             "--cluster needs dask.distributed on this machine: pip install 'dask[distributed]'"
@@ -75,8 +75,8 @@ def _unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
 def _ray_pool(cluster: str) -> Iterator[Any]:
     """A Ray process pool on the cluster ``ray:ADDRESS`` or ``ray://HOST:PORT``."""
     try:
-        import ray
-        from ray.util.multiprocessing import Pool
+        import ray  # noqa: PLC0415 (optional: --cluster ray:... only)
+        from ray.util.multiprocessing import Pool  # noqa: PLC0415
     except ImportError:
         raise ValueError(f"--cluster {cluster} needs ray here: pip install ray") from None
     address = cluster if cluster.startswith("ray://") else cluster.removeprefix("ray:")

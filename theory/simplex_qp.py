@@ -137,7 +137,7 @@ def _active_set(quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None) -> 
 
 
 def _cvxpy(quad: np.ndarray, lin: np.ndarray) -> np.ndarray:
-    import cvxpy as cp
+    import cvxpy as cp  # noqa: PLC0415 (a second to import; only this fallback needs it)
 
     scale = max(float(np.abs(np.diag(quad)).max()), float(np.abs(lin).max()), np.finfo(float).tiny)
     vals, vecs = np.linalg.eigh(0.5 * (quad + quad.T) / scale)

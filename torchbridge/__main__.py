@@ -53,7 +53,15 @@ from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
 from torchbridge.baselines import TP_METHODS
 from torchbridge.budget import ALLOCATIONS
+from torchbridge.chains import block_chains, pick_chains, sequential_chains
+from torchbridge.compare import compare_methods, distill
+from torchbridge.efficientnet import load_efficientnet_lite0
+from torchbridge.folding import folding_experiment
+from torchbridge.images import photo_sets
 from torchbridge.job import PruneConfig, check_device, eval_job, prune_job
+from torchbridge.mnist import NETS, split, train, trained
+from torchbridge.models import views
+from torchbridge.path import labelled, output_paths, plot_paths
 
 MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
                  "tp-magnitude", "tp-taylor")  # fmt: skip
@@ -88,10 +96,6 @@ def mnist(
     out: Path,
     positions: list[int] | None = None,
 ) -> dict:
-    from torchbridge.chains import block_chains, pick_chains, sequential_chains
-    from torchbridge.compare import compare_methods
-    from torchbridge.mnist import split, train, trained
-
     runs = []
     for seed in range(seeds):
         print(f"seed {seed}: training or loading {net}", file=sys.stderr)
@@ -125,11 +129,6 @@ def mnist(
 def _effnet_setup(weights: Path | None, images: int, batch: int, device: str = "cpu") -> tuple:
     """EfficientNet-Lite0 with its ImageNet weights on ``device``, its chains, ``images``
     calibration views (N, 3, 224, 224), the 80 test views, and what the photos are."""
-    from torchbridge.chains import block_chains
-    from torchbridge.efficientnet import load_efficientnet_lite0
-    from torchbridge.images import photo_sets
-    from torchbridge.models import views
-
     if min(images, batch) < 1:
         raise ValueError("--images and --batch must be >= 1")
     check_device(device)
@@ -148,9 +147,6 @@ def effnet(
     device: str = "cpu",
     positions: list[int] | None = None,
 ) -> dict:
-    from torchbridge.chains import pick_chains
-    from torchbridge.compare import compare_methods, distill
-
     model, every, calibration, test, about = _effnet_setup(weights, images, batch, device)
     chains = pick_chains(every, positions)
     report = {
@@ -198,9 +194,6 @@ def effnet_path(
     no_repeats: bool = False,
     every: int = 1,
 ) -> dict:
-    from torchbridge.chains import pick_chains
-    from torchbridge.path import output_paths
-
     if candidates is not None and candidates < 1:
         raise ValueError("--candidates must be >= 1")
     if not 0 < keep <= 1 or min(oracle_images, every) < 1:
@@ -237,8 +230,6 @@ def effnet_path(
 
 def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
     """One figure of the paths of ``path`` runs on the same chain, into ``out``."""
-    from torchbridge.path import labelled, plot_paths
-
     reports = []
     for run in runs:
         file = run / "report.json"
@@ -456,8 +447,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "plot-path":
             plot_path_runs(args.runs, args.out)
         elif args.command == "folding":
-            from torchbridge.folding import folding_experiment
-
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
             rows = folding_experiment(args.seeds, args.flops, args.allocation, args.method)
@@ -470,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
             out = args.out or Path(f"runs/torchbridge-mnist-{args.net}")
-            from torchbridge.mnist import NETS
 
             if args.net not in NETS:
                 raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")

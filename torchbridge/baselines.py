@@ -35,7 +35,7 @@ TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
 def _importance(method: str, producers: list[nn.Module]):
     """Torch-Pruning's importance for ``method``; ``producers``: the chains' producer convs."""
     try:
-        import torch_pruning as tp
+        import torch_pruning as tp  # noqa: PLC0415 (optional: the tp-* methods only)
     except ImportError:
         raise ValueError(f"{method} needs Torch-Pruning: pip install torch-pruning") from None
     if method == "tp-magnitude":
@@ -100,7 +100,7 @@ def torch_pruning_prune(
         check_widths(model, chains, widths)
     model = copy.deepcopy(model).eval()
     importance = _importance(method, [model.get_submodule(c.producer) for c in chains])
-    import torch_pruning as tp
+    import torch_pruning as tp  # noqa: PLC0415 (optional: the tp-* methods only)
 
     totals = chain_widths(model, chains)
     widths = uniform_widths(totals, keep) if widths is None else widths

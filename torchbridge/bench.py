@@ -45,12 +45,19 @@ from torch import nn
 from sims.store import atomic_write, versions
 from theory import LayerProblem, select
 from theory.bench import best_time
+from torchbridge.baselines import torch_pruning_prune
+from torchbridge.budget import flops_fraction, prune_to_flops, uniform_widths
 from torchbridge.chains import Chain, block_chains, chain_widths
+from torchbridge.counting import count
 from torchbridge.device_bench import DEVICE_NETWORKS, device_rows
+from torchbridge.efficientnet import load_efficientnet_lite0
 from torchbridge.gram import GramAccumulator
-from torchbridge.job import check_device
+from torchbridge.images import photo_sets
+from torchbridge.job import PruneConfig, check_device, measure, prune_model
+from torchbridge.mnist import NarrowResNet18, split, trained
+from torchbridge.models import build, views
 from torchbridge.oracle import GlobalLoss
-from torchbridge.prune import run_capturing
+from torchbridge.prune import prune_chains, resize, run_capturing
 
 ROWS = ("gram", "forms", "local", "end", "scaling", "widths", "flops", "surgery", "device")
 SURGERY_NETWORKS = ("resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0")
@@ -162,14 +169,9 @@ def _network(
 ) -> tuple[nn.Module, list, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
     """(model, chains, calibration batches, test images, test labels or None)."""
     if name == "mnist-resnet18":
-        from torchbridge.mnist import split, trained
-
         model = trained("resnet18", 0)
         xt, _, xs, ys = split(0)
         return model, block_chains(model), list(xt[:512].split(128)), xs, ys
-    from torchbridge.efficientnet import load_efficientnet_lite0
-    from torchbridge.images import photo_sets
-    from torchbridge.models import views
 
     model = load_efficientnet_lite0()
     calibration, test, _ = photo_sets(views("efficientnet_lite0"), 96, seed=0)
@@ -189,9 +191,6 @@ def _peak_mib() -> float:
 
 def end_to_end_task(network: str, task: str, flops: float) -> dict:
     """One row of the end-to-end table, run in its own process (for its peak memory)."""
-    from torchbridge.budget import prune_to_flops
-    from torchbridge.job import PruneConfig, measure, prune_model
-
     torch.manual_seed(0)
     model, chains, calibration, test, labels = _network(network)
     start = time.perf_counter()
@@ -223,8 +222,6 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
 def _pass_times(model: nn.Module, chains: list[Chain], batches: list[torch.Tensor]) -> tuple:
     """(seconds of the forward passes over ``batches``, seconds of one pruning pass at keep
     0.5 with greedy-local on them)."""
-    from torchbridge.prune import prune_chains
-
     start = time.perf_counter()
     with torch.no_grad():
         for batch in batches:
@@ -238,14 +235,12 @@ def _pass_times(model: nn.Module, chains: list[Chain], batches: list[torch.Tenso
 def scaling(images: tuple[int, ...]) -> tuple[list[dict], list[str]]:
     """EfficientNet-Lite0, greedy-local at keep 0.5: seconds against calibration images (and
     the forward passes alone), and the top entries of a profile of the largest run."""
-    from torchbridge.prune import prune_chains
-
     model, chains, calibration, _, _ = _network("efficientnet-lite0")
     everything = torch.cat(calibration)
     rows = []
-    for count in images:
-        forward, prune = _pass_times(model, chains, list(everything[:count].split(32)))
-        rows.append({"images": count, "prune_s": prune, "forward_s": forward})
+    for size in images:
+        forward, prune = _pass_times(model, chains, list(everything[:size].split(32)))
+        rows.append({"images": size, "prune_s": prune, "forward_s": forward})
     profile = cProfile.Profile()
     profile.enable()
     prune_chains(model, chains, list(everything[: images[-1]].split(32)), keep=0.5)
@@ -271,8 +266,6 @@ def local_rows(networks: list[str], keep: float) -> list[dict]:
 def gram_work(network: str) -> dict:
     """Multiply-adds per image: the network's forward pass (torch's counter) against the
     Gram accumulation of all its chains on the unpruned network (one pruning pass's Grams)."""
-    from torchbridge.counting import count
-
     model, chains, calibration, _, _ = _network(network)
     example = calibration[0][:1]
     shapes = {}
@@ -313,8 +306,6 @@ def width_scaling(factors: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
     """The MNIST ResNet-18 topology at widths (16, 32, 64, 128) times each factor (untrained:
     timing only), greedy-local at keep 0.5 on 512 MNIST images: one pruning pass against
     the forward passes, as the chains' widths N grow."""
-    from torchbridge.mnist import NarrowResNet18, split
-
     batches = list(split(0)[0][:512].split(128))
     rows = []
     for factor in factors:
@@ -328,10 +319,6 @@ def width_scaling(factors: tuple[int, ...] = (1, 2, 4)) -> list[dict]:
 def flops_counting(network: str, widths: int = 17) -> dict:
     """Seconds to get the FLOPs fraction of ``widths`` random widths by counting resized
     copies and by :func:`torchbridge.budget.flops_fraction`, and whether they agree."""
-    from torchbridge.budget import flops_fraction
-    from torchbridge.counting import count
-    from torchbridge.prune import resize
-
     model, chains, calibration, _, _ = _network(network)
     example, rng = calibration[0][:1], np.random.default_rng(0)
     totals = chain_widths(model, chains)
@@ -356,11 +343,6 @@ def surgery(arch: str, keep: float = 0.5, repeat: int = 3, size: int = 224) -> d
     included) against Torch-Pruning's (:func:`torchbridge.baselines.torch_pruning_prune`:
     a copy, its dependency graph from one traced image, magnitude importance, removal);
     ``same_shapes``: both give every parameter the same shape."""
-    from torchbridge.baselines import torch_pruning_prune
-    from torchbridge.budget import uniform_widths
-    from torchbridge.models import build
-    from torchbridge.prune import resize
-
     torch.manual_seed(0)
     model = build(arch, num_classes=1000)
     chains = block_chains(model)

@@ -34,7 +34,7 @@ def weights_path() -> Path:
 def load_efficientnet_lite0(path: Path | None = None) -> nn.Module:
     """timm's tf_efficientnet_lite0 with the ImageNet weights of ``path`` (default: the package)."""
     try:
-        import timm
+        import timm  # noqa: PLC0415 (optional: EfficientNet-Lite0 only)
     except ImportError:
         raise ValueError("EfficientNet-Lite0 needs timm: pip install timm") from None
     path = weights_path() if path is None else Path(path)

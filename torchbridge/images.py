@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional
+from torchvision.datasets import ImageFolder
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
           "coins", "retina", "camera", "china", "flower")  # fmt: skip
@@ -25,8 +27,8 @@ SYMMETRIC = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 def photos() -> dict[str, np.ndarray]:
     """Real photos as uint8 RGB arrays (H, W, 3), from scikit-image and scikit-learn."""
-    import skimage.data
-    from sklearn.datasets import load_sample_images
+    import skimage.data  # noqa: PLC0415 (slow to import; the photos only)
+    from sklearn.datasets import load_sample_images  # noqa: PLC0415
 
     out = {}
     for name in PHOTOS[:-2]:
@@ -109,9 +111,6 @@ def folder_sets(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """Disjoint seeded samples of an ImageFolder tree (root/CLASS/IMAGE): calibration views,
     test views (centre crops, both) and the test labels (class index in sorted folder order)."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data folder not found: {root} (expected ROOT/CLASS/IMAGE files)")

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torchvision.models import MobileNetV2
+from torchvision.models.resnet import BasicBlock
 
 from sims.data import raw_images
 from torchbridge.checkpoints import check_state, read_state_dict, save_atomically
@@ -41,8 +43,6 @@ class NarrowResNet18(nn.Module):
     """ResNet-18's topology (2-2-2-2 BasicBlocks) at widths 16-32-64-128, for 1-channel 28 px."""
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), classes: int = 10) -> None:
-        from torchvision.models.resnet import BasicBlock
-
         super().__init__()
         self.conv1 = nn.Conv2d(1, widths[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -73,8 +73,6 @@ class NarrowResNet18(nn.Module):
 
 def mobilenet_v2_mnist(classes: int = 10) -> nn.Module:
     """torchvision's MobileNetV2 (width 0.5, five stages) with a stride-1 1-channel stem."""
-    from torchvision.models import MobileNetV2
-
     setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 2, 2], [6, 64, 2, 2], [6, 96, 1, 1]]
     model = MobileNetV2(classes, width_mult=0.5, inverted_residual_setting=setting)
     stem = model.features[0][0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
 from torchbridge.chains import Chain, block_chains, chain_widths
@@ -38,12 +39,10 @@ def build(arch: str, num_classes: int = 1000) -> nn.Module:
         raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
     if arch == "efficientnet_lite0":
         try:
-            import timm
+            import timm  # noqa: PLC0415 (optional: EfficientNet-Lite0 only)
         except ImportError:
             raise ValueError("efficientnet_lite0 needs timm: pip install timm") from None
         return timm.create_model("tf_efficientnet_lite0", num_classes=num_classes).eval()
-    import torchvision
-
     return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
 
 
@@ -55,8 +54,6 @@ def views(arch: str, size: int = 224) -> Views:
 
 def torchvision_weights_file(arch: str) -> Path:
     """Where torchvision's default weights for ``arch`` sit in the user's cache."""
-    import torchvision
-
     url = torchvision.models.get_model_weights(arch).DEFAULT.url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
