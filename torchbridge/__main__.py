@@ -51,10 +51,10 @@ import torch
 
 from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
+from torchbridge import compare
 from torchbridge.baselines import TP_METHODS
 from torchbridge.budget import ALLOCATIONS
 from torchbridge.chains import block_chains, pick_chains, sequential_chains
-from torchbridge.compare import compare_methods, distill
 from torchbridge.efficientnet import load_efficientnet_lite0
 from torchbridge.folding import folding_experiment
 from torchbridge.images import photo_sets
@@ -103,7 +103,7 @@ def mnist(
         xt, yt, xs, ys = split(seed)
         chains = sequential_chains(model) if net == "cnn" else block_chains(model)
         chains = pick_chains(chains, positions)
-        result = compare_methods(
+        result = compare.compare_methods(
             model, chains, list(xt[:512].split(128)), xs, ys, methods, budget,
             finetune=lambda m, xt=xt, yt=yt, seed=seed: train(m, xt, yt, 1, seed),
             seed=seed, progress=_progress,
@@ -164,9 +164,9 @@ def effnet(
         report["methods"][method] = row
         atomic_write(out / "report.json", json.dumps(report, indent=2))
 
-    result = compare_methods(
+    result = compare.compare_methods(
         model, chains, list(calibration.split(batch)), test, None, methods, budget,
-        finetune=lambda m: distill(m, model, calibration), progress=progress,
+        finetune=lambda m: compare.distill(m, model, calibration), progress=progress,
     )  # fmt: skip
     report |= result | {"complete": True}
     base = result["unpruned"]
