@@ -389,10 +389,12 @@ def test_global_method_through_the_command_line(tmp_path, capsys):
     assert np.isfinite(report["after"]["kl"])
     tp_argv = [*argv[:9], "--method", "tp-l1", "--keep", "0.5", "--compensate", "--out", str(out)]
     assert main(tp_argv) == 2
-    assert "--compensate is for the selectors of theory, not tp-l1" in capsys.readouterr().err
+    assert "--compensate is for methods that are theory's selectors" in capsys.readouterr().err
     local_argv = [*argv[:9], "--method", "omp", "--keep", "0.5", "--no-repeats", "--out", str(out)]
     assert main(local_argv) == 2
-    assert "--no-repeats is for the global selectors" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--no-repeats is for methods that may pick a channel again (greedy-local," in err
+    assert err.rstrip().endswith("not omp")
 
 
 @pytest.mark.slow
@@ -476,8 +478,8 @@ def test_resolve_through_the_command_line(tmp_path, capsys):
     assert first["kept"] <= first_plain["kept"]
     assert first["loss"] < first_plain["loss"]
     for method, message in (
-        ("omp", "--resolve re-solves convex weights: omp's are not on the simplex"),
-        ("tp-l1", "--resolve is for the selectors of theory, not tp-l1"),
+        ("omp", "--resolve is for methods that keep convex weights"),
+        ("tp-l1", "--resolve is for methods that keep convex weights"),
     ):
         argv = [*base, "--method", method, "--resolve", "--out", str(tmp_path / method)]
         assert main(argv) == 2

@@ -52,13 +52,13 @@ import torch
 from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
 from torchbridge import compare
-from torchbridge.baselines import TP_METHODS
 from torchbridge.budget import ALLOCATIONS
 from torchbridge.chains import block_chains, pick_chains, sequential_chains
 from torchbridge.efficientnet import load_efficientnet_lite0
 from torchbridge.folding import folding_experiment
 from torchbridge.images import photo_sets
 from torchbridge.job import PruneConfig, check_device, eval_job, prune_job
+from torchbridge.methods import METHODS
 from torchbridge.mnist import NETS, split, train, trained
 from torchbridge.models import views
 from torchbridge.path import labelled, output_paths, plot_paths
@@ -332,7 +332,7 @@ def _budget(args: argparse.Namespace) -> dict:
     }
 
 
-def _methods(names: list[str], valid: tuple[str, ...] = (*SELECTORS, *TP_METHODS)) -> tuple:
+def _methods(names: list[str], valid: tuple[str, ...] = tuple(METHODS)) -> tuple:
     unknown = sorted(set(names) - set(valid))
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(valid)}")

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from torchbridge.baselines import TP_METHODS
 from torchbridge.chains import Chain
 from torchbridge.evaluate import compare
-from torchbridge.job import PruneConfig, is_convex, is_global, measure, prune_model
+from torchbridge.job import PruneConfig, measure, prune_model
+from torchbridge.methods import usable
 from torchbridge.oracle import output_distance
 
 
@@ -50,19 +50,13 @@ def compare_methods(
     chosen on (suffix ``_calibration``: every calibration image; ``_oracle``: the first
     ``oracle_images``, those the global selectors' loss reads), and agreement, KL and accuracy
     again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
-    e.g. {"keep": f} or {"flops": f, "allocation": "uniform"} (``compensate`` applies to the
-    selectors of theory only, ``resolve`` to those with convex weights, ``no_repeats`` to the
-    global ones)."""
+    e.g. {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
+    capabilities allow (:func:`torchbridge.methods.usable`)."""
     base = measure(model, model, test, labels, 32)
     seen = torch.cat(calibration)
     rows = {}
     for method in methods:
-        settings = budget | ({"compensate": False} if method in TP_METHODS else {})
-        if not is_convex(method):
-            settings |= {"resolve": False}
-        if not is_global(method):
-            settings |= {"no_repeats": False}
-        config = PruneConfig("-", method=method, seed=seed, **settings)
+        config = PruneConfig("-", method=method, seed=seed, **usable(method, budget))
         config.check()
         start = time.perf_counter()
         pruned, reports, _ = prune_model(model, chains, calibration, config)

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from sims.store import atomic_write, versions
-from theory.selectors import spec
-from torchbridge.baselines import TP_METHODS, torch_pruning_prune
+from torchbridge.baselines import torch_pruning_prune
 from torchbridge.budget import (
     ALLOCATIONS,
     check_floor,
@@ -32,6 +31,7 @@ from torchbridge.chains import Chain, block_chains
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
+from torchbridge.methods import METHODS, check_settings, method
 from torchbridge.models import load, load_pruned, save_pruned, views
 from torchbridge.prune import LayerReport, prune_chains
 
@@ -58,17 +58,6 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
-def is_convex(method: str) -> bool:
-    """Whether ``method`` is a selector of theory whose weights stay on the simplex (what
-    ``resolve`` re-solves)."""
-    return method not in TP_METHODS and spec(method).simplex
-
-
-def is_global(method: str) -> bool:
-    """Whether ``method`` is a selector of theory that scores steps by the network's output."""
-    return method not in TP_METHODS and spec(method).needs_oracle
-
-
 @dataclass(frozen=True)
 class PruneConfig:
     arch: str
@@ -88,30 +77,23 @@ class PruneConfig:
     size: int = 224
     seed: int = 0
     device: str = "auto"  # cpu, cuda, cuda:1; auto: cuda where present (reports the one used)
-    candidates: int | None = None  # global selectors: candidates scored per step
-    no_repeats: bool = False  # global selectors: only channels never picked compete (k steps
+    candidates: int | None = None  # output-loss selectors: candidates scored per step
+    no_repeats: bool = False  # selectors that repeat: only channels never picked compete (k steps
     # keep k, as in the GFS authors' code; with repeats a width may take up to 20 k steps)
     objective: str = "kl"
     oracle_images: int = 64
 
     def check(self) -> None:
-        if self.method not in TP_METHODS:
-            spec(self.method)
+        method(self.method)
         given = [b for b in (self.keep, self.tol, self.flops, self.widths) if b is not None]
         if len(given) != 1:
             raise ValueError("give exactly one budget: --keep, --tol, --flops or --widths")
         if self.allocation not in ALLOCATIONS:
             valid = ", ".join(ALLOCATIONS)
             raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
-        if self.method in TP_METHODS and self.tol is not None:
-            raise ValueError(f"{self.method} has no loss tolerance: use --keep or --flops")
-        for flag in ("compensate", "resolve"):
-            if self.method in TP_METHODS and getattr(self, flag):
-                raise ValueError(f"--{flag} is for the selectors of theory, not {self.method}")
-        if self.resolve and not is_convex(self.method):
-            raise ValueError(
-                f"--resolve re-solves convex weights: {self.method}'s are not on the simplex"
-            )
+        check_settings(self.method, {"tol": self.tol, "compensate": self.compensate,
+                                     "resolve": self.resolve, "no_repeats": self.no_repeats,
+                                     "candidates": self.candidates})  # fmt: skip
         if min(self.images, self.test_images, self.batch, self.size) < 1:
             raise ValueError("--images, --test-images, --batch and --size must be >= 1")
         if self.seed < 0:
@@ -120,11 +102,6 @@ class PruneConfig:
             raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
         if self.flops is not None and not 0.0 < self.flops <= 1.0:
             raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
-        if self.no_repeats and not is_global(self.method):
-            raise ValueError(
-                f"--no-repeats is for the global selectors (global-imitation, combined, taylor), "
-                f"not {self.method}"
-            )
         check_device(resolve_device(self.device))
 
 
@@ -165,7 +142,7 @@ def prune_model(
 ) -> tuple[nn.Module, list, list]:
     """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
     widths = read_widths(Path(config.widths)) if config.widths is not None else None
-    if config.method in TP_METHODS:
+    if not METHODS[config.method].theory:  # Torch-Pruning's baselines
         keep = config.keep
         if config.flops is not None:  # Torch-Pruning's widths are uniform: ours at that target
             fraction_of = flops_fraction(model, chains, calibration[0][:1])
@@ -180,12 +157,12 @@ def prune_model(
         return pruned, reports, []
     options = {"method": config.method, "seed": config.seed, "compensate": config.compensate,
                "resolve": config.resolve}  # fmt: skip
-    if spec(config.method).needs_oracle:
+    if METHODS[config.method].output_loss:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:
             options["candidates"] = config.candidates
-        if config.no_repeats:
-            options["repeats"] = False
+    if config.no_repeats:
+        options["repeats"] = False
     if config.flops is not None:
         return prune_to_flops(
             model, chains, calibration, config.flops, allocation=config.allocation,
