@@ -29,22 +29,30 @@ from sims.report import report
 from sims.runner import run
 from sims.spectrum import report as spectrum_report
 from sims.store import check_folder, read_config
+from theory.selectors import SELECTORS
 
 TYPES = {"int": int, "float": float}
 SCALARS = [f for f in fields(cfg.ExperimentConfig) if f.type in TYPES]
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser, every subcommand with its flags."""
     parser = argparse.ArgumentParser(prog="python -m sims", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run (or resume) an experiment")
     source = run.add_mutually_exclusive_group()
     names = ", ".join([*cfg.PRESETS, "deep"])
-    source.add_argument("--preset", default="quick", help=f"one of: {names}")
+    source.add_argument(
+        "--preset", default="quick", choices=(*cfg.PRESETS, "deep"), help=f"one of: {names}"
+    )
     source.add_argument("--config", type=Path, help="a .toml or .json configuration file")
     for f in SCALARS:  # every scalar field of the configuration is a flag
-        run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], default=None)
-    run.add_argument("--methods", nargs="+", default=None, help="selectors to run")
+        text = f"{f.metadata['help']} (default: the preset's or the file's)"
+        run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], help=text)
+    run.add_argument(
+        "--methods", nargs="+", choices=tuple(SELECTORS), metavar="METHOD",
+        help=f"the selectors to run, of: {', '.join(SELECTORS)}",
+    )  # fmt: skip
     run.add_argument("--jobs", type=int, default=2, help="local processes (-1: all cores)")
     run.add_argument(
         "--cluster",
@@ -54,15 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     show = sub.add_parser("config", help="print a configuration as TOML or JSON, to edit")
     shown = show.add_mutually_exclusive_group()
-    shown.add_argument("--preset", default="quick", help=f"one of: {names}")
+    shown.add_argument(
+        "--preset", default="quick", choices=(*cfg.PRESETS, "deep"), help=f"one of: {names}"
+    )
     shown.add_argument("--config", type=Path, help="a .toml or .json configuration file")
-    show.add_argument("--format", choices=("toml", "json"), default="toml")
+    show.add_argument("--format", choices=("toml", "json"), default="toml", help="file format")
     explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
-    explain.add_argument("run_dir", type=Path)
-    explain.add_argument("--method", default="greedy-local")
+    explain.add_argument("run_dir", type=Path, help="a run folder of `run`")
+    explain.add_argument(
+        "--method", default="greedy-local", choices=tuple(SELECTORS), metavar="METHOD",
+        help="the selector whose decay is explained (default: greedy-local)",
+    )  # fmt: skip
     explain.add_argument("--holdout", default="activation=tanh", help="FIELD=VALUE to test on")
     target = explain.add_mutually_exclusive_group()
     target.add_argument("--at", type=int, default=50, help="decades = log10(h_1 / h_at)")
@@ -71,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("run_dir", type=Path)
+        p.add_argument("run_dir", type=Path, help="a run folder of `run`")
         if name == "plot":
             p.add_argument(
                 "--figures", type=Path, default=Path("figures"), help="into FIGURES/NAME"
@@ -121,7 +134,7 @@ def _report(run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.command == "run":
             check_folder(args.runs, "--runs")

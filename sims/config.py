@@ -128,11 +128,16 @@ class ExperimentConfig(Named):
     name: str = "custom"
     networks: tuple[NetworkSpec, ...] = (NetworkSpec(),)
     methods: tuple[str, ...] = ("greedy-local", "fixed-step", "random")
-    steps: int = 100  # selector steps per instance (n_max)
-    seeds: int = 10  # instances per network family
-    seed: int = 0  # base seed; instance k of a family uses seed + k
+    steps: int = field(default=100, metadata={"help": "selector steps per instance (n_max)"})
+    seeds: int = field(default=10, metadata={"help": "instances (seeds) per network family"})
+    seed: int = field(
+        default=0, metadata={"help": "base seed: instance k of a family uses seed + k"}
+    )
     fit_window: tuple[int, int] = (2, 100)  # n range of the rate fits
-    corrective_cap: float = 0.5  # fully-corrective and omp: fit only n < cap * min(m, rank)
+    corrective_cap: float = field(
+        default=0.5,
+        metadata={"help": "fully-corrective and omp: fit only n < cap * min(m, rank), in (0, 1]"},
+    )
     eps_grid: tuple[float, ...] = field(default=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8))
 
     def validate(self) -> None:

@@ -354,10 +354,10 @@ def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch)
     [
         (["--keep", "0.5", "--tol", "0.1"], "exactly one budget"),
         (["--keep", "0.5", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
-        (["--keep", "0.5", "--method", "best"], "unknown method 'best'"),
-        (["--keep", "0.5", "--arch", "vgg16"], "unknown architecture 'vgg16'"),
+        (["--keep", "0.5", "--method", "best"], "--method: invalid choice: 'best'"),
+        (["--keep", "0.5", "--arch", "vgg16"], "--arch: invalid choice: 'vgg16'"),
         (["--flops", "0.01"], "cannot be met"),
-        (["--flops", "0.5", "--allocation", "even"], "unknown --allocation 'even'"),
+        (["--flops", "0.5", "--allocation", "even"], "--allocation: invalid choice: 'even'"),
     ],
 )
 def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):
@@ -368,7 +368,11 @@ def test_prune_command_errors_are_clear(tmp_path, capsys, extra, message):
     flags = dict(zip(base[::2], base[1::2], strict=True))
     flags |= dict(zip(extra[::2], extra[1::2], strict=True))
     argv = [item for pair in flags.items() for item in pair]
-    assert main(["prune", *argv]) == 2
+    try:
+        code = main(["prune", *argv])
+    except SystemExit as refused:  # a value outside a flag's choices: the parser's exit
+        code = refused.code
+    assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "pruned.pt").exists()
 

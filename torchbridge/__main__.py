@@ -260,21 +260,25 @@ def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per field of PruneConfig (open_lth style), typed by its annotation."""
+    """One flag per field of PruneConfig (open_lth style): typed by its annotation, with the
+    help text and choices of its metadata."""
     types = {"str": str, "int": int, "float | None": float, "int | None": int, "str | None": str}
     for field in dataclasses.fields(PruneConfig):
         flag = "--" + field.name.replace("_", "-")
+        help_text = field.metadata["help"]
         if field.type == "bool":
-            parser.add_argument(flag, action="store_true", help=f"(default: {field.default})")
+            parser.add_argument(flag, action="store_true", help=help_text)
             continue
         required = field.default is dataclasses.MISSING
-        default = None if required else field.default
+        if not required and field.default is not None:
+            help_text += " (default: %(default)s)"
         parser.add_argument(
             flag,
             type=types[field.type],
-            default=default,
+            default=None if required else field.default,
             required=required,
-            help=f"(default: {default})",
+            choices=field.metadata["choices"] or None,
+            help=help_text,
         )
 
 
@@ -342,7 +346,8 @@ def _methods(names: list[str], valid: tuple[str, ...] = tuple(METHODS)) -> tuple
     return tuple(names)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser, every subcommand with its flags."""
     parser = argparse.ArgumentParser(
         prog="python -m torchbridge", description=__doc__.splitlines()[0]
     )
@@ -419,10 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     fold.add_argument("--method", default="greedy-local")
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
     _add_config_flags(prune)
-    prune.add_argument("--out", type=Path, required=True)
+    prune.add_argument("--out", type=Path, required=True, help="folder for pruned.pt, report.json")
     evaluate = sub.add_parser("eval", help="count and compare a pruned model")
     evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
-    evaluate.add_argument("--data", default="photos")
+    evaluate.add_argument(
+        "--data", default="photos", help="photos or an ImageFolder directory (default: photos)"
+    )
     evaluate.add_argument("--weights", default=None, help="the unpruned network to compare with")
     for name, default in (("batch", 32), ("images", 256), ("test-images", 256), ("size", 224),
                           ("seed", 0)):  # fmt: skip
@@ -430,7 +437,11 @@ def main(argv: list[str] | None = None) -> int:
             f"--{name}", type=int, default=default,
             help=f"as given to prune, for the same held-out images (default: {default})",
         )  # fmt: skip
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         if getattr(args, "out", None) is not None:
             check_folder(args.out, "--out")

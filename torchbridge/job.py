@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,8 @@ from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.methods import METHODS, check_settings, method
-from torchbridge.models import load, load_pruned, save_pruned, views
+from torchbridge.models import ARCHS, load, load_pruned, save_pruned, views
+from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
 
 
@@ -58,30 +59,58 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
+def _field(default: object, help: str, choices: tuple[str, ...] = (), required: bool = False):
+    """A PruneConfig field with its help text and choices (the ``prune`` flags read them)."""
+    metadata = {"help": help, "choices": choices}
+    if required:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class PruneConfig:
-    arch: str
-    weights: str = "torchvision"
-    data: str = "photos"  # 'photos' (shipped photos) or an ImageFolder directory
-    method: str = "greedy-local"
-    keep: float | None = None
-    tol: float | None = None
-    flops: float | None = None
-    widths: str | None = None  # a JSON file: {producer: channels} for every chain, or a report
-    allocation: str = "tolerance"  # --flops: shared tolerance, its predicted widths, or fraction
-    compensate: bool = False  # add the mean change of each consumer's output to its bias
-    resolve: bool = False  # re-solve each chain's weights on its kept channels (simplex QP)
-    images: int = 256  # calibration images
-    test_images: int = 256  # held-out images (ImageFolder data; photos: always the 80 views)
-    batch: int = 32
-    size: int = 224
-    seed: int = 0
-    device: str = "auto"  # cpu, cuda, cuda:1; auto: cuda where present (reports the one used)
-    candidates: int | None = None  # output-loss selectors: candidates scored per step
-    no_repeats: bool = False  # selectors that repeat: only channels never picked compete (k steps
-    # keep k, as in the GFS authors' code; with repeats a width may take up to 20 k steps)
-    objective: str = "kl"
-    oracle_images: int = 64
+    """One prune run: the network, its weights and data, the method, one budget (keep, tol,
+    flops or widths), and the settings that some methods take (:mod:`torchbridge.methods`).
+    Each field's metadata holds its help text and, where the values are a fixed set, its
+    choices: the flags of ``prune`` come from them."""
+
+    arch: str = _field(None, "the network (torchvision's, or timm's EfficientNet-Lite0)", ARCHS,
+                       required=True)  # fmt: skip
+    weights: str = _field(
+        "torchvision", "torchvision (its cache), package (EfficientNet-Lite0's), none, or a path"
+    )
+    data: str = _field("photos", "photos (shipped inside packages) or an ImageFolder directory")
+    method: str = _field("greedy-local", "the pruning method", tuple(METHODS))
+    keep: float | None = _field(None, "budget: the fraction of every chain's channels kept")
+    tol: float | None = _field(None, "budget: the layer loss / energy left in every chain")
+    flops: float | None = _field(None, "budget: the fraction of the FLOPs kept")
+    widths: str | None = _field(
+        None, "budget: a JSON file {producer: channels}, or the report.json of a prune run"
+    )
+    allocation: str = _field(
+        "tolerance",
+        "with --flops: one shared tolerance searched, the widths it predicts on the unpruned "
+        "network (2 passes), or one uniform fraction",
+        ALLOCATIONS,
+    )
+    compensate: bool = _field(False, "add the mean change of each consumer's output to its bias")
+    resolve: bool = _field(
+        False, "re-solve each chain's convex weights on its kept channels (simplex QP)"
+    )
+    images: int = _field(256, "calibration images")
+    test_images: int = _field(256, "held-out images (ImageFolder data; photos: always 80 views)")
+    batch: int = _field(32, "images per batch")
+    size: int = _field(224, "image side in pixels")
+    seed: int = _field(0, "seed of the image sample and of the randomised selectors")
+    device: str = _field("auto", "cpu, cuda or cuda:N; auto: cuda where present (reported)")
+    candidates: int | None = _field(None, "output-loss selectors: candidates scored per step")
+    no_repeats: bool = _field(
+        False,
+        "only channels never picked compete, so k steps keep k (as in the GFS authors' code; "
+        "with repeats a width may take up to 20 k steps)",
+    )
+    objective: str = _field("kl", "output-loss selectors: the loss on the output", OBJECTIVES)
+    oracle_images: int = _field(64, "output-loss selectors: images of the output loss")
 
     def check(self) -> None:
         method(self.method)

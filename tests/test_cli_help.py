@@ -1,0 +1,84 @@
+"""Every flag of the command lines has help text, and every list of valid values agrees with
+the registry it comes from (a parser is walked, not its --help output read).
+
+The torchbridge studies (mnist, effnet, path, plot-path, folding) are left out here: they
+leave the command line for the experiments in the next step of the layout."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from sims import config as cfg
+from sims.__main__ import parser as sims_parser
+from theory.selectors import SELECTORS
+from torchbridge.__main__ import parser as torchbridge_parser
+from torchbridge.budget import ALLOCATIONS
+from torchbridge.methods import METHODS
+from torchbridge.models import ARCHS
+from torchbridge.oracle import OBJECTIVES
+
+STUDIES = {"mnist", "effnet", "path", "plot-path", "folding"}
+
+
+def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Subcommand name -> its parser."""
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+def flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """Every flag or positional of a subcommand but --help, by its longest name."""
+    return {
+        max(a.option_strings, key=len) if a.option_strings else a.dest: a
+        for a in parser._actions
+        if not isinstance(a, argparse._HelpAction)
+    }
+
+
+PARSERS = {"sims": commands(sims_parser()), "torchbridge": commands(torchbridge_parser())}
+WALKED = [
+    (tool, name, parser)
+    for tool, found in PARSERS.items()
+    for name, parser in found.items()
+    if not (tool == "torchbridge" and name in STUDIES)
+]
+
+
+def test_the_walk_reaches_every_command():
+    assert set(PARSERS["sims"]) == {"run", "config", "explain", "plot", "report"}
+    assert set(PARSERS["torchbridge"]) == {"prune", "eval"} | STUDIES
+
+
+@pytest.mark.parametrize(("tool", "name", "parser"), WALKED, ids=[f"{t}-{n}" for t, n, _ in WALKED])
+def test_every_flag_has_help_text(tool, name, parser):
+    bare = [flag for flag, action in flags(parser).items() if not (action.help or "").strip()]
+    assert not bare, f"{tool} {name}: no help for {', '.join(bare)}"
+
+
+@pytest.mark.parametrize(
+    ("tool", "name", "flag", "valid"),
+    [
+        ("torchbridge", "prune", "--method", tuple(METHODS)),
+        ("torchbridge", "prune", "--arch", ARCHS),
+        ("torchbridge", "prune", "--allocation", ALLOCATIONS),
+        ("torchbridge", "prune", "--objective", OBJECTIVES),
+        ("sims", "run", "--methods", tuple(SELECTORS)),
+        ("sims", "run", "--preset", (*cfg.PRESETS, "deep")),
+        ("sims", "config", "--preset", (*cfg.PRESETS, "deep")),
+        ("sims", "explain", "--method", tuple(SELECTORS)),
+    ],
+)
+def test_choices_agree_with_their_registry(tool, name, flag, valid):
+    action = flags(PARSERS[tool][name])[flag]
+    assert tuple(action.choices) == tuple(valid)
+    for value in valid:  # each named in the help text or the usage line
+        assert value in (action.help or "") + " ".join(map(str, action.choices))
+
+
+def test_a_value_outside_the_choices_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        torchbridge_parser().parse_args(["prune", "--arch", "vgg16", "--out", "x"])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'vgg16'" in capsys.readouterr().err
