@@ -3,12 +3,16 @@
     python -m sims run --preset quick [--seeds 10] [--steps 80] [--jobs 2] [--cluster ADDR]
     python -m sims run --config my.toml        (two-layer or deep: MLP families have widths)
     python -m sims config --preset rates > my.toml   (a preset as TOML or JSON, to edit)
+    python -m sims config --reference                (every key: type, default, range, help)
+    python -m sims run --preset quick --family-neurons 500   (a field of every family)
     python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
     python -m sims plot RUN_DIR [--figures figures]
     python -m sims report RUN_DIR
     python -m sims explain RUN_DIR [--method greedy-local] [--at 50 | --eps 1e-8]
                                [--holdout activation=tanh]
 
+Every field of a configuration (:mod:`sims.config`) is a flag of ``run`` and ``config``: the
+experiment's as ``--FIELD``, its families' as ``--family-FIELD`` (set in every family).
 ``run`` resumes an interrupted run of the same configuration (the run folder is named by the
 configuration's hash) and ends with the report and the figures.
 """
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields, replace
 from pathlib import Path
 
 from sims import config as cfg
@@ -27,12 +30,41 @@ from sims.deep_report import deep_figure, deep_report
 from sims.plots import plot_run
 from sims.report import report
 from sims.runner import run
+from sims.schema import add_flags, flag, given, keys, reference
 from sims.spectrum import report as spectrum_report
 from sims.store import check_folder, read_config
 from theory.selectors import SELECTORS
 
-TYPES = {"int": int, "float": float}
-SCALARS = [f for f in fields(cfg.ExperimentConfig) if f.type in TYPES]
+# The configurations whose fields are flags: the experiment's as --FIELD, the families' as
+# --family-FIELD. A field of one kind only says which in its help.
+TOPS = (cfg.ExperimentConfig, cfg.DeepConfig)
+FAMILIES = (cfg.NetworkSpec, cfg.MLPSpec)
+FAMILY = "family_"
+KINDS = {cfg.ExperimentConfig: "two-layer", cfg.DeepConfig: "MLPs", cfg.NetworkSpec: "two-layer",
+         cfg.MLPSpec: "MLPs"}  # fmt: skip
+
+
+def _names(cls: type) -> set[str]:
+    return {key.name for key in keys(cls)}
+
+
+def _configuration_flags(parser: argparse.ArgumentParser) -> None:
+    """Every field of the two-layer and the deep configurations and of their families as a
+    flag; of a field both kinds have, ``methods`` takes the deep kind's wider choices."""
+    for (first, second), prefix in ((TOPS, ""), (FAMILIES, FAMILY)):
+        what = "the experiment's" if not prefix else "every family's (--family-FIELD)"
+        group = parser.add_argument_group(
+            f"fields of {what} configuration",
+            "a flag not given keeps the preset's or the file's value (`config --reference`)",
+        )
+        shared = _names(first) & _names(second)
+        wider = shared & {"methods"}  # the deep selectors include the two-layer ones
+        common = {"prefix": prefix, "defaults": False}
+        add_flags(group, first, names=shared - wider, **common)
+        add_flags(group, second, names=wider, **common)
+        for cls, other in ((first, second), (second, first)):
+            own = _names(cls) - _names(other)
+            add_flags(group, cls, names=own, note=f" [{KINDS[cls]} only]", **common)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,13 +78,7 @@ def parser() -> argparse.ArgumentParser:
         "--preset", default="quick", choices=(*cfg.PRESETS, "deep"), help=f"one of: {names}"
     )
     source.add_argument("--config", type=Path, help="a .toml or .json configuration file")
-    for f in SCALARS:  # every scalar field of the configuration is a flag
-        text = f"{f.metadata['help']} (default: the preset's or the file's)"
-        run.add_argument(f"--{f.name.replace('_', '-')}", type=TYPES[f.type], help=text)
-    run.add_argument(
-        "--methods", nargs="+", choices=tuple(SELECTORS), metavar="METHOD",
-        help=f"the selectors to run, of: {', '.join(SELECTORS)}",
-    )  # fmt: skip
+    _configuration_flags(run)
     run.add_argument("--jobs", type=int, default=2, help="local processes (-1: all cores)")
     run.add_argument(
         "--cluster",
@@ -69,7 +95,12 @@ def parser() -> argparse.ArgumentParser:
         "--preset", default="quick", choices=(*cfg.PRESETS, "deep"), help=f"one of: {names}"
     )
     shown.add_argument("--config", type=Path, help="a .toml or .json configuration file")
+    shown.add_argument(
+        "--reference", action="store_true",
+        help="print every key of the configurations (type, default, range, help) instead",
+    )  # fmt: skip
     show.add_argument("--format", choices=("toml", "json"), default="toml", help="file format")
+    _configuration_flags(show)
     explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
     explain.add_argument("run_dir", type=Path, help="a run folder of `run`")
     explain.add_argument(
@@ -94,20 +125,37 @@ def parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace):
     """The configuration the flags ask for: a preset or a file, with flags overriding fields
-    (an ExperimentConfig, or a DeepConfig for MLPs)."""
+    (an ExperimentConfig, or a DeepConfig for MLPs), checked as a file would be."""
     config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
-    overrides = {
-        f.name: getattr(args, f.name) for f in SCALARS if getattr(args, f.name, None) is not None
-    }
-    if getattr(args, "methods", None):
-        overrides["methods"] = tuple(args.methods)
-    own = {f.name for f in fields(config)}
-    unused = sorted(set(overrides) - own)
+    where = f"{args.config}" if args.config else f"preset {args.preset}"
+    top, family = type(config), type(config.networks[0])
+    overrides = given(args, top)
+    each = given(args, family, FAMILY)
+    flagged = {flag(n) for cls in TOPS for n in given(args, cls)}
+    flagged |= {flag(n, FAMILY) for cls in FAMILIES for n in given(args, cls, FAMILY)}
+    unused = flagged - {flag(n) for n in overrides} - {flag(n, FAMILY) for n in each}
     if unused:
-        raise ValueError(f"the {config.name} configuration has no field(s) {', '.join(unused)}")
-    config = replace(config, **overrides)
-    config.validate()
-    return config
+        flags = ", ".join(sorted(unused))
+        raise ValueError(f"the {config.name} configuration ({KINDS[top]}) has no flag(s) {flags}")
+    if not overrides and not each:
+        return config
+    data = config.as_dict() | overrides
+    data["networks"] = [network | each for network in data["networks"]]
+    return cfg.from_dict(data, f"{where} with the flags")
+
+
+def _reference() -> str:
+    """Every key of the configuration files, as Markdown tables."""
+    parts = [
+        "## Keys of a configuration file\n\nA two-layer experiment, or MLPs when its families "
+        "have `widths`. Each key is also a flag of `run` and `config` (a family's as "
+        "`--family-KEY`, set in every family).\n",
+        reference(cfg.ExperimentConfig, "Two-layer experiment (top level)"),
+        reference(cfg.NetworkSpec, "Two-layer family (each [[networks]] table)"),
+        reference(cfg.DeepConfig, "MLP experiment (top level)"),
+        reference(cfg.MLPSpec, "MLP family (each [[networks]] table)"),
+    ]
+    return "\n".join(parts)
 
 
 def _is_deep(run_dir: Path) -> bool:
@@ -145,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run folder: {run_dir}")
             _report(run_dir)
             _plot(run_dir, args.figures)
+        elif args.command == "config" and args.reference:
+            print(_reference(), end="")
         elif args.command == "config":
             print(cfg.dumps(_config(args), args.format), end="")
         elif args.command == "plot":

@@ -10,17 +10,21 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
+from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 from sims.activations import ACTIVATIONS as ACTIVATION_TABLE
 from sims.data import REAL_DIMS as REAL_DIM
+from sims.schema import STRICT, about, check, check_fields
 from theory.selectors import LOCAL_METHODS, SELECTORS
 
 INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
+REAL_INPUTS = tuple(REAL_DIM)  # the data sets of the MLPs
+SELECTOR_NAMES = tuple(SELECTORS)
 ACTIVATIONS = tuple(ACTIVATION_TABLE)  # the names of sims.activations' table
 TRAINING = ("random", "teacher", "labels")
 REAL_SIZE = {"digits": 1797, "mnist5k": 5000}
@@ -57,15 +61,26 @@ class Named:
 class NetworkSpec:
     """One family of two-layer networks: psi_i(x) = c_i act(w_i . x + b_i) over m inputs."""
 
-    neurons: int = 1000
-    dim: int = 3  # input dimension (set by the data for digits and mnist5k)
-    samples: int = 100  # m, the calibration samples of the layer problem
-    activation: str = "tanh"
-    inputs: str = "gaussian"
-    training: str = "random"  # random first layer, fit to a teacher, or fit to the labels
-    train_steps: int = 300
-    train_samples: int = 1000  # training set of a trained network, apart from the m samples
-    outputs: int | None = None  # k, outputs per neuron; None: 10 when fit to labels, else 1
+    __pydantic_config__ = STRICT
+
+    neurons: Annotated[int, Ge(2), about("N, the neurons of the layer")] = 1000
+    dim: Annotated[
+        int, Ge(1), about("input dimension (digits: 64, mnist5k: 784, fixed by the data)")
+    ] = 3
+    samples: Annotated[int, Ge(1), about("m, the calibration samples of the layer problem")] = 100
+    activation: Annotated[Literal[ACTIVATIONS], about("the activation of the layer")] = "tanh"
+    inputs: Annotated[Literal[INPUTS], about("the input data")] = "gaussian"
+    training: Annotated[
+        Literal[TRAINING],
+        about("the first layer: random, fit to a teacher function, or fit to the labels"),
+    ] = "random"
+    train_steps: Annotated[int, Ge(0), about("training steps of a trained first layer")] = 300
+    train_samples: Annotated[
+        int, Ge(1), about("training set of a trained network, apart from the m samples")
+    ] = 1000
+    outputs: Annotated[
+        int | None, Ge(1), about("k, outputs per neuron; none: 10 when fit to labels, else 1")
+    ] = None
 
     @property
     def n_outputs(self) -> int:
@@ -75,26 +90,12 @@ class NetworkSpec:
         return 10 if self.training == "labels" else 1
 
     def validate(self) -> None:
-        for name in ("neurons", "dim", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
-        if self.neurons < 2:
-            raise ValueError(f"neurons must be at least 2; got {self.neurons}")
-        if self.train_steps < 0 or self.train_samples < 1:
-            raise ValueError(
-                f"train_steps must be >= 0 and train_samples >= 1; "
-                f"got {self.train_steps} and {self.train_samples}"
-            )
-        if self.outputs is not None and self.outputs < 1:
-            raise ValueError(f"outputs must be a positive integer or None; got {self.outputs}")
+        check_fields(self, "network")
         needs = {"labels": 10, "teacher": 1}.get(self.training)
         if needs is not None and self.n_outputs != needs:
             raise ValueError(
                 f"training={self.training!r} fits {needs} output(s); got outputs={self.outputs}"
             )
-        _member("activation", self.activation, ACTIVATIONS)
-        _member("inputs", self.inputs, INPUTS)
-        _member("training", self.training, TRAINING)
         if self.training == "labels" and self.inputs not in REAL_DIM:
             raise ValueError(
                 f"training='labels' needs real data (digits, mnist5k), not {self.inputs}"
@@ -125,48 +126,43 @@ class NetworkSpec:
 class ExperimentConfig(Named):
     """A grid of network families, the selectors to run on each, and the fitting window."""
 
-    name: str = "custom"
-    networks: tuple[NetworkSpec, ...] = (NetworkSpec(),)
-    methods: tuple[str, ...] = ("greedy-local", "fixed-step", "random")
-    steps: int = field(default=100, metadata={"help": "selector steps per instance (n_max)"})
-    seeds: int = field(default=10, metadata={"help": "instances (seeds) per network family"})
-    seed: int = field(
-        default=0, metadata={"help": "base seed: instance k of a family uses seed + k"}
-    )
-    fit_window: tuple[int, int] = (2, 100)  # n range of the rate fits
-    corrective_cap: float = field(
-        default=0.5,
-        metadata={"help": "fully-corrective and omp: fit only n < cap * min(m, rank), in (0, 1]"},
-    )
-    eps_grid: tuple[float, ...] = field(default=(1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8))
+    __pydantic_config__ = STRICT
+
+    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "custom"
+    networks: Annotated[
+        tuple[NetworkSpec, ...],
+        MinLen(1),
+        about("the network families, one [[networks]] table each"),
+    ] = (NetworkSpec(),)
+    methods: Annotated[
+        tuple[Literal[LOCAL_METHODS], ...], MinLen(1), about("the selectors run on every instance")
+    ] = ("greedy-local", "fixed-step", "random")
+    steps: Annotated[int, Ge(1), about("selector steps per instance (n_max)")] = 100
+    seeds: Annotated[int, Ge(1), about("instances (seeds) per family")] = 10
+    seed: Annotated[int, Ge(0), about("base seed: instance k of a family uses seed + k")] = 0
+    fit_window: Annotated[
+        tuple[Annotated[int, Ge(1)], Annotated[int, Ge(1)]],
+        about("the n range (lo, hi) of the rate fits, 1 <= lo < hi"),
+    ] = (2, 100)
+    corrective_cap: Annotated[
+        float,
+        Gt(0),
+        Le(1),
+        about("fully-corrective and omp: fit only n < cap * min(m, rank)"),
+    ] = 0.5
+    eps_grid: Annotated[
+        tuple[Annotated[float, Gt(0), Lt(float("inf"))], ...],
+        MinLen(1),
+        about("the losses / sigma^2 at which the neurons needed are read"),
+    ] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8)
 
     def validate(self) -> None:
-        if not self.networks:
-            raise ValueError("networks is empty: an experiment needs at least one network family")
+        check_fields(self)
         for spec in self.networks:
             spec.validate()
-        for method in self.methods:
-            if method not in LOCAL_METHODS:
-                valid = ", ".join(LOCAL_METHODS)
-                raise ValueError(f"unknown method {method!r} for a layer problem; valid: {valid}")
-        if self.steps < 1 or self.seeds < 1:
-            raise ValueError(f"steps and seeds must be >= 1; got {self.steps} and {self.seeds}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0; got {self.seed}")
         lo, hi = self.fit_window
-        if not 1 <= lo < hi:
-            raise ValueError(
-                f"fit_window must be (lo, hi) with 1 <= lo < hi; got {self.fit_window}"
-            )
-        if not 0.0 < self.corrective_cap <= 1.0:
-            raise ValueError(f"corrective_cap must be in (0, 1]; got {self.corrective_cap}")
-        if not self.eps_grid or not all(0.0 < eps < float("inf") for eps in self.eps_grid):
-            raise ValueError(f"eps_grid must list losses > 0; got {self.eps_grid}")
-
-
-def _member(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        if not lo < hi:
+            raise ValueError(f"fit_window must be (lo, hi) with lo < hi; got {self.fit_window}")
 
 
 def grid(base: NetworkSpec, **axes: list[Any]) -> tuple[NetworkSpec, ...]:
@@ -310,24 +306,27 @@ class MLPSpec:
     """One family of MLPs: layer widths (the data's dimension first, its 10 classes last),
     trained or random."""
 
-    widths: tuple[int, ...] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
-    activation: str = "relu"
-    inputs: str = "digits"
-    trained: bool = True
-    keep: int = 24  # neurons kept in every hidden layer
+    __pydantic_config__ = STRICT
+
+    widths: Annotated[
+        tuple[Annotated[int, Ge(1)], ...],
+        MinLen(3),
+        about("layer widths, the data's dimension first and its 10 classes last"),
+    ] = (64, 96, 96, 96, 10)  # 3 hidden layers: a 4-layer MLP
+    activation: Annotated[Literal[ACTIVATIONS], about("the activation of every layer")] = "relu"
+    inputs: Annotated[Literal[REAL_INPUTS], about("the data set")] = "digits"
+    trained: Annotated[bool, about("trained on the labels (else random)")] = True
+    keep: Annotated[int, Ge(1), about("neurons kept in every hidden layer")] = 24
 
     def validate(self) -> None:
-        _member("activation", self.activation, ACTIVATIONS)
-        _member("inputs", self.inputs, ("digits", "mnist5k"))
-        if len(self.widths) < 3 or min(self.widths) < 1:
-            raise ValueError(f"widths must list >= 3 positive layer sizes; got {self.widths}")
+        check_fields(self, "MLP family")
         ends = (REAL_DIM[self.inputs], CLASSES)
         if (self.widths[0], self.widths[-1]) != ends:
             raise ValueError(
                 f"widths must start with the input dimension and end with the classes of "
                 f"{self.inputs}, {ends}; got {self.widths}"
             )
-        if not 1 <= self.keep <= min(self.widths[1:-1]):
+        if self.keep > min(self.widths[1:-1]):
             raise ValueError(f"keep must be in [1, {min(self.widths[1:-1])}]; got {self.keep}")
 
 
@@ -339,38 +338,33 @@ def _depths(trained: bool) -> tuple[MLPSpec, ...]:
 class DeepConfig(Named):
     """Families of MLPs (trained on a real data set, or random), every hidden layer pruned."""
 
-    name: str = "deep"
+    __pydantic_config__ = STRICT
+
+    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "deep"
     # 3-, 4- and 5-layer MLPs on digits, trained and random; a 4-layer MLP trained on MNIST-5k.
-    networks: tuple[MLPSpec, ...] = (
+    networks: Annotated[
+        tuple[MLPSpec, ...], MinLen(1), about("the MLP families, one [[networks]] table each")
+    ] = (
         *_depths(True),
         *_depths(False),
         MLPSpec(widths=(784, 96, 96, 96, 10), inputs="mnist5k"),
     )
-    train_samples: int = 1000
-    calib_samples: int = 300
-    test_samples: int = 497
-    train_steps: int = 400
-    lr: float = 0.01
-    methods: tuple[str, ...] = DEEP_METHODS
-    candidates: int = 50
-    seeds: int = 10
-    seed: int = 0
+    train_samples: Annotated[int, Ge(1), about("training images of a trained MLP")] = 1000
+    calib_samples: Annotated[int, Ge(1), about("calibration images of every layer problem")] = 300
+    test_samples: Annotated[int, Ge(1), about("held-out images of the output error")] = 497
+    train_steps: Annotated[int, Ge(0), about("Adam steps of a trained MLP")] = 400
+    lr: Annotated[float, Gt(0), about("Adam's learning rate")] = 0.01
+    methods: Annotated[
+        tuple[Literal[SELECTOR_NAMES], ...], MinLen(1), about("the selectors run on every instance")
+    ] = DEEP_METHODS
+    candidates: Annotated[int, Ge(1), about("global selectors: candidates scored per step")] = 50
+    seeds: Annotated[int, Ge(1), about("instances (seeds) per family")] = 10
+    seed: Annotated[int, Ge(0), about("base seed: instance k of a family uses seed + k")] = 0
 
     def validate(self) -> None:
-        if not self.networks:
-            raise ValueError("networks is empty: an experiment needs at least one MLP family")
+        check_fields(self, "deep configuration")
         for spec in self.networks:
             spec.validate()
-        for method in self.methods:
-            _member("method", method, tuple(SELECTORS))
-        if self.seeds < 1 or self.train_steps < 0 or min(self.calib_samples, self.test_samples) < 1:
-            raise ValueError("seeds, calib_samples and test_samples must be >= 1, train_steps >= 0")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0; got {self.seed}")
-        if self.candidates < 1 or not self.lr > 0:
-            raise ValueError(
-                f"candidates must be >= 1 and lr > 0; got {self.candidates}, {self.lr}"
-            )
         total = self.train_samples + self.calib_samples + self.test_samples
         for spec in self.networks:
             if total > REAL_SIZE[spec.inputs]:
@@ -378,17 +372,6 @@ class DeepConfig(Named):
                     f"{spec.inputs} has {REAL_SIZE[spec.inputs]} images; train_samples + "
                     f"calib_samples + test_samples = {total}"
                 )
-
-
-def deep_from_dict(data: dict) -> DeepConfig:
-    """A DeepConfig from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    networks = tuple(
-        build(MLPSpec, entry, "MLP family", ("widths",)) for entry in network_entries(data, [])
-    )
-    rest = {k: v for k, v in data.items() if k != "networks"}
-    config = replace(build(DeepConfig, rest, "deep configuration", ("methods",)), networks=networks)
-    config.validate()
-    return config
 
 
 def preset(name: str) -> Any:
@@ -402,62 +385,16 @@ def preset(name: str) -> Any:
         raise ValueError(f"unknown preset {name!r}; valid presets: {names}") from None
 
 
-KINDS = {"int": (int, "an integer"), "float": (int | float, "a number"), "str": (str, "a string"),
-         "bool": (bool, "true or false")}  # fmt: skip
-
-
-def _is(value: Any, kind: str) -> bool:
-    """Whether ``value`` (from TOML or JSON) is of the annotation ``kind`` (a bool is no number)."""
-    return isinstance(value, KINDS[kind][0]) and (kind == "bool") == isinstance(value, bool)
-
-
-def build(cls: type, data: dict[str, Any], what: str, tuples: tuple[str, ...] = ()) -> Any:
-    """``cls(**data)`` for a dataclass, naming unknown keys and values of the wrong type (by
-    the fields' annotations: int, float, str, bool, X | None, tuple[X, ...], tuple[X, X]);
-    the ``tuples`` keys become tuples."""
-    if not isinstance(data, dict):
-        raise ValueError(f"a {what} must be a table of keys; got {data!r}")
-    annotations = {f.name: f.type for f in fields(cls)}
-    unknown = sorted(set(data) - set(annotations))
-    if unknown:
-        valid = ", ".join(sorted(annotations))
-        raise ValueError(f"unknown {what} key(s) {', '.join(unknown)}; valid: {valid}")
-    for key, value in data.items():
-        kind, *rest = annotations[key].split(" | ")
-        if rest == ["None"] and value is None:
-            continue
-        if kind in KINDS and not _is(value, kind):
-            raise ValueError(f"{what} key {key} must be {KINDS[kind][1]}; got {value!r}")
-        if key in tuples:
-            items = kind.removeprefix("tuple[").removesuffix("]").split(", ")
-            size = None if items[-1] == "..." else len(items)
-            if (
-                not isinstance(value, list | tuple)
-                or (size is not None and len(value) != size)
-                or not all(_is(v, items[0]) for v in value)
-            ):
-                count = "a list" if size is None else f"a list of {size}"
-                raise ValueError(
-                    f"{what} key {key} must be {count} of {items[0]} values; got {value!r}"
-                )
-    return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
-
-
-def network_entries(data: dict[str, Any], default: list) -> list:
-    """The ``networks`` list of a configuration mapping: tables, one per family."""
-    entries = data.get("networks", default)
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ValueError(f"networks must be a list of tables, one per family; got {entries!r}")
-    return entries
-
-
-def from_dict(data: dict[str, Any]) -> ExperimentConfig:
-    """Configuration from a plain mapping (as read from TOML or JSON); unknown keys are errors."""
-    networks = tuple(build(NetworkSpec, entry, "network") for entry in network_entries(data, [{}]))
-    rest = {k: v for k, v in data.items() if k != "networks"}
-    config = build(ExperimentConfig, rest, "configuration", ("methods", "fit_window", "eps_grid"))
-    config = replace(config, networks=networks)
-    config.validate()
+def from_dict(data: dict[str, Any], where: str = "configuration") -> Any:
+    """A configuration from a plain mapping (as read from TOML or JSON): a DeepConfig when its
+    families are MLPs (they have ``widths``), else an ExperimentConfig; checked against the
+    declaration, then by the configuration's own cross-field rules, errors naming ``where``."""
+    cls = DeepConfig if isinstance(data, dict) and is_deep(data) else ExperimentConfig
+    config = check(cls, data, where)
+    try:
+        config.validate()
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
     return config
 
 
@@ -473,11 +410,7 @@ def load(path: Path) -> Any:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except (ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError, JSONDecodeError
         raise ValueError(f"{path} cannot be parsed: {error}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a table of keys; got {type(data).__name__}")
-    if is_deep(data):
-        return deep_from_dict(data)
-    return from_dict(data)
+    return from_dict(data, str(path))
 
 
 def is_deep(data: dict[str, Any]) -> bool:

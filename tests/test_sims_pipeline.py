@@ -156,20 +156,32 @@ def test_toml_configuration(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"networks": (cfg.NetworkSpec(neurons=-5),)}, "neurons must be a positive integer"),
-        ({"networks": (cfg.NetworkSpec(samples=0),)}, "samples must be a positive integer"),
-        ({"networks": (cfg.NetworkSpec(activation="swish"),)}, "unknown activation 'swish'"),
-        ({"networks": (cfg.NetworkSpec(inputs="cifar"),)}, "unknown inputs 'cifar'"),
+        (
+            {"networks": (cfg.NetworkSpec(neurons=-5),)},
+            r"networks\[0\]\.neurons must be >= 2; got -5",
+        ),
+        (
+            {"networks": (cfg.NetworkSpec(samples=0),)},
+            r"networks\[0\]\.samples must be >= 1; got 0",
+        ),
+        (
+            {"networks": (cfg.NetworkSpec(activation="swish"),)},
+            "activation must be one of: relu, tanh, gelu; got 'swish'",
+        ),
+        (
+            {"networks": (cfg.NetworkSpec(inputs="cifar"),)},
+            "inputs must be one of: gaussian, sphere, digits, mnist5k; got 'cifar'",
+        ),
         ({"networks": (cfg.NetworkSpec(inputs="digits"),)}, "digits fixes the input dimension"),
         ({"networks": (cfg.NetworkSpec(training="labels"),)}, "needs real data"),
-        ({"networks": (cfg.NetworkSpec(outputs=0),)}, "outputs must be a positive integer"),
+        ({"networks": (cfg.NetworkSpec(outputs=0),)}, "outputs must be >= 1; got 0"),
         ({"networks": (cfg.NetworkSpec(training="teacher", outputs=3),)}, "fits 1 output"),
-        ({"networks": ()}, "networks is empty"),
-        ({"methods": ("greedy",)}, "unknown method 'greedy'"),
-        ({"steps": 0}, "steps and seeds must be >= 1"),
+        ({"networks": ()}, "networks must list at least 1"),
+        ({"methods": ("greedy",)}, r"methods\[0\] must be one of: greedy-local, .*; got 'greedy'"),
+        ({"steps": 0}, "steps must be >= 1; got 0"),
         ({"fit_window": (5, 2)}, "fit_window must be"),
-        ({"eps_grid": ()}, "eps_grid must list losses > 0"),
-        ({"eps_grid": (1e-3, 0.0)}, "eps_grid must list losses > 0"),
+        ({"eps_grid": ()}, "eps_grid must list at least 1"),
+        ({"eps_grid": (1e-3, 0.0)}, r"eps_grid\[1\] must be > 0"),
     ],
 )
 def test_bad_configurations_are_named(change, message):
@@ -188,7 +200,9 @@ def test_unknown_preset_and_file_errors(tmp_path, capsys):
         cfg.load(tmp_path / "missing.toml")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"stepz": 3}))
-    with pytest.raises(ValueError, match="unknown configuration key"):
+    with pytest.raises(
+        ValueError, match=r"bad\.json: stepz is not a key here; valid keys: name, networks, methods"
+    ):
         cfg.load(bad)
     assert main(["report", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
@@ -222,7 +236,7 @@ def test_grid_runs_get_a_regime_map(tmp_path):
     ("spec", "message"),
     [
         (cfg.NetworkSpec(inputs="digits", dim=64, samples=900, training="labels"), "1797 images"),
-        (cfg.NetworkSpec(train_samples=0, training="teacher"), "train_samples >= 1"),
+        (cfg.NetworkSpec(train_samples=0, training="teacher"), "train_samples must be >= 1"),
     ],
 )
 def test_real_data_sizes_are_checked(spec, message):
@@ -352,18 +366,21 @@ def test_run_folder_names_do_not_move_when_a_field_is_added_with_a_none_default(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('methods = "greedy-local"\n', "key methods must be a list"),
-        ("fit_window = 5\n", "key fit_window must be a list"),
-        ("fit_window = [1]\n", r"key fit_window must be a list of 2 of int values; got \[1\]"),
-        ("seeds = 1.5\n", "configuration key seeds must be an integer; got 1.5"),
-        ("seeds = true\n", "configuration key seeds must be an integer; got True"),
-        ('steps = "ten"\n', "configuration key steps must be an integer; got 'ten'"),
-        ("name = 5\n", "configuration key name must be a string; got 5"),
-        ('eps_grid = ["a"]\n', "key eps_grid must be a list of float values"),
-        ("[[networks]]\nneurons = 50.5\n", "network key neurons must be an integer; got 50.5"),
-        ("networks = 5\n", "networks must be a list of tables, one per family; got 5"),
-        ("networks = [1, 2]\n", "networks must be a list of tables"),
-        ('[[networks]]\nwidths = [64, "a", 10]\n', "MLP family key widths must be a list of int"),
+        ('methods = "greedy-local"\n', r"bad\.toml: methods must be a list; got 'greedy-local'"),
+        ("fit_window = 5\n", r"bad\.toml: fit_window must be a list; got 5"),
+        ("fit_window = [1]\n", r"fit_window has too few values; got \[1\]"),
+        ("seeds = 1.5\n", r"bad\.toml: seeds must be an integer; got 1\.5"),
+        ("seeds = true\n", "seeds must be an integer; got True"),
+        ('steps = "ten"\n', "steps must be an integer; got 'ten'"),
+        ("name = 5\n", "name must be a string; got 5"),
+        ('eps_grid = ["a"]\n', r"eps_grid\[0\] must be a number; got 'a'"),
+        ("[[networks]]\nneurons = 50.5\n", r"networks\[0\]\.neurons must be an integer; got 50\.5"),
+        ("networks = 5\n", "networks must be a list; got 5"),
+        ("networks = [1, 2]\n", r"networks\[0\] must be a table of keys; got 1"),
+        (
+            '[[networks]]\nwidths = [64, "a", 10]\n',
+            r"networks\[0\]\.widths\[1\] must be an integer; got 'a'",
+        ),
         ("seed = -1\n", "seed must be >= 0; got -1"),
         ("steps = [\n", r"bad\.toml cannot be parsed"),
     ],
