@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +18,7 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 
 from sims.activations import ACTIVATIONS as ACTIVATION_TABLE
 from sims.data import REAL_DIMS as REAL_DIM
-from sims.schema import STRICT, about, check, check_fields
+from sims.schema import STRICT, about, check, check_fields, read_mapping
 from theory.selectors import LOCAL_METHODS, SELECTORS
 
 INPUTS = ("gaussian", "sphere", "digits", "mnist5k")
@@ -401,15 +400,7 @@ def from_dict(data: dict[str, Any], where: str = "configuration") -> Any:
 def load(path: Path) -> Any:
     """Read a configuration from a .toml or .json file: an ExperimentConfig, or a DeepConfig
     when its network families are MLPs (they have ``widths``)."""
-    if not path.is_file():
-        raise ValueError(f"configuration file not found: {path}")
-    if path.suffix not in (".toml", ".json"):
-        raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError, JSONDecodeError
-        raise ValueError(f"{path} cannot be parsed: {error}") from None
+    data = read_mapping(path)
     return from_dict(data, str(path))
 
 
@@ -424,7 +415,7 @@ def is_deep(data: dict[str, Any]) -> bool:
 def dumps(config: Any, fmt: str = "toml") -> str:
     """The configuration as TOML or JSON text that :func:`load` reads back to an equal one
     (TOML has no null: fields that are None are left out, and read back as their default)."""
-    data = config.as_dict()
+    data = asdict(config)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     if fmt != "toml":

@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tomllib
 import types
 import typing
 from collections.abc import Collection
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import annotated_types as at
@@ -32,6 +34,7 @@ from pydantic.fields import FieldInfo
 STRICT = ConfigDict(extra="forbid", strict=True)  # every configuration's __pydantic_config__
 
 BOUNDS = {at.Ge: ">=", at.Gt: ">", at.Le: "<=", at.Lt: "<"}
+UNIONS = (types.UnionType, typing.Union)  # X | None, and Literal[...] | None
 KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -88,7 +91,7 @@ def keys(cls: type) -> list[Key]:
     for field in dataclasses.fields(cls):
         hint, meta = _peel(hints[field.name])
         optional = False
-        if isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint):
+        if typing.get_origin(hint) in UNIONS and type(None) in typing.get_args(hint):
             (hint,) = [a for a in typing.get_args(hint) if a is not type(None)]
             optional = True
             hint, more = _peel(hint)
@@ -154,10 +157,28 @@ def _rule(error: dict[str, Any]) -> str:
     return error["msg"][0].lower() + error["msg"][1:]
 
 
-def check(cls: type, data: Any, where: str) -> Any:
+def read_mapping(path: Path) -> dict[str, Any]:
+    """The table of keys in a .toml or .json file, or a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"configuration file not found: {path}")
+    if path.suffix not in (".toml", ".json"):
+        raise ValueError(f"configuration must be a .toml or .json file; got {path.name}")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError, JSONDecodeError
+        raise ValueError(f"{path} cannot be parsed: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a table of keys; got {type(data).__name__}")
+    return data
+
+
+def check(cls: type, data: Any, where: str, as_flags: bool = False) -> Any:
     """``data`` (a mapping from a file or from flags) as the configuration ``cls``, checked
     strictly against its declaration; else a ValueError of one line:
-    ``WHERE: KEY RULE; got VALUE``, with the valid keys where a key is unknown."""
+    ``WHERE: KEY RULE; got VALUE``, with the valid keys where a key is unknown (the key
+    written as its flag when ``as_flags``)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must hold a table of keys; got {type(data).__name__}")
     try:
@@ -172,7 +193,7 @@ def check(cls: type, data: Any, where: str) -> Any:
         if error["type"] == "missing" and isinstance(error["loc"][-1], int):  # a short pair
             error = {"type": "too_few", "loc": error["loc"][:-1], "input": error["input"],
                      "msg": "has too few values"}  # fmt: skip
-        key = _where(error["loc"])
+        key = flag(_where(error["loc"])) if as_flags else _where(error["loc"])
         rule = _rule(error)
         if error["type"] == "unexpected_keyword_argument":
             owner = _owner(cls, error["loc"])
@@ -209,9 +230,9 @@ def _owner(cls: type, loc: tuple[Any, ...]) -> type:
     return cls
 
 
-def check_fields(config: Any, where: str = "configuration") -> None:
+def check_fields(config: Any, where: str = "configuration", as_flags: bool = False) -> None:
     """Check every field of a configuration built in Python against its declaration."""
-    check(type(config), dataclasses.asdict(config), where)
+    check(type(config), dataclasses.asdict(config), where, as_flags)
 
 
 def flag(name: str, prefix: str = "") -> str:
@@ -230,8 +251,9 @@ def add_flags(
 ) -> None:
     """One flag per scalar or list field of ``cls`` (of those in ``names``, when given; nested
     configurations are skipped), named ``--PREFIX-FIELD-NAME``, with the field's help, choices
-    and (``defaults``) its default in the help. A field without a default is a required flag.
-    A flag not given leaves its field unset: :func:`given` collects those given."""
+    and (``defaults``) its default in the help; a boolean's flag turns its default over
+    (``--compensate``; ``--no-trained`` where the default is true). A flag not given leaves its
+    field unset: :func:`given` collects those given."""
     for key in keys(cls):
         if (names is not None and key.name not in names) or dataclasses.is_dataclass(key.base):
             continue
@@ -240,9 +262,13 @@ def add_flags(
         if defaults and default is not dataclasses.MISSING and default is not None:
             shown = " ".join(map(str, default)) if key.many else default
             text += f" (default: {shown})"
+        if default is dataclasses.MISSING:
+            text += " (required)"
         options: dict[str, Any] = {"help": text, "default": None, "dest": prefix + key.name}
-        if key.base is bool:
-            options["action"] = argparse.BooleanOptionalAction
+        name = flag(key.name, prefix)
+        if key.base is bool:  # the flag turns the declared default over
+            name = name if default is False else "--no-" + name.removeprefix("--")
+            options |= {"action": "store_const", "const": default is False}
         else:
             options["type"] = key.base
             if key.choices:
@@ -253,9 +279,7 @@ def add_flags(
                 options["nargs"] = "+"
             elif key.many is not None:
                 options["nargs"] = key.many
-        if default is dataclasses.MISSING:
-            options["required"] = True
-        parser.add_argument(flag(key.name, prefix), **options)
+        parser.add_argument(name, **options)
 
 
 def given(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, Any]:

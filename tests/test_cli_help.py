@@ -48,7 +48,7 @@ WALKED = [
 
 def test_the_walk_reaches_every_command():
     assert set(PARSERS["sims"]) == {"run", "config", "explain", "plot", "report"}
-    assert set(PARSERS["torchbridge"]) == {"prune", "eval"} | STUDIES
+    assert set(PARSERS["torchbridge"]) == {"prune", "eval", "config"} | STUDIES
 
 
 @pytest.mark.parametrize(("tool", "name", "parser"), WALKED, ids=[f"{t}-{n}" for t, n, _ in WALKED])

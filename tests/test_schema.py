@@ -126,3 +126,44 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert main(["config", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_prune_configuration_file_with_flags_over_it(tmp_path, capsys):
+    from torchbridge.__main__ import main as torchbridge
+    from torchbridge.job import PruneConfig
+
+    assert torchbridge(["config", "--arch", "resnet18", "--flops", "0.5", "--method", "omp"]) == 0
+    path = tmp_path / "prune.toml"
+    path.write_text(capsys.readouterr().out)
+    assert check(PruneConfig, tomllib.loads(path.read_text()), "f") == PruneConfig(
+        arch="resnet18", flops=0.5, method="omp"
+    )
+    path.write_text(path.read_text() + "keeps = 0.5\n")
+    assert torchbridge(["prune", "--config", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: keeps is not a key here; valid keys: arch, weights" in err
+    path.write_text(path.read_text().replace("keeps = 0.5\n", ""))
+    argv = ["prune", "--config", str(path), "--seed", "-1", "--out", str(tmp_path / "o")]
+    assert torchbridge(argv) == 2
+    assert f"{path} with the flags: seed must be >= 0; got -1" in capsys.readouterr().err
+    assert torchbridge(["prune", "--keep", "0.5", "--out", str(tmp_path / "o")]) == 2
+    assert "prune: give --arch, one of: resnet18" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "pruned.pt").exists()
+
+
+def test_prune_reference_and_flags_come_from_the_declaration(capsys):
+    from torchbridge.__main__ import main as torchbridge
+    from torchbridge.__main__ import parser as torchbridge_parser
+    from torchbridge.job import PruneConfig
+
+    assert torchbridge(["config", "--reference"]) == 0
+    out = capsys.readouterr().out
+    assert "| `keep` | float or none | `null` | > 0, <= 1 |" in out
+    (sub,) = [a for a in torchbridge_parser()._actions if a.dest == "command"]
+    prune = {a.dest: a for a in sub.choices["prune"]._actions}
+    for key in keys(PruneConfig):
+        assert f"| `{key.name}` |" in out
+        assert key.name in prune and key.help in prune[key.name].help
+    assert prune["compensate"].option_strings == ["--compensate"]
+    evaluate = {a.dest for a in sub.choices["eval"]._actions}
+    assert {"images", "test_images", "batch", "size", "seed"} <= evaluate

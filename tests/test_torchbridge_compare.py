@@ -98,8 +98,8 @@ def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():
     x = torch.randn(8, 3, 48, 48)
     chains = block_chains(model)
     config = {"flops": 0.6, "allocation": "uniform"}
-    theirs, _, _ = prune_model(model, chains, [x], PruneConfig("-", method="tp-l1", **config))
-    _, reports, _ = prune_model(model, chains, [x], PruneConfig("-", method="magnitude", **config))
+    theirs, _, _ = prune_model(model, chains, [x], PruneConfig(method="tp-l1", **config))
+    _, reports, _ = prune_model(model, chains, [x], PruneConfig(method="magnitude", **config))
     fraction = count(theirs, x[:1]).flops / count(model, x[:1]).flops
     assert 0.5 < fraction <= 0.6
     assert [theirs.get_submodule(c.producer).out_channels for c in chains] == [
@@ -171,7 +171,7 @@ def test_the_fit_on_the_calibration_and_oracle_images_is_that_of_the_pruned_netw
     calibration = [x[:6], x[6:12]]
     row = compare_methods(model, chains, calibration, x[12:], None, ("greedy-local",), budget,
                           finetune=lambda m: None)["methods"]["greedy-local"]  # fmt: skip
-    pruned, _, _ = prune_model(model, chains, calibration, PruneConfig("-", **budget))
+    pruned, _, _ = prune_model(model, chains, calibration, PruneConfig(**budget))
     assert row["kl_calibration"] == pytest.approx(compare(pruned, model, [x[:12]])["kl"])
     assert row["kl_oracle"] == pytest.approx(compare(pruned, model, [x[:5]])["kl"])
     assert row["kl"] == pytest.approx(compare(pruned, model, [x[12:]])["kl"])
@@ -197,7 +197,7 @@ def test_a_resolve_budget_reaches_the_convex_selectors_and_skips_the_others():
                            budget, finetune=lambda m: None)["methods"]  # fmt: skip
     kls = {}
     for method, resolve in (("greedy-local", True), ("greedy-local", False), ("omp", False)):
-        config = PruneConfig("-", method=method, keep=0.5, resolve=resolve)
+        config = PruneConfig(method=method, keep=0.5, resolve=resolve)
         pruned, _, _ = prune_model(model, chains, calibration, config)
         kls[method, resolve] = compare(pruned, model, [x[:8]])["kl"]
     assert rows["greedy-local"]["kl_calibration"] == pytest.approx(kls["greedy-local", True])
@@ -226,7 +226,7 @@ def test_picked_chains_alone_are_pruned_and_the_others_stay_whole():
     assert result["methods"]["greedy-local"]["widths"] == [
         round(0.5 * model.get_submodule(c.producer).out_channels) for c in picked
     ]
-    pruned, _, _ = prune_model(model, picked, [x[:8]], PruneConfig("-", keep=0.5))
+    pruned, _, _ = prune_model(model, picked, [x[:8]], PruneConfig(keep=0.5))
     touched = {n for c in picked for n in (c.producer, *c.between, c.consumer)}
     before, after = _shapes(model), _shapes(pruned)
     changed = {name for name in before if before[name] != after[name]}

@@ -83,7 +83,7 @@ def test_global_and_tp_selectors_on_the_gpu_keep_the_cpu_channels(method):
     model = build("resnet18", num_classes=10).double()
     x = torch.randn(16, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     chains = block_chains(model)[:3]
-    config = PruneConfig("-", method=method, keep=0.25, candidates=4, oracle_images=4)
+    config = PruneConfig(method=method, keep=0.25, candidates=4, oracle_images=4)
     cpu, cpu_reports, _ = prune_model(model, chains, [x[:8], x[8:]], config)
     gpu, gpu_reports, _ = prune_model(model.cuda(), chains, [x[:8].cuda(), x[8:].cuda()], config)
     assert [r.kept for r in gpu_reports] == [r.kept for r in cpu_reports]
@@ -110,7 +110,7 @@ def test_prune_command_on_the_gpu_saves_a_model_that_the_cpu_evaluates_alike(tmp
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["config"]["device"] == "cuda"
     assert report["after"]["flops"] <= 0.7 * report["before"]["flops"]
-    config = PruneConfig("-", images=16, batch=8, size=64)
+    config = PruneConfig(images=16, batch=8, size=64)
     row = eval_job(tmp_path / "pruned.pt", "photos", None, config)
     assert row["flops"] == report["after"]["flops"]
     assert row["params"] == report["after"]["params"]

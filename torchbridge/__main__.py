@@ -3,6 +3,9 @@
     python -m torchbridge prune --arch ARCH --weights torchvision|package|none|PATH
         --data photos|IMAGEFOLDER --method METHOD (--keep F | --tol T | --flops F | --widths
         FILE.json) --out DIR
+    python -m torchbridge prune --config prune.toml [any flag above, over the file] --out DIR
+    python -m torchbridge config --arch ARCH --keep F [...] > prune.toml   (flags as a file)
+    python -m torchbridge config --reference   (every key: type, default, range, help)
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
     python -m torchbridge mnist --net cnn|resnet18|mobilenet_v2 (--keep F | --flops F)
         [--seeds 3] [--methods ...] [--out DIR]
@@ -18,7 +21,7 @@
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
 writes the pruned model and report.json (see torchbridge.job); every flag is a field of
-torchbridge.job.PruneConfig.
+torchbridge.job.PruneConfig, declared once with its type, range and help (sims.schema).
 
 ``mnist`` compares methods at one budget on a network trained on the real MNIST-5k digits
 (torchbridge.mnist: 4,000 for training, 1,000 held out; cached after the first training),
@@ -41,7 +44,6 @@ tp-l1 and tp-taylor (torchbridge.baselines). Every command writes report.json at
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -49,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sims.config import dumps
+from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
 from torchbridge import compare
@@ -259,33 +263,18 @@ def plot_path_runs(runs: list[Path], out: Path) -> list[Path]:
     return figures
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per field of PruneConfig (open_lth style): typed by its annotation, with the
-    help text and choices of its metadata."""
-    types = {"str": str, "int": int, "float | None": float, "int | None": int, "str | None": str}
-    for field in dataclasses.fields(PruneConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = field.metadata["help"]
-        if field.type == "bool":
-            parser.add_argument(flag, action="store_true", help=help_text)
-            continue
-        required = field.default is dataclasses.MISSING
-        if not required and field.default is not None:
-            help_text += " (default: %(default)s)"
-        parser.add_argument(
-            flag,
-            type=types[field.type],
-            default=None if required else field.default,
-            required=required,
-            choices=field.metadata["choices"] or None,
-            help=help_text,
-        )
+def _prune_config(args: argparse.Namespace) -> PruneConfig:
+    """The PruneConfig of a configuration file (``--config``), with the flags given over it,
+    checked as declared (errors name the file, or the flag)."""
+    flagged = given(args, PruneConfig)
+    if getattr(args, "config", None) is None:  # `config` prints the flags' configuration
+        return check(PruneConfig, flagged, "prune", as_flags=True)
+    where = f"{args.config} with the flags" if flagged else str(args.config)
+    return check(PruneConfig, read_mapping(args.config) | flagged, where)
 
 
 def _prune(args: argparse.Namespace) -> None:
-    fields = {f.name for f in dataclasses.fields(PruneConfig)}
-    config = PruneConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    report = prune_job(config, args.out)
+    report = prune_job(_prune_config(args), args.out)
     before, after = report["before"], report["after"]
     print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'seconds':>9}")
     for layer in report["layers"]:
@@ -303,8 +292,7 @@ def _prune(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    config = PruneConfig("-", batch=args.batch, images=args.images,
-                         test_images=args.test_images, size=args.size, seed=args.seed)  # fmt: skip
+    config = PruneConfig(**given(args, PruneConfig))  # the arch: the saved model's
     row = eval_job(args.model, args.data, args.weights, config)
     print(json.dumps(row, indent=2))
 
@@ -423,20 +411,26 @@ def parser() -> argparse.ArgumentParser:
     fold.add_argument("--allocation", default="uniform")
     fold.add_argument("--method", default="greedy-local")
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
-    _add_config_flags(prune)
+    prune.add_argument(
+        "--config", type=Path, default=None,
+        help="a .toml or .json file of the fields below (`config --reference`); flags override it",
+    )  # fmt: skip
+    add_flags(prune, PruneConfig)
     prune.add_argument("--out", type=Path, required=True, help="folder for pruned.pt, report.json")
+    show = sub.add_parser("config", help="print a prune configuration as TOML, or the reference")
+    show.add_argument(
+        "--reference", action="store_true",
+        help="every key of a prune configuration: type, default, range, help",
+    )  # fmt: skip
+    add_flags(show, PruneConfig)
     evaluate = sub.add_parser("eval", help="count and compare a pruned model")
     evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
     evaluate.add_argument(
         "--data", default="photos", help="photos or an ImageFolder directory (default: photos)"
     )
     evaluate.add_argument("--weights", default=None, help="the unpruned network to compare with")
-    for name, default in (("batch", 32), ("images", 256), ("test-images", 256), ("size", 224),
-                          ("seed", 0)):  # fmt: skip
-        evaluate.add_argument(
-            f"--{name}", type=int, default=default,
-            help=f"as given to prune, for the same held-out images (default: {default})",
-        )  # fmt: skip
+    add_flags(evaluate, PruneConfig, names=("images", "test_images", "batch", "size", "seed"),
+              note="; as given to prune, for the same held-out images")  # fmt: skip
     return parser
 
 
@@ -449,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             _prune(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "config" and args.reference:
+            print(reference(PruneConfig, "Prune configuration (`prune --config FILE`)"), end="")
+        elif args.command == "config":
+            print(dumps(_prune_config(args)), end="")
         elif args.command == "path":
             methods = _methods(args.methods, tuple(SELECTORS))
             effnet_path(args.chain, args.keep, methods, args.weights, args.out,

@@ -205,7 +205,7 @@ def end_to_end_task(network: str, task: str, flops: float) -> dict:
                                            allocation=allocation)  # fmt: skip
     else:
         pruned, _, _ = prune_model(
-            model, chains, calibration, PruneConfig("-", method=task, flops=flops)
+            model, chains, calibration, PruneConfig(method=task, flops=flops)
         )
     seconds = time.perf_counter() - start
     row = {"network": network, "task": task, "seconds": seconds, "peak_rss_mib": _peak_mib()}

@@ -56,7 +56,7 @@ def compare_methods(
     seen = torch.cat(calibration)
     rows = {}
     for method in methods:
-        config = PruneConfig("-", method=method, seed=seed, **usable(method, budget))
+        config = PruneConfig(method=method, seed=seed, **usable(method, budget))
         config.check()
         start = time.perf_counter()
         pruned, reports, _ = prune_model(model, chains, calibration, config)

@@ -82,7 +82,7 @@ def device_rows(
         )[0],
         **{
             name: lambda name=name: prune_model(
-                model, chains, batches, PruneConfig("-", method=name, flops=flops)
+                model, chains, batches, PruneConfig(method=name, flops=flops)
             )[0]
             for name in ("tp-magnitude", "tp-taylor")
         },

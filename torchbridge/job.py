@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt, Le
 from torch import nn
 
+from sims.schema import STRICT, about, check_fields
 from sims.store import atomic_write, versions
 from torchbridge.baselines import torch_pruning_prune
 from torchbridge.budget import (
@@ -31,7 +34,7 @@ from torchbridge.chains import Chain, block_chains
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
-from torchbridge.methods import METHODS, check_settings, method
+from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import ARCHS, load, load_pruned, save_pruned, views
 from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
@@ -59,78 +62,97 @@ def check_device(device: str) -> None:
         raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
 
 
-def _field(default: object, help: str, choices: tuple[str, ...] = (), required: bool = False):
-    """A PruneConfig field with its help text and choices (the ``prune`` flags read them)."""
-    metadata = {"help": help, "choices": choices}
-    if required:
-        return field(metadata=metadata)
-    return field(default=default, metadata=metadata)
+METHOD_NAMES = tuple(METHODS)
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """One prune run: the network, its weights and data, the method, one budget (keep, tol,
     flops or widths), and the settings that some methods take (:mod:`torchbridge.methods`).
-    Each field's metadata holds its help text and, where the values are a fixed set, its
-    choices: the flags of ``prune`` come from them."""
+    Each field declares its type, range, valid values and help (:mod:`sims.schema`): the flags
+    of ``prune``, its configuration files and the reference of keys come from them."""
 
-    arch: str = _field(None, "the network (torchvision's, or timm's EfficientNet-Lite0)", ARCHS,
-                       required=True)  # fmt: skip
-    weights: str = _field(
-        "torchvision", "torchvision (its cache), package (EfficientNet-Lite0's), none, or a path"
-    )
-    data: str = _field("photos", "photos (shipped inside packages) or an ImageFolder directory")
-    method: str = _field("greedy-local", "the pruning method", tuple(METHODS))
-    keep: float | None = _field(None, "budget: the fraction of every chain's channels kept")
-    tol: float | None = _field(None, "budget: the layer loss / energy left in every chain")
-    flops: float | None = _field(None, "budget: the fraction of the FLOPs kept")
-    widths: str | None = _field(
-        None, "budget: a JSON file {producer: channels}, or the report.json of a prune run"
-    )
-    allocation: str = _field(
-        "tolerance",
-        "with --flops: one shared tolerance searched, the widths it predicts on the unpruned "
-        "network (2 passes), or one uniform fraction",
-        ALLOCATIONS,
-    )
-    compensate: bool = _field(False, "add the mean change of each consumer's output to its bias")
-    resolve: bool = _field(
-        False, "re-solve each chain's convex weights on its kept channels (simplex QP)"
-    )
-    images: int = _field(256, "calibration images")
-    test_images: int = _field(256, "held-out images (ImageFolder data; photos: always 80 views)")
-    batch: int = _field(32, "images per batch")
-    size: int = _field(224, "image side in pixels")
-    seed: int = _field(0, "seed of the image sample and of the randomised selectors")
-    device: str = _field("auto", "cpu, cuda or cuda:N; auto: cuda where present (reported)")
-    candidates: int | None = _field(None, "output-loss selectors: candidates scored per step")
-    no_repeats: bool = _field(
-        False,
-        "only channels never picked compete, so k steps keep k (as in the GFS authors' code; "
-        "with repeats a width may take up to 20 k steps)",
-    )
-    objective: str = _field("kl", "output-loss selectors: the loss on the output", OBJECTIVES)
-    oracle_images: int = _field(64, "output-loss selectors: images of the output loss")
+    __pydantic_config__ = STRICT
 
-    def check(self) -> None:
-        method(self.method)
+    arch: Annotated[
+        Literal[ARCHS] | None,
+        about(
+            "the network (torchvision's, or timm's EfficientNet-Lite0); required by prune "
+            "(none: a network given in Python)"
+        ),
+    ] = None
+    weights: Annotated[
+        str, about("torchvision (its cache), package (EfficientNet-Lite0's), none, or a path")
+    ] = "torchvision"
+    data: Annotated[str, about("photos (shipped inside packages) or an ImageFolder directory")] = (
+        "photos"
+    )
+    method: Annotated[Literal[METHOD_NAMES], about("the pruning method")] = "greedy-local"
+    keep: Annotated[
+        float | None, Gt(0), Le(1), about("budget: the fraction of every chain's channels kept")
+    ] = None
+    tol: Annotated[
+        float | None, Ge(0), about("budget: the layer loss / energy left in every chain")
+    ] = None
+    flops: Annotated[
+        float | None, Gt(0), Le(1), about("budget: the fraction of the FLOPs kept")
+    ] = None
+    widths: Annotated[
+        str | None,
+        about("budget: a JSON file {producer: channels}, or the report.json of a prune run"),
+    ] = None
+    allocation: Annotated[
+        Literal[ALLOCATIONS],
+        about(
+            "with --flops: one shared tolerance searched, the widths it predicts on the "
+            "unpruned network (2 passes), or one uniform fraction"
+        ),
+    ] = "tolerance"
+    compensate: Annotated[
+        bool, about("add the mean change of each consumer's output to its bias")
+    ] = False
+    resolve: Annotated[
+        bool, about("re-solve each chain's convex weights on its kept channels (simplex QP)")
+    ] = False
+    images: Annotated[int, Ge(1), about("calibration images")] = 256
+    test_images: Annotated[
+        int, Ge(1), about("held-out images (ImageFolder data; photos: always 80 views)")
+    ] = 256
+    batch: Annotated[int, Ge(1), about("images per batch")] = 32
+    size: Annotated[int, Ge(1), about("image side in pixels")] = 224
+    seed: Annotated[
+        int, Ge(0), about("seed of the image sample and of the randomised selectors")
+    ] = 0
+    device: Annotated[str, about("cpu, cuda or cuda:N; auto: cuda where present (reported)")] = (
+        "auto"
+    )
+    candidates: Annotated[
+        int | None, Ge(1), about("output-loss selectors: candidates scored per step")
+    ] = None
+    no_repeats: Annotated[
+        bool,
+        about(
+            "only channels never picked compete, so k steps keep k (as in the GFS authors' "
+            "code; with repeats a width may take up to 20 k steps)"
+        ),
+    ] = False
+    objective: Annotated[
+        Literal[OBJECTIVES], about("output-loss selectors: the loss on the output")
+    ] = "kl"
+    oracle_images: Annotated[
+        int, Ge(1), about("output-loss selectors: images of the output loss")
+    ] = 64
+
+    def check(self, where: str = "prune", as_flags: bool = True) -> None:
+        """Every field against its declaration, then the rules across fields: one budget,
+        the settings the method takes, a device this machine has."""
+        check_fields(self, where, as_flags)
         given = [b for b in (self.keep, self.tol, self.flops, self.widths) if b is not None]
         if len(given) != 1:
             raise ValueError("give exactly one budget: --keep, --tol, --flops or --widths")
-        if self.allocation not in ALLOCATIONS:
-            valid = ", ".join(ALLOCATIONS)
-            raise ValueError(f"unknown --allocation {self.allocation!r}; valid: {valid}")
         check_settings(self.method, {"tol": self.tol, "compensate": self.compensate,
                                      "resolve": self.resolve, "no_repeats": self.no_repeats,
                                      "candidates": self.candidates})  # fmt: skip
-        if min(self.images, self.test_images, self.batch, self.size) < 1:
-            raise ValueError("--images, --test-images, --batch and --size must be >= 1")
-        if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0; got {self.seed}")
-        if self.keep is not None and not 0.0 < self.keep <= 1.0:
-            raise ValueError(f"--keep must be a fraction in (0, 1]; got {self.keep}")
-        if self.flops is not None and not 0.0 < self.flops <= 1.0:
-            raise ValueError(f"--flops must be a fraction in (0, 1]; got {self.flops}")
         check_device(resolve_device(self.device))
 
 
@@ -233,6 +255,8 @@ def _labels_of(model: nn.Module, test: torch.Tensor, labels, about: dict):
 
 def prune_job(config: PruneConfig, out: Path) -> dict:
     """Run one prune job; write ``out/pruned.pt`` and ``out/report.json``; return the report."""
+    if config.arch is None:
+        raise ValueError(f"prune: give --arch, one of: {', '.join(ARCHS)}")
     config.check()
     config = replace(config, device=resolve_device(config.device))
     start = time.perf_counter()
@@ -267,10 +291,9 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
 def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) -> dict:
     """Counts of a saved pruned model and, against the unpruned network with ``weights``
     (when given), agreement and KL on the data's held-out images."""
-    config = PruneConfig(**(asdict(config) | {"data": data, "keep": 1.0}))
-    config.check()
     arch, model = load_pruned(path)
-    config = replace(config, arch=arch)
+    config = replace(config, arch=arch, data=data, keep=1.0)
+    config.check("eval")
     _, test, labels, about = _data(config)
     labels = _labels_of(model, test, labels, about)
     reference = load(arch, weights) if weights is not None else model
