@@ -68,6 +68,12 @@ def test_every_flag_has_help_text(tool, name, parser):
         ("sims", "run", "--preset", (*cfg.PRESETS, "deep")),
         ("sims", "config", "--preset", (*cfg.PRESETS, "deep")),
         ("sims", "explain", "--method", tuple(SELECTORS)),
+        ("sims", "run", "--family-activation", cfg.ACTIVATIONS),
+        ("sims", "run", "--family-inputs", cfg.INPUTS),
+        ("sims", "run", "--family-training", cfg.TRAINING),
+        ("sims", "config", "--family-activation", cfg.ACTIVATIONS),
+        ("torchbridge", "config", "--method", tuple(METHODS)),
+        ("torchbridge", "config", "--arch", ARCHS),
     ],
 )
 def test_choices_agree_with_their_registry(tool, name, flag, valid):

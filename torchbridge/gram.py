@@ -30,7 +30,7 @@ from torch.nn import functional
 from torchbridge.correlation import patch_products, self_product, skipped_rows
 
 
-def _conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
+def conv_geometry(consumer: nn.Module) -> tuple[torch.Tensor, dict]:
     """(weight as (C_out, C_in, kh, kw), unfold keyword arguments) of a supported consumer."""
     if isinstance(consumer, nn.Linear):
         return consumer.weight[:, :, None, None], {"kernel_size": (1, 1)}
@@ -62,7 +62,7 @@ class GramAccumulator:
     def __init__(self, consumer: nn.Module, *, unfold: bool = False) -> None:
         """``unfold``: take the general unfold form even where a cheaper one applies (the
         reference that tests and benchmarks compare the other forms with)."""
-        weight, self._unfold = _conv_geometry(consumer)
+        weight, self._unfold = conv_geometry(consumer)
         self.n_channels = weight.shape[1]
         self._kernel = int(np.prod(weight.shape[2:]))
         trivial = (1, 1), (0, 0), (1, 1)
@@ -154,7 +154,7 @@ class GramAccumulator:
 def mean_shift(consumer: nn.Module, mean_patch: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(C_out,) float64: the consumer's mean output minus that of its pruned version with
     input channels scaled by N a_i, the bias compensation of a selection ``weights`` (N,)."""
-    weight, _ = _conv_geometry(consumer)
+    weight, _ = conv_geometry(consumer)
     flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1).cpu().numpy()
     a = np.asarray(weights, dtype=np.float64)
     kernel = flat.shape[1] // a.size
