@@ -398,3 +398,24 @@ def test_path_command_on_efficientnet_writes_its_report_and_figure(tmp_path):
     )
     assert all(value > 0.0 for value in path["output"])
     assert (tmp_path / "path-chain14.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_refit_rows_stand_beside_each_method():
+    """compare_methods(refit=True): every method twice, as chosen and with its consumers refit,
+    at the same widths; the refit keeps the network closer on the calibration images it was
+    fit on, for our selectors and Torch-Pruning's alike."""
+    pytest.importorskip("torch_pruning")
+    from torchbridge.compare import compare_methods
+
+    model = _resnet18_with_logits_of_order_one().eval()
+    x = torch.randn(24, 3, 32, 32)
+    chains = block_chains(model)[:3]
+    result = compare_methods(model, chains, [x[:12]], x[12:], None, ("magnitude", "tp-magnitude"),
+                             {"keep": 0.5}, finetune=lambda m: m.eval(), refit=True)  # fmt: skip
+    rows = result["methods"]
+    assert list(rows) == ["magnitude", "magnitude+refit", "tp-magnitude", "tp-magnitude+refit"]
+    for method in ("magnitude", "tp-magnitude"):
+        plain, refit = rows[method], rows[f"{method}+refit"]
+        assert plain["widths"] == refit["widths"]
+        assert refit["kl_calibration"] < plain["kl_calibration"]

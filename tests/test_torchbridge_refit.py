@@ -3,6 +3,8 @@ least-squares solve with torch.linalg.lstsq, and the refit layer against the com
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -133,3 +135,131 @@ def test_bad_consumers_and_counts_are_named():
     moments.update(torch.ones(2, 4), torch.ones(2, 6))
     with pytest.raises(ValueError, match="ridge must be >= 0"):
         moments.solve(ridge=-1.0)
+
+
+def _gated(gate: torch.Tensor, _module: nn.Module, args: tuple) -> tuple:
+    """A forward pre-hook: the module's input channels times ``gate`` (C,)."""
+    return (args[0] * gate.reshape(1, -1, *[1] * (args[0].dim() - 2)),)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "efficientnet_lite0"])
+def test_refit_network_equals_the_masked_computation(arch):
+    """Every chain keeps a random subset of its channels, then every consumer is refit: the
+    physically pruned network equals the original whose consumers see only the kept channels
+    (the others at 0) through the refit weights (at the kept columns) and bias, in float64."""
+    import copy
+
+    import numpy as np
+
+    from torchbridge.chains import block_chains
+    from torchbridge.models import build
+    from torchbridge.prune import apply_weights
+    from torchbridge.refit import refit_chains
+
+    torch.manual_seed(0)
+    model = build(arch, num_classes=10).double().eval()
+    x = torch.randn(3, 3, 64, 64, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    chains = block_chains(model)
+    pruned, kept = copy.deepcopy(model), {}
+    for chain in chains:
+        a = rng.dirichlet(np.ones(model.get_submodule(chain.consumer).in_channels))
+        a[rng.random(a.size) < 0.5] = 0.0
+        a[rng.integers(a.size)] = 1.0
+        apply_weights(pruned, chain, a / a.sum())
+        kept[chain.consumer] = torch.as_tensor(np.flatnonzero(a))
+    folded = copy.deepcopy(pruned)
+    errors = refit_chains(pruned, model, chains, [x[:2], x[2:]], ridge=1e-3)
+    assert len(errors) == len(chains) and all(0.0 <= e < 1.0 for e in errors)
+    masked, hooks = copy.deepcopy(model), []
+    for chain in chains:
+        ours, theirs = pruned.get_submodule(chain.consumer), masked.get_submodule(chain.consumer)
+        gate = torch.zeros(theirs.in_channels, dtype=torch.float64)
+        gate[kept[chain.consumer]] = 1.0
+        with torch.no_grad():
+            theirs.weight.zero_()
+            theirs.weight[:, kept[chain.consumer]] = ours.weight
+        theirs.bias = nn.Parameter(ours.bias.detach().clone())
+        hooks.append(theirs.register_forward_pre_hook(functools.partial(_gated, gate)))
+    with torch.no_grad():
+        expected = masked(x)
+        scale = float(expected.abs().max())
+        assert not torch.allclose(folded(x), expected, rtol=1e-3, atol=1e-3 * scale)  # refit
+        torch.testing.assert_close(pruned(x), expected, rtol=1e-9, atol=1e-9 * scale)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    from torchbridge.chains import block_chains
+    from torchbridge.models import build
+
+    torch.manual_seed(0)
+    model = build("resnet18", num_classes=10).double().eval()
+    return model, block_chains(model), [torch.randn(4, 3, 48, 48, dtype=torch.float64)]
+
+
+@pytest.mark.slow
+def test_prune_chains_refits_each_consumer_by_least_squares(resnet):
+    """The first chain's refit consumer is the least-squares solution on its kept channels
+    (torch.linalg.lstsq on the explicit patches), whether the calibration inputs come from
+    the walk or from whole forward passes; its error is at most the selector's."""
+    from torchbridge.prune import prune_chains
+    from torchbridge.refit import consumer_input
+
+    model, chains, batches = resnet
+    runs = [prune_chains(model, chains, batches, keep=0.5, method="magnitude", refit=True,
+                         ridge=0.0, walk_graph=walk) for walk in (True, False)]  # fmt: skip
+    (pruned, reports), (again, _) = runs
+    first = chains[0].consumer
+    ours, theirs = pruned.get_submodule(first), model.get_submodule(first)
+    with torch.no_grad():
+        x = consumer_input(pruned, first, batches[0])
+        y = theirs(consumer_input(model, first, batches[0]))
+        geometry = {k: getattr(theirs, k) for k in ("kernel_size", "dilation", "padding",
+                                                    "stride")}  # fmt: skip
+        patches = functional.unfold(x, **geometry).transpose(1, 2).reshape(-1, x.shape[1] * 9)
+        design = torch.cat([patches, torch.ones(patches.shape[0], 1, dtype=x.dtype)], dim=1)
+        solution = torch.linalg.lstsq(design, y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]))
+    torch.testing.assert_close(ours.weight.reshape(ours.out_channels, -1),
+                               solution.solution[:-1].T, rtol=1e-6, atol=1e-8)  # fmt: skip
+    torch.testing.assert_close(ours.bias, solution.solution[-1], rtol=1e-6, atol=1e-8)
+    assert all(r.refit_rel is not None for r in reports)
+    assert reports[0].refit_rel <= reports[0].output_rel + 1e-12
+    with torch.no_grad():
+        torch.testing.assert_close(again(batches[0]), pruned(batches[0]), rtol=1e-8, atol=1e-8)
+
+
+def test_refit_after_pruning_needs_the_consumer_outputs_whole():
+    from torchbridge.chains import block_chains
+    from torchbridge.models import build
+    from torchbridge.prune import prune_chains
+    from torchbridge.refit import refit_chains
+
+    model = build("resnet50", num_classes=10).eval()
+    chains = block_chains(model)[:2]  # conv1 -> conv2, conv2 -> conv3 of the first block
+    x = torch.randn(2, 3, 32, 32)
+    pruned, _ = prune_chains(model, chains, [x], keep=0.5, method="magnitude")
+    with pytest.raises(ValueError, match=r"consumer layer1\.0\.conv2 lost output channels"):
+        refit_chains(pruned, model, chains, [x])
+    inside, reports = prune_chains(model, chains, [x], keep=0.5, method="magnitude", refit=True)
+    assert all(r.refit_rel is not None for r in reports)  # refit before the next chain: fine
+    with torch.no_grad():
+        assert inside(x).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_prune_command_refits_and_reports_it(tmp_path, capsys):
+    import json
+
+    from torchbridge.__main__ import main
+
+    argv = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "4",
+            "--test-images", "4", "--keep", "0.5", "--method", "tp-magnitude", "--refit",
+            "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["config"]["refit"] is True
+    assert all(layer["refit_rel"] >= 0.0 for layer in report["layers"])
+    assert "refit_rel" in capsys.readouterr().out
+    assert main(["eval", "--model", str(tmp_path / "pruned.pt"), "--size", "32"]) == 0

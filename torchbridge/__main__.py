@@ -78,13 +78,13 @@ COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "
 def _print_table(runs: list[dict], methods: tuple[str, ...]) -> None:
     """Mean +- standard deviation over runs of every column present."""
     columns = [c for c in COLUMNS if c in runs[0]["methods"][methods[0]]]
-    print(f"{'method':<18}" + "".join(f"{c:>16}" for c in columns))
+    print(f"{'method':<24}" + "".join(f"{c:>16}" for c in columns))
     for method in methods:
         cells = []
         for c in columns:
             values = [r["methods"][method][c] for r in runs]
             cells.append(f"{np.mean(values):>9.3f} +-{np.std(values):.2f}")
-        print(f"{method:<18}" + "".join(f"{c:>16}" for c in cells))
+        print(f"{method:<24}" + "".join(f"{c:>16}" for c in cells))
 
 
 def _progress(method: str, row: dict) -> None:
@@ -99,6 +99,7 @@ def mnist(
     methods: tuple[str, ...],
     out: Path,
     positions: list[int] | None = None,
+    refit: bool = False,
 ) -> dict:
     runs = []
     for seed in range(seeds):
@@ -110,13 +111,13 @@ def mnist(
         result = compare.compare_methods(
             model, chains, list(xt[:512].split(128)), xs, ys, methods, budget,
             finetune=lambda m, xt=xt, yt=yt, seed=seed: train(m, xt, yt, 1, seed),
-            seed=seed, progress=_progress,
+            seed=seed, progress=_progress, refit=refit,
         )  # fmt: skip
         runs.append(result)
     report = {
         "config": {"net": net, "budget": budget, "seeds": seeds, "methods": list(methods),
                    "train": 4000, "test": 1000, "calibration": 512, "finetune": "1 epoch Adam",
-                   "chains": positions},
+                   "chains": positions, "refit": refit},
         "versions": versions() | {"torch": torch.__version__},
         "runs": runs,
     }  # fmt: skip
@@ -124,7 +125,7 @@ def mnist(
     flops = runs[0]["unpruned"]["flops"]
     print(f"{net}: unpruned accuracy {np.mean(accuracy):.3f} +-{np.std(accuracy):.3f} "
           f"({seeds} seeds), {flops} FLOPs/image, budget {budget}")  # fmt: skip
-    _print_table(runs, methods)
+    _print_table(runs, tuple(runs[0]["methods"]))
     atomic_write(out / "report.json", json.dumps(report, indent=2))
     print(f"report: {out / 'report.json'}")
     return report
@@ -150,13 +151,14 @@ def effnet(
     batch: int = 32,
     device: str = "cpu",
     positions: list[int] | None = None,
+    refit: bool = False,
 ) -> dict:
     model, every, calibration, test, about = _effnet_setup(weights, images, batch, device)
     chains = pick_chains(every, positions)
     report = {
         "config": {"budget": budget, "methods": list(methods), "calibration_images": images,
                    "batch": batch, "device": str(torch.device(device)), "test_images": len(test),
-                   "finetune": "2 epochs distillation", "chains": positions,
+                   "finetune": "2 epochs distillation", "chains": positions, "refit": refit,
                    "pruned_chains": [c.producer for c in chains]} | about,
         "versions": versions() | {"torch": torch.__version__},
         "methods": {},
@@ -171,6 +173,7 @@ def effnet(
     result = compare.compare_methods(
         model, chains, list(calibration.split(batch)), test, None, methods, budget,
         finetune=lambda m: compare.distill(m, model, calibration), progress=progress,
+        refit=refit,
     )  # fmt: skip
     report |= result | {"complete": True}
     base = result["unpruned"]
@@ -178,7 +181,7 @@ def effnet(
           f"parameters, {len(chains)} of {len(every)} chains pruned; budget {budget}; "
           f"calibration: {images} views; "
           f"test: {len(test)} views of {', '.join(about['test_photos'])}")  # fmt: skip
-    _print_table([result], methods)
+    _print_table([result], tuple(result["methods"]))
     atomic_write(out / "report.json", json.dumps(report, indent=2))
     print(f"report: {out / 'report.json'}")
     return report
@@ -276,13 +279,14 @@ def _prune_config(args: argparse.Namespace) -> PruneConfig:
 def _prune(args: argparse.Namespace) -> None:
     report = prune_job(_prune_config(args), args.out)
     before, after = report["before"], report["after"]
-    print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'seconds':>9}")
+    print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'refit_rel':>12}{'seconds':>9}")
     for layer in report["layers"]:
         kept = f"{layer['kept']}/{layer['total']}"
-        rel, seconds = layer["output_rel"], layer["seconds"]
-        rel = "-" if rel is None else f"{rel:.2e}"
-        seconds = "-" if seconds is None else f"{seconds:.2f}"
-        print(f"{layer['chain']['producer']:<28}{kept:>12}{rel:>12}{seconds:>9}")
+        rel, refit, seconds = (
+            "-" if layer[k] is None else f"{layer[k]:{f}}"
+            for k, f in (("output_rel", ".2e"), ("refit_rel", ".2e"), ("seconds", ".2f"))
+        )
+        print(f"{layer['chain']['producer']:<28}{kept:>12}{rel:>12}{refit:>12}{seconds:>9}")
     for key in ("flops", "params", "latency_s"):
         print(f"{key}: {before[key]:.4g} -> {after[key]:.4g} ({report['ratios'][key]:.3f})")
     print(f"agreement {after['agreement']:.3f}, KL {after['kl']:.4g} on {after['images']} images")
@@ -362,6 +366,10 @@ def parser() -> argparse.ArgumentParser:
             "fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
+        command.add_argument(
+            "--refit", action="store_true",
+            help="every method also with its consumers refit by least squares (METHOD+refit)",
+        )  # fmt: skip
         command.add_argument(
             "--resolve", action="store_true",
             help="re-solve each chain's weights on its kept channels (simplex QP) before surgery",
@@ -463,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
         elif args.command == "effnet":
             effnet(_budget(args), _methods(args.methods), args.weights, args.out,
-                   args.images, args.batch, args.device, args.chains)  # fmt: skip
+                   args.images, args.batch, args.device, args.chains, args.refit)  # fmt: skip
         else:
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
@@ -471,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.net not in NETS:
                 raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")
-            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out, args.chains)
+            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out, args.chains,
+                  args.refit)  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ def compare_methods(
     finetune: Callable[[nn.Module], None],
     seed: int = 0,
     progress: Callable[[str, dict], None] | None = None,
+    refit: bool = False,
 ) -> dict[str, dict]:
     """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
     FLOPs, parameters and latency), seconds, kept widths, agreement and KL on the data it was
@@ -51,27 +52,30 @@ def compare_methods(
     ``oracle_images``, those the global selectors' loss reads), and agreement, KL and accuracy
     again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
     e.g. {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
-    capabilities allow (:func:`torchbridge.methods.usable`)."""
+    capabilities allow (:func:`torchbridge.methods.usable`). ``refit``: every method also
+    runs with its consumers refit (:mod:`torchbridge.refit`), as the row ``METHOD+refit``."""
     base = measure(model, model, test, labels, 32)
     seen = torch.cat(calibration)
     rows = {}
     for method in methods:
-        config = PruneConfig(method=method, seed=seed, **usable(method, budget))
-        config.check()
-        start = time.perf_counter()
-        pruned, reports, _ = prune_model(model, chains, calibration, config)
-        seconds = time.perf_counter() - start
-        row = measure(pruned, model, test, labels, 32)
-        for key in ("flops", "params", "latency_s"):
-            row[key] /= base[key]
-        row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
-        for name, x in (("calibration", seen), ("oracle", seen[: config.oracle_images])):
-            fit = compare(pruned, model, x.split(32))
-            row |= {f"agreement_{name}": fit["agreement"], f"kl_{name}": fit["kl"]}
-        finetune(pruned)
-        tuned = measure(pruned, model, test, labels, 32)
-        row |= {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
-        rows[method] = row
-        if progress is not None:
-            progress(method, row)
+        variants = {method: {}} | ({f"{method}+refit": {"refit": True}} if refit else {})
+        for name, extra in variants.items():
+            config = PruneConfig(method=method, seed=seed, **usable(method, budget), **extra)
+            config.check()
+            start = time.perf_counter()
+            pruned, reports, _ = prune_model(model, chains, calibration, config)
+            seconds = time.perf_counter() - start
+            row = measure(pruned, model, test, labels, 32)
+            for key in ("flops", "params", "latency_s"):
+                row[key] /= base[key]
+            row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
+            for part, x in (("calibration", seen), ("oracle", seen[: config.oracle_images])):
+                fit = compare(pruned, model, x.split(32))
+                row |= {f"agreement_{part}": fit["agreement"], f"kl_{part}": fit["kl"]}
+            finetune(pruned)
+            tuned = measure(pruned, model, test, labels, 32)
+            row |= {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
+            rows[name] = row
+            if progress is not None:
+                progress(name, row)
     return {"unpruned": base, "methods": rows}

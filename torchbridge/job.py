@@ -38,6 +38,7 @@ from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import ARCHS, load, load_pruned, save_pruned, views
 from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
+from torchbridge.refit import refit_chains
 
 
 def resolve_device(device: str) -> str:
@@ -114,6 +115,16 @@ class PruneConfig:
     resolve: Annotated[
         bool, about("re-solve each chain's convex weights on its kept channels (simplex QP)")
     ] = False
+    refit: Annotated[
+        bool,
+        about(
+            "after the selection, refit each consumer on its kept channels by ridge least "
+            "squares to the unpruned consumer's output, chain by chain from the input side"
+        ),
+    ] = False
+    ridge: Annotated[
+        float, Ge(0), about("with --refit: the ridge, relative to the mean input energy")
+    ] = 1e-4
     images: Annotated[int, Ge(1), about("calibration images")] = 256
     test_images: Annotated[
         int, Ge(1), about("held-out images (ImageFolder data; photos: always 80 views)")
@@ -191,7 +202,9 @@ def prune_model(
     calibration: list[torch.Tensor],
     config: PruneConfig,
 ) -> tuple[nn.Module, list, list]:
-    """Prune with the config's method and budget: (pruned model, reports, FLOPs probes)."""
+    """Prune with the config's method and budget: (pruned model, reports, FLOPs probes).
+    With ``refit``, theory's selectors refit each consumer before the next chain is chosen
+    (:func:`torchbridge.prune.prune_chains`); Torch-Pruning's pruned network is refit after."""
     widths = read_widths(Path(config.widths)) if config.widths is not None else None
     if not METHODS[config.method].theory:  # Torch-Pruning's baselines
         keep = config.keep
@@ -200,14 +213,17 @@ def prune_model(
             check_floor(fraction_of, chains, config.flops)
             keep, _ = uniform_keep(model, chains, config.flops, fraction_of)
         pruned = torch_pruning_prune(model, chains, calibration, config.method, keep, widths)
+        errors = [None] * len(chains)
+        if config.refit:
+            errors = refit_chains(pruned, model, chains, calibration, config.ridge)
         reports = [
             LayerReport(c, pruned.get_submodule(c.producer).out_channels,
-                        model.get_submodule(c.producer).out_channels, None, None, None)
-            for c in chains
+                        model.get_submodule(c.producer).out_channels, None, None, None, e)
+            for c, e in zip(chains, errors, strict=True)
         ]  # fmt: skip
         return pruned, reports, []
     options = {"method": config.method, "seed": config.seed, "compensate": config.compensate,
-               "resolve": config.resolve}  # fmt: skip
+               "resolve": config.resolve, "refit": config.refit, "ridge": config.ridge}  # fmt: skip
     if METHODS[config.method].output_loss:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:

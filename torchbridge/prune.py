@@ -31,6 +31,7 @@ from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
+from torchbridge.refit import consumer_input, refit_consumer
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
 
@@ -46,6 +47,8 @@ class LayerReport:
     output_rel: float | None  # loss / E ||F||^2: the relative squared error of that output
     seconds: float | None  # calibration pass, Gram matrix, selection and surgery of this chain
     # (None: not measured, as for the Torch-Pruning baselines)
+    refit_rel: float | None = None  # after --refit: the consumer's relative squared error
+    # (torchbridge.refit), as output_rel but with the refit weights
 
     def as_dict(self) -> dict:
         return asdict(self) | {"chain": asdict(self.chain)}
@@ -207,6 +210,8 @@ def prune_chains(
     walk_graph: bool = True,
     compensate: bool = False,
     resolve: bool = False,
+    refit: bool = False,
+    ridge: float = 1e-4,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
@@ -225,6 +230,10 @@ def prune_chains(
     ``resolve``: before the surgery, replace the selector's weights on each chain's kept
     channels by the least-loss weights on the simplex there (the gamma subproblem,
     :func:`theory.selectors.fully_corrective.resolved`); the reports give the loss of those.
+    ``refit``: once a chain is pruned, refit its consumer on its kept channels by ridge least
+    squares (``ridge``) to the unpruned network's consumer output (:mod:`torchbridge.refit`),
+    before the next chain is chosen, so that each chain sees the refit ones before it; the
+    reports' ``refit_rel`` give each consumer's relative error after its refit.
     """
     if sum(b is not None for b in (keep, tol, widths)) != 1:
         raise ValueError(
@@ -244,6 +253,9 @@ def prune_chains(
     batches = calibration_list(batches)
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
+    if not ridge >= 0:
+        raise ValueError(f"ridge must be >= 0; got {ridge}")
+    reference = copy.deepcopy(model).eval() if refit else None
     model = copy.deepcopy(model).eval()
     if chosen.needs_oracle:
         oracle_batches = first_images(batches, oracle_images)
@@ -291,6 +303,18 @@ def prune_chains(
             error = problem.loss(weights)
         shift = mean_shift(consumer, accumulator.mean_patch(), weights) if compensate else None
         apply_weights(model, chain, weights, means, shift)
+        refit_rel = None
+        if reference is not None:
+            pairs = (
+                (
+                    consumer_input(model, chain.consumer, batch)
+                    if walk is None
+                    else walk.consumer_input(states[b], i),
+                    consumer_input(reference, chain.consumer, batch),
+                )
+                for b, batch in enumerate(batches)
+            )
+            refit_rel = refit_consumer(model, reference, chain, pairs, ridge)
         reports.append(
             LayerReport(
                 chain,
@@ -299,6 +323,7 @@ def prune_chains(
                 error,
                 error / energy if energy > 0.0 else 0.0,
                 time.perf_counter() - start,
+                refit_rel,
             )
         )
     return model, reports

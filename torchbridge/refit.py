@@ -11,14 +11,22 @@ ridge least squares
 
 from the second moments X^T X and X^T Y alone, accumulated batch by batch in float64 on the
 activations' device: nothing is stored per image. The ridge does not touch the bias.
+
+:func:`refit_chains` refits the consumers of a pruned network chain by chain from the input
+side, so that each refit sees the errors left by the chains before it; it needs only the
+pruned network and the unpruned one (module names shared), so it serves any selector,
+Torch-Pruning's included.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional
 
+from torchbridge.chains import Chain
 from torchbridge.gram import conv_geometry
 
 
@@ -47,6 +55,8 @@ class RefitMoments:
         self.channels = weight.shape[1]
         self._xx: torch.Tensor | None = None  # (C' K + 1, C' K + 1)
         self._xy: torch.Tensor | None = None  # (C' K + 1, C_out)
+        self._yy = 0.0  # sum of ||y||^2
+        self._ff = 0.0  # sum of ||y - bias||^2: the energy of the output without its bias
         self.patches = 0
 
     def update(self, pruned: torch.Tensor, unpruned: torch.Tensor) -> None:
@@ -64,11 +74,12 @@ class RefitMoments:
             )
         x = _patches(pruned.detach(), self._geometry)
         x = torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
-        y = _patches(unpruned.detach(), self._geometry) @ self._flat.to(x.device).T
-        if self._bias is not None:
-            y += self._bias.to(x.device)
+        f = _patches(unpruned.detach(), self._geometry) @ self._flat.to(x.device).T
+        y = f if self._bias is None else f + self._bias.to(x.device)
         if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
             raise ValueError("consumer inputs contain NaN or infinite values")
+        self._yy += float((y * y).sum())
+        self._ff += float((f * f).sum())
         if self._xx is None:
             self._xx, self._xy = x.T @ x, x.T @ y
         else:
@@ -87,8 +98,115 @@ class RefitMoments:
         rows = xx.shape[0] - 1  # the last row and column are the bias's
         scale = xx.diagonal()[:rows].mean()
         xx.diagonal()[:rows] += ridge * scale
-        solution = torch.linalg.lstsq(xx, self._xy).solution  # (C' K + 1, C_out)
+        solution = None  # (C' K + 1, C_out)
+        if ridge > 0:  # the normal matrix is then positive definite: LU, faster than lstsq
+            try:
+                solution = torch.linalg.solve(xx, self._xy)
+            except torch.linalg.LinAlgError:
+                solution = None
+        if solution is None:  # no ridge: the matrix may be singular
+            solution = torch.linalg.lstsq(xx, self._xy).solution
         weight = solution[:rows].T.reshape(self._shape)
         if self._linear:
             weight = weight.reshape(self._shape[:2])
         return weight, solution[rows]
+
+    def relative_error(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
+        """sum ||x [W b]^T - y||^2 / sum ||y - b_unpruned||^2 over the accumulated patches: the
+        relative squared error of the consumer's output with ``weight`` and ``bias`` (shaped
+        as :meth:`solve` returns them), against the energy of its output without bias."""
+        if self._xx is None:
+            raise ValueError("no inputs were accumulated: call update() with a batch first")
+        w = torch.cat([weight.reshape(weight.shape[0], -1).T, bias[None, :]]).to(self._xx)
+        residual = (w * (self._xx @ w)).sum() - 2 * (w * self._xy).sum() + self._yy
+        return max(float(residual), 0.0) / self._ff if self._ff > 0 else 0.0
+
+
+class _Reached(Exception):
+    """Raised by a forward pre-hook to end a forward pass at the module it watches."""
+
+
+def consumer_input(model: nn.Module, name: str, batch: torch.Tensor) -> torch.Tensor:
+    """The input of module ``name`` when ``model`` runs on ``batch``, the forward pass ended
+    there (no grad)."""
+    seen = []
+
+    def stop(_module: nn.Module, args: tuple) -> None:
+        seen.append(args[0].detach())
+        raise _Reached
+
+    handle = model.get_submodule(name).register_forward_pre_hook(stop)
+    try:
+        with torch.no_grad():
+            model(batch)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
+    if not seen:
+        raise ValueError(f"{name} is not called in the forward pass")
+    return seen[0]
+
+
+def refit_chains(
+    pruned: nn.Module,
+    reference: nn.Module,
+    chains: list[Chain],
+    batches: Iterable[torch.Tensor],
+    ridge: float = 1e-4,
+) -> list[float]:
+    """Refit, in place and in order from the input side, the consumer of every chain of a
+    pruned network (any selector's, Torch-Pruning's included) so that it reproduces
+    ``reference``'s consumer output (the unpruned network, same module names) on
+    ``batches``; each refit sees the chains before it pruned and refit. Each consumer must
+    keep all its output channels (a Bottleneck's middle convolution, pruned as the next
+    chain's producer, is refit inside :func:`torchbridge.prune.prune_chains` instead).
+    Returns each consumer's relative squared error after its refit."""
+    batches = list(batches)
+    for chain in chains:
+        ours, theirs = (m.get_submodule(chain.consumer) for m in (pruned, reference))
+        if ours.weight.shape[0] != theirs.weight.shape[0]:
+            raise ValueError(
+                f"consumer {chain.consumer} lost output channels ({theirs.weight.shape[0]} -> "
+                f"{ours.weight.shape[0]}): its refit target is not known after the pruning"
+            )
+    modes = reference.training, pruned.training
+    reference.eval()  # batch norms read their running statistics, and keep them
+    pruned.eval()
+    try:
+        return [
+            refit_consumer(pruned, reference, c, _pairs(pruned, reference, c, batches), ridge)
+            for c in chains
+        ]
+    finally:
+        reference.train(modes[0])
+        pruned.train(modes[1])
+
+
+def _pairs(pruned: nn.Module, reference: nn.Module, chain: Chain, batches: list) -> Iterable:
+    """(the consumer's input in ``pruned``, in ``reference``) for each batch, one at a time."""
+    for batch in batches:
+        yield (consumer_input(pruned, chain.consumer, batch),
+               consumer_input(reference, chain.consumer, batch))  # fmt: skip
+
+
+def refit_consumer(
+    pruned: nn.Module,
+    reference: nn.Module,
+    chain: Chain,
+    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    ridge: float = 1e-4,
+) -> float:
+    """Refit ``chain``'s consumer of ``pruned`` in place from ``pairs`` of (its input in
+    ``pruned``, its input in ``reference``) on the same batches, with the networks in eval
+    mode; returns its relative squared error (:meth:`RefitMoments.relative_error`)."""
+    consumer = pruned.get_submodule(chain.consumer)
+    kept = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
+    moments = RefitMoments(reference.get_submodule(chain.consumer), kept)
+    for ours, theirs in pairs:
+        moments.update(ours, theirs)
+    weight, bias = moments.solve(ridge)
+    like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
+    consumer.weight = nn.Parameter(weight.to(**like))
+    consumer.bias = nn.Parameter(bias.to(**like))
+    return moments.relative_error(weight, bias)
