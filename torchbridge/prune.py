@@ -194,6 +194,29 @@ def first_images(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]
     return out
 
 
+class Inputs:
+    """The consumer inputs of an unpruned network's chains, chain after chain, on the
+    calibration batches: walked (about one forward pass in all) where ``walked`` and the
+    network traces, else a forward pass up to the consumer per chain and batch."""
+
+    def __init__(
+        self, model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], walked: bool
+    ) -> None:
+        self.model, self.chains, self.batches = model, chains, batches
+        self.walk = try_walk(model, chains) if walked else None
+        self.states = [self.walk.start(b) for b in batches] if self.walk is not None else None
+
+    def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
+        """Chain ``i``'s consumer input for each batch (chains asked in order)."""
+        for b, batch in enumerate(self.batches):
+            if self.walk is None:
+                yield consumer_input(self.model, self.chains[i].consumer, batch)
+            else:
+                with torch.no_grad():
+                    self.walk.advance(self.states[b], i)
+                    yield self.walk.consumer_input(self.states[b], i)
+
+
 def prune_chains(
     model: nn.Module,
     chains: list[Chain],
@@ -265,6 +288,7 @@ def prune_chains(
     walk = try_walk(model, chains) if walk_graph else None
     if walk is not None:
         states = [walk.start(batch) for batch in batches]
+    unpruned = Inputs(reference, chains, batches, walk is not None) if refit else None
     for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
                                    disable=not progress)):  # fmt: skip
         start = time.perf_counter()
@@ -304,16 +328,13 @@ def prune_chains(
         shift = mean_shift(consumer, accumulator.mean_patch(), weights) if compensate else None
         apply_weights(model, chain, weights, means, shift)
         refit_rel = None
-        if reference is not None:
-            pairs = (
-                (
-                    consumer_input(model, chain.consumer, batch)
-                    if walk is None
-                    else walk.consumer_input(states[b], i),
-                    consumer_input(reference, chain.consumer, batch),
-                )
+        if unpruned is not None:
+            ours = (
+                walk.consumer_input(states[b], i) if walk is not None
+                else consumer_input(model, chain.consumer, batch)
                 for b, batch in enumerate(batches)
-            )
+            )  # fmt: skip
+            pairs = zip(ours, unpruned.consumer_inputs(i), strict=True)
             refit_rel = refit_consumer(model, reference, chain, pairs, ridge)
         reports.append(
             LayerReport(

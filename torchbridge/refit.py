@@ -203,8 +203,9 @@ def refit_consumer(
     consumer = pruned.get_submodule(chain.consumer)
     kept = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
     moments = RefitMoments(reference.get_submodule(chain.consumer), kept)
-    for ours, theirs in pairs:
-        moments.update(ours, theirs)
+    with torch.no_grad():  # the pairs may be computed lazily, as they are read
+        for ours, theirs in pairs:
+            moments.update(ours, theirs)
     weight, bias = moments.solve(ridge)
     like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
     consumer.weight = nn.Parameter(weight.to(**like))
