@@ -249,17 +249,19 @@ def test_refit_after_pruning_needs_the_consumer_outputs_whole():
 
 
 @pytest.mark.slow
-def test_prune_command_refits_and_reports_it(tmp_path, capsys):
+def test_prune_command_refits_recalibrates_and_reports_it(tmp_path, capsys):
     import json
 
     from torchbridge.__main__ import main
 
     argv = ["prune", "--arch", "resnet18", "--weights", "none", "--size", "32", "--images", "4",
             "--test-images", "4", "--keep", "0.5", "--method", "tp-magnitude", "--refit",
-            "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+            "--recalibrate-bn", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["config"]["refit"] is True
+    assert report["config"]["refit"] is True and report["config"]["recalibrate_bn"] is True
+    state = torch.load(tmp_path / "pruned.pt", weights_only=True)["state_dict"]
+    assert state["bn1.running_mean"].abs().max() > 0  # a fresh network's are 0: re-estimated
     assert all(layer["refit_rel"] >= 0.0 for layer in report["layers"])
     assert "refit_rel" in capsys.readouterr().out
     assert main(["eval", "--model", str(tmp_path / "pruned.pt"), "--size", "32"]) == 0

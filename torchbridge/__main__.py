@@ -321,6 +321,7 @@ def _budget(args: argparse.Namespace) -> dict:
         raise ValueError("--oracle-images and --candidates must be >= 1")
     return budget | {
         "compensate": args.compensate,
+        "recalibrate_bn": args.recalibrate_bn,
         "resolve": args.resolve,
         "no_repeats": args.no_repeats,
         "oracle_images": args.oracle_images,
@@ -366,6 +367,10 @@ def parser() -> argparse.ArgumentParser:
             "fraction)",
         )  # fmt: skip
         command.add_argument("--compensate", action="store_true", help="bias compensation")
+        command.add_argument(
+            "--recalibrate-bn", action="store_true",
+            help="every method: batch-norm statistics re-estimated on the calibration images",
+        )  # fmt: skip
         command.add_argument(
             "--refit", action="store_true",
             help="every method also with its consumers refit by least squares (METHOD+refit)",

@@ -23,6 +23,7 @@ from torch import nn
 from sims.schema import STRICT, about, check_fields
 from sims.store import atomic_write, versions
 from torchbridge.baselines import torch_pruning_prune
+from torchbridge.batchnorm import recalibrate_batch_norms
 from torchbridge.budget import (
     ALLOCATIONS,
     check_floor,
@@ -125,6 +126,10 @@ class PruneConfig:
     ridge: Annotated[
         float, Ge(0), about("with --refit: the ridge, relative to the mean input energy")
     ] = 1e-4
+    recalibrate_bn: Annotated[
+        bool,
+        about("re-estimate every batch norm's statistics on the calibration images at the end"),
+    ] = False
     images: Annotated[int, Ge(1), about("calibration images")] = 256
     test_images: Annotated[
         int, Ge(1), about("held-out images (ImageFolder data; photos: always 80 views)")
@@ -204,7 +209,19 @@ def prune_model(
 ) -> tuple[nn.Module, list, list]:
     """Prune with the config's method and budget: (pruned model, reports, FLOPs probes).
     With ``refit``, theory's selectors refit each consumer before the next chain is chosen
-    (:func:`torchbridge.prune.prune_chains`); Torch-Pruning's pruned network is refit after."""
+    (:func:`torchbridge.prune.prune_chains`); Torch-Pruning's pruned network is refit after.
+    With ``recalibrate_bn``, the batch norms' statistics are re-estimated on the calibration
+    batches at the end (:mod:`torchbridge.batchnorm`)."""
+    pruned, reports, probes = _selected(model, chains, calibration, config)
+    if config.recalibrate_bn:
+        recalibrate_batch_norms(pruned, calibration)
+    return pruned, reports, probes
+
+
+def _selected(
+    model: nn.Module, chains: list[Chain], calibration: list[torch.Tensor], config: PruneConfig
+) -> tuple[nn.Module, list, list]:
+    """The config's method at its budget, refit where asked: (pruned, reports, probes)."""
     widths = read_widths(Path(config.widths)) if config.widths is not None else None
     if not METHODS[config.method].theory:  # Torch-Pruning's baselines
         keep = config.keep
