@@ -109,6 +109,34 @@ def test_the_ridge_shrinks_the_weights_and_spares_the_bias():
         torch.testing.assert_close(bias, consumer(unpruned).mean(dim=0))
 
 
+@pytest.mark.parametrize("kind", ["3x3 stride 2", "linear"])
+def test_the_ridge_toward_a_prior_is_least_squares_with_the_prior_as_data(kind):
+    """ridge * s * ||W - W0||^2 added to the squares: the same solution as lstsq on the
+    design matrix stacked over sqrt(ridge s) I (bias column 0) against sqrt(ridge s) W0."""
+    consumer = CONSUMERS[kind]().double()
+    batches = [_inputs(consumer, seed) for seed in (0, 1)]
+    moments = RefitMoments(consumer, kept=4)
+    with torch.no_grad():
+        for unpruned, pruned in batches:
+            moments.update(pruned, unpruned)
+        x, y = _explicit(consumer, batches)
+    prior = torch.randn(5, x.shape[1] - 1, dtype=torch.float64, generator=torch.Generator()
+                        .manual_seed(3))  # fmt: skip
+    ridge = 0.3
+    s = (x[:, :-1] ** 2).sum(dim=0).mean()
+    root = torch.sqrt(ridge * s)
+    extra = torch.cat([root * torch.eye(x.shape[1] - 1, dtype=x.dtype),
+                       torch.zeros(x.shape[1] - 1, 1, dtype=x.dtype)], dim=1)  # fmt: skip
+    reference = torch.linalg.lstsq(torch.cat([x, extra]), torch.cat([y, root * prior.T]))
+    weight, bias = moments.solve(ridge, prior.reshape(5, 4, -1) if kind != "linear" else prior)
+    torch.testing.assert_close(weight.reshape(5, -1), reference.solution[:-1].T)
+    torch.testing.assert_close(bias, reference.solution[-1])
+    far, _ = moments.solve(1e9, prior)
+    torch.testing.assert_close(far.reshape(5, -1), prior, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="prior must have"):
+        moments.solve(ridge, prior[:, :2])
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -228,6 +256,21 @@ def test_prune_chains_refits_each_consumer_by_least_squares(resnet):
     assert reports[0].refit_rel <= reports[0].output_rel + 1e-12
     with torch.no_grad():
         torch.testing.assert_close(again(batches[0]), pruned(batches[0]), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_a_strong_ridge_toward_the_selection_keeps_the_selected_weights(resnet):
+    from torchbridge.prune import prune_chains
+
+    model, chains, batches = resnet
+    plain, _ = prune_chains(model, chains[:1], batches, keep=0.5, method="magnitude")
+    pulled, reports = prune_chains(model, chains[:1], batches, keep=0.5, method="magnitude",
+                                   refit=True, ridge=1e9, refit_toward="selected")  # fmt: skip
+    ours, theirs = (m.get_submodule(chains[0].consumer) for m in (pulled, plain))
+    torch.testing.assert_close(ours.weight, theirs.weight, rtol=1e-5, atol=1e-7)
+    assert reports[0].refit_rel <= reports[0].output_rel + 1e-9  # only the bias moved
+    with pytest.raises(ValueError, match="unknown refit_toward 'one'"):
+        prune_chains(model, chains, batches, keep=0.5, refit=True, refit_toward="one")
 
 
 def test_refit_after_pruning_needs_the_consumer_outputs_whole():

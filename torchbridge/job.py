@@ -39,7 +39,7 @@ from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import ARCHS, load, load_pruned, save_pruned, views
 from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
-from torchbridge.refit import refit_chains
+from torchbridge.refit import TOWARD, refit_chains
 
 
 def resolve_device(device: str) -> str:
@@ -126,6 +126,10 @@ class PruneConfig:
     ridge: Annotated[
         float, Ge(0), about("with --refit: the ridge, relative to the mean input energy")
     ] = 1e-4
+    refit_toward: Annotated[
+        Literal[TOWARD],
+        about("with --refit: what the ridge pulls the weights toward: 0, or the selector's"),
+    ] = "zero"
     recalibrate_bn: Annotated[
         bool,
         about("re-estimate every batch norm's statistics on the calibration images at the end"),
@@ -232,7 +236,9 @@ def _selected(
         pruned = torch_pruning_prune(model, chains, calibration, config.method, keep, widths)
         errors = [None] * len(chains)
         if config.refit:
-            errors = refit_chains(pruned, model, chains, calibration, config.ridge)
+            errors = refit_chains(
+                pruned, model, chains, calibration, config.ridge, config.refit_toward
+            )
         reports = [
             LayerReport(c, pruned.get_submodule(c.producer).out_channels,
                         model.get_submodule(c.producer).out_channels, None, None, None, e)
@@ -240,7 +246,8 @@ def _selected(
         ]  # fmt: skip
         return pruned, reports, []
     options = {"method": config.method, "seed": config.seed, "compensate": config.compensate,
-               "resolve": config.resolve, "refit": config.refit, "ridge": config.ridge}  # fmt: skip
+               "resolve": config.resolve, "refit": config.refit, "ridge": config.ridge,
+               "refit_toward": config.refit_toward}  # fmt: skip
     if METHODS[config.method].output_loss:
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
         if config.candidates is not None:

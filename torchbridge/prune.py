@@ -31,7 +31,7 @@ from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
-from torchbridge.refit import consumer_input, refit_consumer
+from torchbridge.refit import TOWARD, consumer_input, refit_consumer
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
 
@@ -235,6 +235,7 @@ def prune_chains(
     resolve: bool = False,
     refit: bool = False,
     ridge: float = 1e-4,
+    refit_toward: str = "zero",
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
@@ -254,7 +255,8 @@ def prune_chains(
     channels by the least-loss weights on the simplex there (the gamma subproblem,
     :func:`theory.selectors.fully_corrective.resolved`); the reports give the loss of those.
     ``refit``: once a chain is pruned, refit its consumer on its kept channels by ridge least
-    squares (``ridge``) to the unpruned network's consumer output (:mod:`torchbridge.refit`),
+    squares (``ridge``, pulling ``refit_toward`` 0 or the selector's weights) to the unpruned
+    network's consumer output (:mod:`torchbridge.refit`),
     before the next chain is chosen, so that each chain sees the refit ones before it; the
     reports' ``refit_rel`` give each consumer's relative error after its refit.
     """
@@ -278,6 +280,8 @@ def prune_chains(
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0; got {ridge}")
+    if refit_toward not in TOWARD:
+        raise ValueError(f"unknown refit_toward {refit_toward!r}; valid: {', '.join(TOWARD)}")
     reference = copy.deepcopy(model).eval() if refit else None
     model = copy.deepcopy(model).eval()
     if chosen.needs_oracle:
@@ -335,7 +339,7 @@ def prune_chains(
                 for b, batch in enumerate(batches)
             )  # fmt: skip
             pairs = zip(ours, unpruned.consumer_inputs(i), strict=True)
-            refit_rel = refit_consumer(model, reference, chain, pairs, ridge)
+            refit_rel = refit_consumer(model, reference, chain, pairs, ridge, refit_toward)
         reports.append(
             LayerReport(
                 chain,

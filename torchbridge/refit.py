@@ -87,25 +87,34 @@ class RefitMoments:
             self._xy += x.T @ y
         self.patches += x.shape[0]
 
-    def solve(self, ridge: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
+    def solve(
+        self, ridge: float = 1e-4, prior: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight (C_out, C', kh, kw) or (C_out, C') for a linear consumer, bias (C_out,)),
-        float64, on the activations' device."""
+        float64, on the activations' device. ``prior``: a weight of that shape toward which
+        the ridge pulls (``ridge * s * ||W - prior||^2``; default 0), e.g. the selector's
+        folded weights, so that directions the calibration data do not span keep them."""
         if self._xx is None:
             raise ValueError("no inputs were accumulated: call update() with a batch first")
         if not ridge >= 0:
             raise ValueError(f"ridge must be >= 0; got {ridge}")
-        xx = self._xx.clone()
+        xx, xy = self._xx.clone(), self._xy
         rows = xx.shape[0] - 1  # the last row and column are the bias's
         scale = xx.diagonal()[:rows].mean()
         xx.diagonal()[:rows] += ridge * scale
+        if prior is not None:
+            if prior.numel() != rows * xy.shape[1]:
+                raise ValueError(f"prior must have {self._shape} values; got {tuple(prior.shape)}")
+            pull = prior.detach().to(xy).reshape(xy.shape[1], rows).T * (ridge * scale)
+            xy = xy + torch.cat([pull, pull.new_zeros(1, xy.shape[1])])
         solution = None  # (C' K + 1, C_out)
         if ridge > 0:  # the normal matrix is then positive definite: LU, faster than lstsq
             try:
-                solution = torch.linalg.solve(xx, self._xy)
+                solution = torch.linalg.solve(xx, xy)
             except torch.linalg.LinAlgError:
                 solution = None
         if solution is None:  # no ridge: the matrix may be singular
-            solution = torch.linalg.lstsq(xx, self._xy).solution
+            solution = torch.linalg.lstsq(xx, xy).solution
         weight = solution[:rows].T.reshape(self._shape)
         if self._linear:
             weight = weight.reshape(self._shape[:2])
@@ -120,6 +129,9 @@ class RefitMoments:
         w = torch.cat([weight.reshape(weight.shape[0], -1).T, bias[None, :]]).to(self._xx)
         residual = (w * (self._xx @ w)).sum() - 2 * (w * self._xy).sum() + self._yy
         return max(float(residual), 0.0) / self._ff if self._ff > 0 else 0.0
+
+
+TOWARD = ("zero", "selected")  # what the ridge pulls the refit weights toward
 
 
 class _Reached(Exception):
@@ -154,6 +166,7 @@ def refit_chains(
     chains: list[Chain],
     batches: Iterable[torch.Tensor],
     ridge: float = 1e-4,
+    toward: str = "zero",
 ) -> list[float]:
     """Refit, in place and in order from the input side, the consumer of every chain of a
     pruned network (any selector's, Torch-Pruning's included) so that it reproduces
@@ -175,7 +188,9 @@ def refit_chains(
     pruned.eval()
     try:
         return [
-            refit_consumer(pruned, reference, c, _pairs(pruned, reference, c, batches), ridge)
+            refit_consumer(
+                pruned, reference, c, _pairs(pruned, reference, c, batches), ridge, toward
+            )
             for c in chains
         ]
     finally:
@@ -196,17 +211,22 @@ def refit_consumer(
     chain: Chain,
     pairs: Iterable[tuple[torch.Tensor, torch.Tensor]],
     ridge: float = 1e-4,
+    toward: str = "zero",
 ) -> float:
     """Refit ``chain``'s consumer of ``pruned`` in place from ``pairs`` of (its input in
     ``pruned``, its input in ``reference``) on the same batches, with the networks in eval
-    mode; returns its relative squared error (:meth:`RefitMoments.relative_error`)."""
+    mode; returns its relative squared error (:meth:`RefitMoments.relative_error`). The ridge
+    pulls ``toward`` 0 ("zero") or the consumer's weights as the selector left them
+    ("selected")."""
+    if toward not in TOWARD:
+        raise ValueError(f"unknown toward {toward!r}; valid: {', '.join(TOWARD)}")
     consumer = pruned.get_submodule(chain.consumer)
     kept = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
     moments = RefitMoments(reference.get_submodule(chain.consumer), kept)
     with torch.no_grad():  # the pairs may be computed lazily, as they are read
         for ours, theirs in pairs:
             moments.update(ours, theirs)
-    weight, bias = moments.solve(ridge)
+    weight, bias = moments.solve(ridge, consumer.weight if toward == "selected" else None)
     like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
     consumer.weight = nn.Parameter(weight.to(**like))
     consumer.bias = nn.Parameter(bias.to(**like))
