@@ -31,7 +31,7 @@ from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
-from torchbridge.refit import TOWARD, consumer_input, refit_consumer
+from torchbridge.refit import TOWARD, Inputs, consumer_input, refit_consumer
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
 
@@ -192,29 +192,6 @@ def first_images(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]
         out.append(batch[: images - count])
         count += out[-1].shape[0]
     return out
-
-
-class Inputs:
-    """The consumer inputs of an unpruned network's chains, chain after chain, on the
-    calibration batches: walked (about one forward pass in all) where ``walked`` and the
-    network traces, else a forward pass up to the consumer per chain and batch."""
-
-    def __init__(
-        self, model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], walked: bool
-    ) -> None:
-        self.model, self.chains, self.batches = model, chains, batches
-        self.walk = try_walk(model, chains) if walked else None
-        self.states = [self.walk.start(b) for b in batches] if self.walk is not None else None
-
-    def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
-        """Chain ``i``'s consumer input for each batch (chains asked in order)."""
-        for b, batch in enumerate(self.batches):
-            if self.walk is None:
-                yield consumer_input(self.model, self.chains[i].consumer, batch)
-            else:
-                with torch.no_grad():
-                    self.walk.advance(self.states[b], i)
-                    yield self.walk.consumer_input(self.states[b], i)
 
 
 def prune_chains(

@@ -28,6 +28,7 @@ from torch.nn import functional
 
 from torchbridge.chains import Chain
 from torchbridge.gram import conv_geometry
+from torchbridge.walk import try_walk
 
 
 def _patches(h: torch.Tensor, geometry: dict) -> torch.Tensor:
@@ -160,6 +161,30 @@ def consumer_input(model: nn.Module, name: str, batch: torch.Tensor) -> torch.Te
     return seen[0]
 
 
+class Inputs:
+    """The consumer inputs of a network's chains, chain after chain, on the calibration
+    batches, with the modules as they are when each chain is asked (earlier consumers may
+    have been refit meanwhile): walked (about one forward pass in all) where ``walked`` and
+    the network traces, else a forward pass up to the consumer per chain and batch."""
+
+    def __init__(
+        self, model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], walked: bool
+    ) -> None:
+        self.model, self.chains, self.batches = model, chains, batches
+        self.walk = try_walk(model, chains) if walked else None
+        self.states = [self.walk.start(b) for b in batches] if self.walk is not None else None
+
+    def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
+        """Chain ``i``'s consumer input for each batch (chains asked in order)."""
+        for b, batch in enumerate(self.batches):
+            if self.walk is None:
+                yield consumer_input(self.model, self.chains[i].consumer, batch)
+            else:
+                with torch.no_grad():
+                    self.walk.advance(self.states[b], i)
+                    yield self.walk.consumer_input(self.states[b], i)
+
+
 def refit_chains(
     pruned: nn.Module,
     reference: nn.Module,
@@ -186,23 +211,16 @@ def refit_chains(
     modes = reference.training, pruned.training
     reference.eval()  # batch norms read their running statistics, and keep them
     pruned.eval()
+    ours, theirs = (Inputs(m, chains, batches, walked=True) for m in (pruned, reference))
     try:
-        return [
-            refit_consumer(
-                pruned, reference, c, _pairs(pruned, reference, c, batches), ridge, toward
-            )
-            for c in chains
-        ]
+        errors = []
+        for i, chain in enumerate(chains):
+            pairs = zip(ours.consumer_inputs(i), theirs.consumer_inputs(i), strict=True)
+            errors.append(refit_consumer(pruned, reference, chain, pairs, ridge, toward))
+        return errors
     finally:
         reference.train(modes[0])
         pruned.train(modes[1])
-
-
-def _pairs(pruned: nn.Module, reference: nn.Module, chain: Chain, batches: list) -> Iterable:
-    """(the consumer's input in ``pruned``, in ``reference``) for each batch, one at a time."""
-    for batch in batches:
-        yield (consumer_input(pruned, chain.consumer, batch),
-               consumer_input(reference, chain.consumer, batch))  # fmt: skip
 
 
 def refit_consumer(
