@@ -412,7 +412,7 @@ def test_refit_rows_stand_beside_each_method():
     x = torch.randn(24, 3, 32, 32)
     chains = block_chains(model)[:3]
     result = compare_methods(model, chains, [x[:12]], x[12:], None, ("magnitude", "tp-magnitude"),
-                             {"keep": 0.5}, finetune=lambda m: m.eval(), refit=True)  # fmt: skip
+                             {"keep": 0.5}, finetune=lambda m: m.eval(), refit={})  # fmt: skip
     rows = result["methods"]
     assert list(rows) == ["magnitude", "magnitude+refit", "tp-magnitude", "tp-magnitude+refit"]
     for method in ("magnitude", "tp-magnitude"):

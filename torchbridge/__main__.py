@@ -66,6 +66,7 @@ from torchbridge.methods import METHODS
 from torchbridge.mnist import NETS, split, train, trained
 from torchbridge.models import views
 from torchbridge.path import labelled, output_paths, plot_paths
+from torchbridge.refit import TOWARD
 
 MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
                  "tp-magnitude", "tp-taylor")  # fmt: skip
@@ -99,7 +100,7 @@ def mnist(
     methods: tuple[str, ...],
     out: Path,
     positions: list[int] | None = None,
-    refit: bool = False,
+    refit: dict | None = None,
 ) -> dict:
     runs = []
     for seed in range(seeds):
@@ -151,7 +152,7 @@ def effnet(
     batch: int = 32,
     device: str = "cpu",
     positions: list[int] | None = None,
-    refit: bool = False,
+    refit: dict | None = None,
 ) -> dict:
     model, every, calibration, test, about = _effnet_setup(weights, images, batch, device)
     chains = pick_chains(every, positions)
@@ -329,6 +330,15 @@ def _budget(args: argparse.Namespace) -> dict:
     }
 
 
+def _refit(args: argparse.Namespace) -> dict | None:
+    """The refit settings of ``mnist`` and ``effnet`` (None: no refit rows)."""
+    if not args.refit:
+        return None
+    if not args.ridge >= 0:
+        raise ValueError(f"--ridge must be >= 0; got {args.ridge}")
+    return {"ridge": args.ridge, "refit_toward": args.refit_toward}
+
+
 def _methods(names: list[str], valid: tuple[str, ...] = tuple(METHODS)) -> tuple:
     unknown = sorted(set(names) - set(valid))
     if unknown:
@@ -375,6 +385,11 @@ def parser() -> argparse.ArgumentParser:
             "--refit", action="store_true",
             help="every method also with its consumers refit by least squares (METHOD+refit)",
         )  # fmt: skip
+        command.add_argument("--ridge", type=float, default=1e-4,
+                             help="with --refit: the ridge (default: 1e-4)")  # fmt: skip
+        command.add_argument("--refit-toward", choices=TOWARD, default="zero",
+                             help="with --refit: the ridge pulls toward 0 or the selector's "
+                             "weights (default: zero)")  # fmt: skip
         command.add_argument(
             "--resolve", action="store_true",
             help="re-solve each chain's weights on its kept channels (simplex QP) before surgery",
@@ -476,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row))
         elif args.command == "effnet":
             effnet(_budget(args), _methods(args.methods), args.weights, args.out,
-                   args.images, args.batch, args.device, args.chains, args.refit)  # fmt: skip
+                   args.images, args.batch, args.device, args.chains, _refit(args))  # fmt: skip
         else:
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
@@ -485,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.net not in NETS:
                 raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")
             mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out, args.chains,
-                  args.refit)  # fmt: skip
+                  _refit(args))  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ def compare_methods(
     finetune: Callable[[nn.Module], None],
     seed: int = 0,
     progress: Callable[[str, dict], None] | None = None,
-    refit: bool = False,
+    refit: dict[str, object] | None = None,
 ) -> dict[str, dict]:
     """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
     FLOPs, parameters and latency), seconds, kept widths, agreement and KL on the data it was
@@ -53,12 +53,15 @@ def compare_methods(
     again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
     e.g. {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
     capabilities allow (:func:`torchbridge.methods.usable`). ``refit``: every method also
-    runs with its consumers refit (:mod:`torchbridge.refit`), as the row ``METHOD+refit``."""
+    runs with its consumers refit (:mod:`torchbridge.refit`) with these PruneConfig settings
+    (e.g. {"ridge": 0.1}; {} for the defaults), as the row ``METHOD+refit``."""
     base = measure(model, model, test, labels, 32)
     seen = torch.cat(calibration)
     rows = {}
     for method in methods:
-        variants = {method: {}} | ({f"{method}+refit": {"refit": True}} if refit else {})
+        variants = {method: {}}
+        if refit is not None:
+            variants[f"{method}+refit"] = {"refit": True} | refit
         for name, extra in variants.items():
             config = PruneConfig(method=method, seed=seed, **usable(method, budget), **extra)
             config.check()
