@@ -51,16 +51,22 @@ def _explicit(consumer: nn.Module, batches: list) -> tuple[torch.Tensor, torch.T
     return torch.cat(xs), torch.cat(ys)
 
 
-@pytest.mark.parametrize("kind", CONSUMERS)
-def test_refit_is_the_least_squares_solution(kind):
+def _accumulated(kind: str) -> tuple[nn.Module, list, RefitMoments, torch.Tensor, torch.Tensor]:
+    """A consumer of ``kind`` in float64, two batches, their moments and explicit data."""
     consumer = CONSUMERS[kind]().double()
     batches = [_inputs(consumer, seed) for seed in (0, 1)]
     moments = RefitMoments(consumer, kept=4)
     with torch.no_grad():
         for unpruned, pruned in batches:
             moments.update(pruned, unpruned)
-        weight, bias = moments.solve(ridge=0.0)
         x, y = _explicit(consumer, batches)
+    return consumer, batches, moments, x, y
+
+
+@pytest.mark.parametrize("kind", CONSUMERS)
+def test_refit_is_the_least_squares_solution(kind):
+    consumer, batches, moments, x, y = _accumulated(kind)
+    weight, bias = moments.solve(ridge=0.0)
     reference = torch.linalg.lstsq(x, y).solution  # (C' K + 1, C_out)
     assert moments.patches == x.shape[0]
     torch.testing.assert_close(weight.reshape(5, -1), reference[:-1].T, rtol=1e-8, atol=1e-9)
@@ -113,13 +119,7 @@ def test_the_ridge_shrinks_the_weights_and_spares_the_bias():
 def test_the_ridge_toward_a_prior_is_least_squares_with_the_prior_as_data(kind):
     """ridge * s * ||W - W0||^2 added to the squares: the same solution as lstsq on the
     design matrix stacked over sqrt(ridge s) I (bias column 0) against sqrt(ridge s) W0."""
-    consumer = CONSUMERS[kind]().double()
-    batches = [_inputs(consumer, seed) for seed in (0, 1)]
-    moments = RefitMoments(consumer, kept=4)
-    with torch.no_grad():
-        for unpruned, pruned in batches:
-            moments.update(pruned, unpruned)
-        x, y = _explicit(consumer, batches)
+    _, _, moments, x, y = _accumulated(kind)
     prior = torch.randn(5, x.shape[1] - 1, dtype=torch.float64, generator=torch.Generator()
                         .manual_seed(3))  # fmt: skip
     ridge = 0.3
