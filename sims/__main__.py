@@ -44,26 +44,23 @@ KINDS = {cfg.ExperimentConfig: "two-layer", cfg.DeepConfig: "MLPs", cfg.NetworkS
          cfg.MLPSpec: "MLPs"}  # fmt: skip
 
 
-def _names(cls: type) -> set[str]:
-    return {key.name for key in keys(cls)}
-
-
 def _configuration_flags(parser: argparse.ArgumentParser) -> None:
     """Every field of the two-layer and the deep configurations and of their families as a
-    flag; of a field both kinds have, ``methods`` takes the deep kind's wider choices."""
+    flag; a field both kinds have takes the declaration with the wider choices (the deep
+    kind's selectors include the two-layer ones)."""
     for (first, second), prefix in ((TOPS, ""), (FAMILIES, FAMILY)):
         what = "the experiment's" if not prefix else "every family's (--family-FIELD)"
         group = parser.add_argument_group(
             f"fields of {what} configuration",
             "a flag not given keeps the preset's or the file's value (`config --reference`)",
         )
-        shared = _names(first) & _names(second)
-        wider = shared & {"methods"}  # the deep selectors include the two-layer ones
         common = {"prefix": prefix, "defaults": False}
-        add_flags(group, first, names=shared - wider, **common)
-        add_flags(group, second, names=wider, **common)
+        declared = {cls: {key.name: key for key in keys(cls)} for cls in (first, second)}
+        for name in [n for n in declared[first] if n in declared[second]]:  # in order
+            wider = max((first, second), key=lambda cls, n=name: len(declared[cls][n].choices))
+            add_flags(group, wider, names={name}, **common)
         for cls, other in ((first, second), (second, first)):
-            own = _names(cls) - _names(other)
+            own = declared[cls].keys() - declared[other].keys()
             add_flags(group, cls, names=own, note=f" [{KINDS[cls]} only]", **common)
 
 

@@ -202,11 +202,11 @@ def refit_chains(
     Returns each consumer's relative squared error after its refit."""
     batches = list(batches)
     for chain in chains:
-        ours, theirs = (m.get_submodule(chain.consumer) for m in (pruned, reference))
-        if ours.weight.shape[0] != theirs.weight.shape[0]:
+        now, before = (m.get_submodule(chain.consumer).weight.shape[0] for m in (pruned, reference))
+        if now != before:
             raise ValueError(
-                f"consumer {chain.consumer} lost output channels ({theirs.weight.shape[0]} -> "
-                f"{ours.weight.shape[0]}): its refit target is not known after the pruning"
+                f"consumer {chain.consumer} lost output channels ({before} -> {now}): its refit "
+                "target is not known after the pruning"
             )
     modes = reference.training, pruned.training
     reference.eval()  # batch norms read their running statistics, and keep them
