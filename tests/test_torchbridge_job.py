@@ -393,7 +393,8 @@ def test_global_method_through_the_command_line(tmp_path, capsys):
     assert np.isfinite(report["after"]["kl"])
     tp_argv = [*argv[:9], "--method", "tp-l1", "--keep", "0.5", "--compensate", "--out", str(out)]
     assert main(tp_argv) == 2
-    assert "--compensate is for methods that are theory's selectors" in capsys.readouterr().err
+    refused = "--compensate is for methods that keep the consumer's folded weights"
+    assert refused in capsys.readouterr().err
     local_argv = [*argv[:9], "--method", "omp", "--keep", "0.5", "--no-repeats", "--out", str(out)]
     assert main(local_argv) == 2
     err = capsys.readouterr().err

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from theory.selectors import SELECTORS
+from theory.selectors import OUTPUT_SELECTORS, SELECTORS
 from torchbridge.baselines import TP_METHODS
 from torchbridge.job import PruneConfig
 from torchbridge.methods import METHODS, able, check_settings, method, usable
 
 
 def test_every_selector_and_baseline_is_registered_with_its_capabilities():
-    assert list(METHODS) == [*SELECTORS, *TP_METHODS]
-    for name, spec in SELECTORS.items():
+    assert list(METHODS) == [*SELECTORS, *OUTPUT_SELECTORS, *TP_METHODS]
+    for name, spec in (SELECTORS | OUTPUT_SELECTORS).items():
         found = METHODS[name]
         assert found.theory and found.convex == spec.simplex
+        assert found.folded == (name in SELECTORS)
         assert found.output_loss == spec.needs_oracle
         assert found.repeats == ("repeats" in spec.options)
     for name in TP_METHODS:
@@ -45,12 +46,14 @@ def test_usable_keeps_only_what_each_method_takes():
     assert usable("greedy-local", settings) == settings
     assert usable("omp", settings) == {"keep": 0.5, "compensate": True}
     assert usable("tp-l1", settings) == {"keep": 0.5}
+    assert usable("whole-output", settings) == {"keep": 0.5}
 
 
 def test_prune_configurations_follow_the_registry():
     PruneConfig("resnet18", method="greedy-local", keep=0.5, no_repeats=True, device="cpu").check()
     PruneConfig("resnet18", method="fixed-step", keep=0.5, no_repeats=True, device="cpu").check()
-    for name, flag in (("omp", "no_repeats"), ("tp-l1", "compensate"), ("omp", "resolve")):
+    for name, flag in (("omp", "no_repeats"), ("tp-l1", "compensate"), ("omp", "resolve"),
+                       ("whole-output", "compensate"), ("whole-output", "resolve")):  # fmt: skip
         config = PruneConfig("resnet18", method=name, keep=0.5, device="cpu", **{flag: True})
         with pytest.raises(ValueError, match=f"--{flag.replace('_', '-')} is for methods that"):
             config.check()

@@ -308,3 +308,79 @@ def test_prune_command_refits_recalibrates_and_reports_it(tmp_path, capsys):
     assert all(layer["refit_rel"] >= 0.0 for layer in report["layers"])
     assert "refit_rel" in capsys.readouterr().out
     assert main(["eval", "--model", str(tmp_path / "pruned.pt"), "--size", "32"]) == 0
+
+
+def _explicit_moments(model: nn.Module, name: str, batch: torch.Tensor):
+    """Explicit patches [X, 1] (M, C K + 1) of consumer ``name``'s input in ``model`` and its
+    output Y (M, C_out), as numpy float64."""
+    from torchbridge.refit import consumer_input
+
+    consumer = model.get_submodule(name)
+    with torch.no_grad():
+        x = consumer_input(model, name, batch)
+        y = consumer(x)
+    geometry = {k: getattr(consumer, k) for k in ("kernel_size", "dilation", "padding", "stride")}
+    unfolded = functional.unfold(x, **geometry)
+    patches = unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1])
+    design = torch.cat([patches, torch.ones(patches.shape[0], 1, dtype=x.dtype)], dim=1)
+    return design.numpy(), y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).numpy()
+
+
+@pytest.mark.slow
+def test_whole_output_keeps_the_greedy_channels_with_their_least_squares_weights(resnet):
+    """On the first chain, whole-output keeps the channels that forward selection on the
+    explicit patches picks, and its consumer is the least-squares solution on them, walked
+    or not; the reported error is that solution's."""
+    import numpy as np
+
+    from theory import select
+    from theory.output_problem import OutputProblem
+    from torchbridge.prune import prune_chains
+
+    model, chains, batches = resnet
+    runs = [prune_chains(model, chains[:1], batches, keep=0.25, method="whole-output",
+                         ridge=0.0, walk_graph=walk) for walk in (True, False)]  # fmt: skip
+    (pruned, reports), (again, _) = runs
+    name = chains[0].consumer
+    x, y = _explicit_moments(model, name, batches[0])
+    problem = OutputProblem.from_moments(x.T @ x, x.T @ y, float((y * y).sum()), width=9, fixed=1)
+    n = model.get_submodule(name).in_channels
+    trace = select(problem, n // 4, "whole-output", size=n // 4)
+    producer = model.get_submodule(chains[0].producer).weight.reshape(n, -1)
+    kept_rows = pruned.get_submodule(chains[0].producer).weight.reshape(-1, producer.shape[1])
+    kept = [int(torch.cdist(row[None], producer).argmin()) for row in kept_rows]
+    assert kept == sorted(trace.support.tolist()) and reports[0].kept == n // 4
+    coefficients = problem.solve(np.array(kept))
+    ours = pruned.get_submodule(name)
+    np.testing.assert_allclose(ours.weight.detach().reshape(ours.out_channels, -1).numpy(),
+                               coefficients[:-1].T, rtol=1e-6, atol=1e-8)  # fmt: skip
+    np.testing.assert_allclose(ours.bias.detach().numpy(), coefficients[-1], rtol=1e-6, atol=1e-8)
+    assert model.get_submodule(name).bias is None  # the output's energy is all of ||Y||^2
+    energy = float((y * y).sum())
+    assert reports[0].refit_rel == pytest.approx(problem.loss(np.array(kept)) / energy, rel=1e-6)
+    assert reports[0].output_rel == reports[0].refit_rel and reports[0].loss is None
+    with torch.no_grad():
+        torch.testing.assert_close(again(batches[0]), pruned(batches[0]), rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_whole_output_prunes_depthwise_chains_to_a_tolerance():
+    """MobileNetV2's chains (a depthwise convolution between producer and consumer) prune to a
+    relative tolerance: each chain stops at its first width whose refit error is within it,
+    or keeps every channel; settings it cannot use are refused."""
+    from torchbridge.chains import block_chains
+    from torchbridge.models import build
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = build("mobilenet_v2", num_classes=10).double().eval()
+    chains = block_chains(model)[:4]
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    pruned, reports = prune_chains(model, chains, [x], tol=0.05, method="whole-output")
+    assert all(r.refit_rel <= 0.05 or r.kept == r.total for r in reports)
+    assert any(r.kept < r.total for r in reports)
+    with torch.no_grad():
+        assert torch.isfinite(pruned(x)).all()
+    for extra, named in (({"compensate": True}, "compensate"), ({"repeats": False}, "repeats")):
+        with pytest.raises(ValueError, match=f"whole-output .* no selector options; got {named}"):
+            prune_chains(model, chains, [x], keep=0.5, method="whole-output", **extra)

@@ -174,7 +174,7 @@ def test_bad_tolerance(tol):
 
 
 def test_problem_of_the_wrong_type():
-    with pytest.raises(ValueError, match="problem must be a LayerProblem; got ndarray"):
+    with pytest.raises(ValueError, match="greedy-local selects on a LayerProblem; got ndarray"):
         select(GOOD, 3)
 
 

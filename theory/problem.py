@@ -29,7 +29,8 @@ GRAM_RTOL = 1e-10
 SIMPLEX_ATOL = 1e-9
 
 
-def _finite(name: str, array: np.ndarray) -> None:
+def check_finite(name: str, array: np.ndarray) -> None:
+    """ValueError naming ``name`` and its count of NaN or infinite entries, if any."""
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ValueError(f"{name} has {bad} NaN or infinite entries; all entries must be finite")
@@ -44,7 +45,7 @@ def check_target(target: np.ndarray | None, n_neurons: int) -> np.ndarray:
         raise ValueError(
             f"target must have shape ({n_neurons},), one weight per neuron; got {t.shape}"
         )
-    _finite("target", t)
+    check_finite("target", t)
     if np.any(t < -SIMPLEX_ATOL):
         raise ValueError(
             f"target is not on the simplex: it has negative weights (min {t.min():.3g})"
@@ -95,7 +96,7 @@ class LayerProblem:
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise ValueError(f"psi must be real numbers; got dtype {x.dtype}")
         x = x.reshape(n_neurons, -1).astype(np.float64, copy=False)
-        _finite("psi", x)
+        check_finite("psi", x)
         t = check_target(target, n_neurons)
         output = t @ x  # F, flattened over samples and trailing axes
         spread = x - output  # psi_i - F
@@ -107,25 +108,7 @@ class LayerProblem:
     @classmethod
     def from_gram(cls, gram: np.ndarray, target: np.ndarray | None = None) -> LayerProblem:
         """Problem from a Gram matrix G_ij = E <psi_i, psi_j> of shape (N, N), symmetric PSD."""
-        g = np.asarray(gram)
-        if g.ndim != 2 or g.shape[0] != g.shape[1]:
-            raise ValueError(f"gram must be a square (N, N) matrix; got shape {g.shape}")
-        if g.shape[0] == 0:
-            raise ValueError("gram is empty (0 x 0); need at least one neuron")
-        if not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
-            raise ValueError(f"gram must be real numbers; got dtype {g.dtype}")
-        eps = float(np.finfo(g.dtype).eps) if np.issubdtype(g.dtype, np.floating) else 0.0
-        rtol = max(GRAM_RTOL, 10.0 * np.sqrt(g.shape[0]) * eps)
-        g = g.astype(np.float64, copy=False)
-        _finite("gram", g)
-        scale = max(float(np.abs(np.diag(g)).max()), np.finfo(float).tiny)
-        asym = float(np.abs(g - g.T).max())
-        if asym > rtol * scale:
-            raise ValueError(
-                f"gram is not symmetric: max |G - G^T| = {asym:.3g} (relative {asym / scale:.3g})"
-            )
-        g = 0.5 * (g + g.T)
-        _check_psd(g, scale, rtol)
+        g = check_gram(gram)
         t = check_target(target, g.shape[0])
         gt = g @ t
         norm2 = float(t @ gt)
@@ -160,24 +143,50 @@ class LayerProblem:
         a = np.asarray(weights, dtype=np.float64)
         if a.shape != (self.n_neurons,):
             raise ValueError(f"weights must have shape ({self.n_neurons},); got {a.shape}")
-        _finite("weights", a)
+        check_finite("weights", a)
         d = a - self.target
         s1 = a.sum() - 1.0
         value = d @ (self.centred @ d) + 2.0 * s1 * (a @ self.offset) + s1 * s1 * self.target_norm2
         return max(float(value), 0.0)
 
 
-def _check_psd(g: np.ndarray, scale: float, rtol: float) -> None:
+def check_gram(gram: np.ndarray, name: str = "gram") -> np.ndarray:
+    """``gram`` as a symmetric float64 (N, N) matrix; ValueError naming ``name`` unless it is
+    a real, finite, non-empty, square matrix, symmetric and positive semi-definite up to
+    GRAM_RTOL of its scale (looser for a matrix rounded in a lower precision)."""
+    g = np.asarray(gram)
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"{name} must be a square (N, N) matrix; got shape {g.shape}")
+    if g.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 x 0); need at least one neuron")
+    if not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
+        raise ValueError(f"{name} must be real numbers; got dtype {g.dtype}")
+    eps = float(np.finfo(g.dtype).eps) if np.issubdtype(g.dtype, np.floating) else 0.0
+    rtol = max(GRAM_RTOL, 10.0 * np.sqrt(g.shape[0]) * eps)
+    g = g.astype(np.float64, copy=False)
+    check_finite(name, g)
+    scale = max(float(np.abs(np.diag(g)).max()), np.finfo(float).tiny)
+    asym = float(np.abs(g - g.T).max())
+    if asym > rtol * scale:
+        raise ValueError(
+            f"{name} is not symmetric: max |G - G^T| = {asym:.3g} (relative {asym / scale:.3g})"
+        )
+    g = 0.5 * (g + g.T)
+    _check_psd(g, scale, rtol, name)
+    return g
+
+
+def _check_psd(g: np.ndarray, scale: float, rtol: float, name: str) -> None:
     """Raise ValueError when g is clearly indefinite (by more than rtol of its scale)."""
     diag = np.diag(g)
     if diag.min() < -rtol * scale:
         i = int(diag.argmin())
-        raise ValueError(f"gram is not positive semi-definite: G[{i},{i}] = {diag[i]:.3g} < 0")
+        raise ValueError(f"{name} is not positive semi-definite: G[{i},{i}] = {diag[i]:.3g} < 0")
     try:
         np.linalg.cholesky(g + (rtol * scale) * np.eye(g.shape[0]))
     except np.linalg.LinAlgError:
         low = float(np.linalg.eigvalsh(g)[0])
         raise ValueError(
-            f"gram is not positive semi-definite: smallest eigenvalue {low:.3g} "
+            f"{name} is not positive semi-definite: smallest eigenvalue {low:.3g} "
             f"(relative {low / scale:.3g})"
         ) from None

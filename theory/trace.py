@@ -35,7 +35,8 @@ class Step:
 class Trace:
     """A selector run. Per-step arrays have one entry per step taken (K <= n).
 
-    weights        (N,)  final weights (convex unless the method is ``omp``)
+    weights        (N,)  final weights (convex unless the method is ``omp``; ``whole-output``: 1
+                         on the kept channels, its refit weights are the problem's solve)
     support        (S,)  neurons with non-zero final weight, in the order they were first added
     order          (M,)  every neuron ever added, in order (M >= S when steps dropped neurons)
     losses         (K,)  L(a_k) after step k, exact from the centred Gram matrix, >= 0

@@ -9,12 +9,12 @@ below, then one pruning to those widths; two calibration passes in all).
 The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
 is the expensive part, so the search first predicts: every chain's layer problem on the
 unpruned network (one calibration pass), one selector run per chain, and the width each
-tolerance would give (for the global selectors, greedy-local's widths), counted for FLOPs
-without running anything but the counter; bisection of these predictions gives a tolerance.
-Then real probes (whole prunings, later chains calibrated on the pruned earlier ones) bisect
-log10(tol) within a decade either side of it. The result is the pruned network with the most
-FLOPs at or under the target. A target below what cutting every chain to one channel
-reaches is refused first, with that number.
+tolerance would give (for the global selectors and whole-output, greedy-local's widths),
+counted for FLOPs without running anything but the counter; bisection of these predictions
+gives a tolerance. Then real probes (whole prunings, later chains calibrated on the pruned
+earlier ones) bisect log10(tol) within a decade either side of it. The result is the pruned
+network with the most FLOPs at or under the target. A target below what cutting every chain
+to one channel reaches is refused first, with that number.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from theory import select
+from theory import LayerProblem, select
 from theory.selectors import spec
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
@@ -58,7 +58,8 @@ def predicted_widths(
     one, so it answers every tol >= floor exactly. Each chain's run starts at a floor of 0.1
     and is redone down to the decade of a smaller tol only when one is asked: on real
     networks the last decades cost most of the steps (or are never reached)."""
-    local = method if not spec(method).needs_oracle else "greedy-local"
+    chosen = spec(method)
+    local = "greedy-local" if chosen.needs_oracle or chosen.problem is not LayerProblem else method
     problems = layer_problems(model, chains, batches)
 
     def run(problem, floor: float) -> tuple[float, np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from theory.selectors import SELECTORS
+from theory import LayerProblem
+from theory.selectors import OUTPUT_SELECTORS, SELECTORS
 from torchbridge.baselines import TP_METHODS
 
 
@@ -17,35 +18,43 @@ from torchbridge.baselines import TP_METHODS
 class Method:
     """A pruning method and its capabilities.
 
-    theory: one of theory's selectors, choosing channels on the layer problem (so a loss
-    tolerance ``tol`` and bias compensation apply); convex: its weights stay on the simplex
-    (``resolve`` re-solves them); repeats: it may pick a channel again (``no_repeats`` turns that
-    off); output_loss: it scores steps by the network's output (``candidates``, ``objective``
-    and ``oracle_images`` apply).
+    theory: one of theory's selectors (so a loss tolerance ``tol`` applies); folded: it keeps
+    the consumer's weights, folded by its own (so bias compensation applies; not
+    ``whole-output``, which refits them on its consumer's whole output); convex: its weights
+    stay on the simplex (``resolve`` re-solves them); repeats: it may pick a channel again
+    (``no_repeats`` turns that off); output_loss: it scores steps by the network's output
+    (``candidates``, ``objective`` and ``oracle_images`` apply).
     """
 
     name: str
     theory: bool
+    folded: bool
     convex: bool
     repeats: bool
     output_loss: bool
 
 
 def _from_theory(name: str) -> Method:
-    spec = SELECTORS[name]
-    return Method(name, theory=True, convex=spec.simplex,
+    spec = SELECTORS.get(name) or OUTPUT_SELECTORS[name]
+    return Method(name, theory=True, folded=spec.problem is LayerProblem, convex=spec.simplex,
                   repeats="repeats" in spec.options, output_loss=spec.needs_oracle)  # fmt: skip
 
 
-METHODS: dict[str, Method] = {name: _from_theory(name) for name in SELECTORS} | {
-    name: Method(name, theory=False, convex=False, repeats=False, output_loss=False)
-    for name in TP_METHODS
-}
+METHODS: dict[str, Method] = (
+    {name: _from_theory(name) for name in SELECTORS}
+    | {name: _from_theory(name) for name in OUTPUT_SELECTORS}
+    | {
+        name: Method(
+            name, theory=False, folded=False, convex=False, repeats=False, output_loss=False
+        )
+        for name in TP_METHODS
+    }
+)
 
 # A setting that only some methods use -> (the capability it needs, that capability in words).
 NEEDS: dict[str, tuple[str, str]] = {
     "tol": ("theory", "choose channels by the layer loss"),
-    "compensate": ("theory", "are theory's selectors"),
+    "compensate": ("folded", "keep the consumer's folded weights"),
     "resolve": ("convex", "keep convex weights"),
     "no_repeats": ("repeats", "may pick a channel again"),
     "candidates": ("output_loss", "score steps by the network's output"),

@@ -25,13 +25,14 @@ from torch import nn
 from tqdm import tqdm
 
 from theory import LayerProblem, select
+from theory.output_problem import OutputProblem
 from theory.selectors import spec
 from theory.selectors.fully_corrective import resolved
 from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
-from torchbridge.refit import TOWARD, Inputs, consumer_input, refit_consumer
+from torchbridge.refit import TOWARD, Inputs, RefitMoments, consumer_input, refit_consumer
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
 from torchbridge.walk import try_walk
 
@@ -236,6 +237,10 @@ def prune_chains(
     network's consumer output (:mod:`torchbridge.refit`),
     before the next chain is chosen, so that each chain sees the refit ones before it; the
     reports' ``refit_rel`` give each consumer's relative error after its refit.
+    ``method="whole-output"`` chooses each chain's channels on its consumer's refit moments
+    (:mod:`theory.selectors.whole_output`) and sets the consumer's least-squares weights on
+    them (``ridge``, ``refit_toward``): the refit is part of the method, and the reports'
+    ``output_rel`` and ``refit_rel`` are both that refit's relative error.
     """
     if sum(b is not None for b in (keep, tol, widths)) != 1:
         raise ValueError(
@@ -259,40 +264,63 @@ def prune_chains(
         raise ValueError(f"ridge must be >= 0; got {ridge}")
     if refit_toward not in TOWARD:
         raise ValueError(f"unknown refit_toward {refit_toward!r}; valid: {', '.join(TOWARD)}")
-    reference = copy.deepcopy(model).eval() if refit else None
+    reference = copy.deepcopy(model).eval() if refit or chosen.problem is OutputProblem else None
     model = copy.deepcopy(model).eval()
     if chosen.needs_oracle:
         oracle_batches = first_images(batches, oracle_images)
         with torch.no_grad():
             references = [model(batch) for batch in oracle_batches]
+    whole = chosen.problem is OutputProblem
+    if whole and (compensate or options):
+        given = sorted(options) or ["compensate"]
+        raise ValueError(
+            "whole-output refits each consumer's weights and bias: it takes no "
+            f"compensate and no selector options; got {', '.join(given)}"
+        )
+
+    def budget_of(chain: Chain, n: int, repeats: bool) -> tuple[int, int | float]:
+        """(steps, the kept channels k, or the relative tolerance) of a chain of n channels."""
+        if tol is not None:
+            return (MAX_REPEATS * n if repeats else n), float(tol)
+        k = widths[chain.producer] if widths is not None else max(1, round(keep * n))
+        return (MAX_REPEATS * k if repeats else k), k
+
     reports = []
     walk = try_walk(model, chains) if walk_graph else None
     if walk is not None:
         states = [walk.start(batch) for batch in batches]
-    unpruned = Inputs(reference, chains, batches, walk is not None) if refit else None
+    unpruned = None if reference is None else Inputs(reference, chains, batches, walk is not None)
     for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
                                    disable=not progress)):  # fmt: skip
         start = time.perf_counter()
         consumer = model.get_submodule(chain.consumer)
+
+        def current_inputs(i: int = i, chain: Chain = chain) -> Iterable[torch.Tensor]:
+            """Chain i's consumer input in ``model`` as it is now, batch by batch."""
+            for b, batch in enumerate(batches):
+                if walk is None:
+                    yield consumer_input(model, chain.consumer, batch)
+                else:
+                    with torch.no_grad():
+                        walk.advance(states[b], i)
+                        yield walk.consumer_input(states[b], i)
+
+        if whole:
+            reports.append(_prune_whole_output(model, reference, chain, current_inputs(),
+                                               unpruned.consumer_inputs(i), budget_of, seed,
+                                               ridge, refit_toward, start))  # fmt: skip
+            continue
         accumulator = GramAccumulator(consumer)
         squeeze = SqueezeMeans(model, chain)
         try:
-            if walk is None:
-                run_capturing(model, consumer, batches, accumulator.update)
-            else:
-                with torch.no_grad():
-                    for state in states:
-                        walk.advance(state, i)
-                        accumulator.update(walk.consumer_input(state, i))
+            for inputs in current_inputs():
+                accumulator.update(inputs)
         finally:
             means = squeeze.close()
         problem = LayerProblem.from_gram(accumulator.gram())
         n, energy = problem.n_neurons, problem.target_norm2
-        if keep is not None or widths is not None:
-            k = widths[chain.producer] if widths is not None else max(1, round(keep * n))
-            steps, stop = (MAX_REPEATS * k if repeats else k), {"size": k}
-        else:
-            steps, stop = (MAX_REPEATS * n if repeats else n), {"tol": tol * energy}
+        steps, stop = budget_of(chain, n, repeats)
+        stop = {"tol": stop * energy} if tol is not None else {"size": stop}
         extra = dict(options)
         bar = tqdm(total=steps, desc=chain.producer, unit="step", leave=False,
                    disable=not (progress and chosen.needs_oracle))  # fmt: skip
@@ -309,13 +337,8 @@ def prune_chains(
         shift = mean_shift(consumer, accumulator.mean_patch(), weights) if compensate else None
         apply_weights(model, chain, weights, means, shift)
         refit_rel = None
-        if unpruned is not None:
-            ours = (
-                walk.consumer_input(states[b], i) if walk is not None
-                else consumer_input(model, chain.consumer, batch)
-                for b, batch in enumerate(batches)
-            )  # fmt: skip
-            pairs = zip(ours, unpruned.consumer_inputs(i), strict=True)
+        if refit:
+            pairs = zip(current_inputs(), unpruned.consumer_inputs(i), strict=True)
             refit_rel = refit_consumer(model, reference, chain, pairs, ridge, refit_toward)
         reports.append(
             LayerReport(
@@ -329,3 +352,47 @@ def prune_chains(
             )
         )
     return model, reports
+
+
+def _prune_whole_output(
+    model: nn.Module,
+    reference: nn.Module,
+    chain: Chain,
+    ours: Iterable[torch.Tensor],
+    theirs: Iterable[torch.Tensor],
+    budget_of: Callable,
+    seed: int,
+    ridge: float,
+    toward: str,
+    start: float,
+) -> LayerReport:
+    """Prune ``chain`` of ``model`` in place by the ``whole-output`` selector: the refit
+    moments of its consumer on every channel (``ours``: its inputs in ``model``, ``theirs``:
+    in ``reference``, batch by batch), forward selection of the channels on them, the
+    surgery, and the consumer's weights set to the least-squares ones on the kept channels
+    (the ridge pulls toward 0 or, with ``toward="selected"``, the unpruned weights)."""
+    consumer = model.get_submodule(chain.consumer)
+    n = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
+    moments = RefitMoments(reference.get_submodule(chain.consumer), n)
+    squeeze = SqueezeMeans(model, chain)
+    try:
+        with torch.no_grad():
+            for mine, unpruned in zip(ours, theirs, strict=True):
+                moments.update(mine, unpruned)
+    finally:
+        means = squeeze.close()
+    problem = moments.problem(ridge, consumer.weight if toward == "selected" else None)
+    steps, stop = budget_of(chain, n, False)
+    stop = {"size": stop} if isinstance(stop, int) else {"tol": stop * problem.energy}
+    trace = select(problem, steps, "whole-output", seed=seed, **stop)
+    kept = trace.support
+    if kept.size == 0:  # nothing explains the output (it is constant): keep the strongest
+        kept = np.array([int(np.argmax(np.diag(problem.xx)[: n * problem.width]) // problem.width)])
+    apply_weights(model, chain, np.isin(np.arange(n), kept) / n, means)
+    weight, bias = moments.as_weights(problem.solve(np.sort(kept)), kept.size)
+    like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
+    pruned = model.get_submodule(chain.consumer)
+    pruned.weight = nn.Parameter(weight.to(**like))
+    pruned.bias = nn.Parameter(bias.to(**like))
+    error = problem.relative(problem.loss(np.sort(kept)))
+    return LayerReport(chain, int(kept.size), n, None, error, time.perf_counter() - start, error)

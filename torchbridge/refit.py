@@ -10,7 +10,9 @@ ridge least squares
     min_[W b] ||X [W b]^T - Y||^2 + ridge * s * ||W||^2,     s = mean of diag(X^T X) over W's rows,
 
 from the second moments X^T X and X^T Y alone, accumulated batch by batch in float64 on the
-activations' device: nothing is stored per image. The ridge does not touch the bias.
+activations' device: nothing is stored per image. The ridge does not touch the bias. The
+solve, and the choice of channels on these moments (the ``whole-output`` selector), are
+:class:`theory.output_problem.OutputProblem`'s.
 
 :func:`refit_chains` refits the consumers of a pruned network chain by chain from the input
 side, so that each refit sees the errors left by the chains before it; it needs only the
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
 
+from theory.output_problem import OutputProblem
 from torchbridge.chains import Chain
 from torchbridge.gram import conv_geometry
 from torchbridge.walk import try_walk
@@ -88,38 +92,48 @@ class RefitMoments:
             self._xy += x.T @ y
         self.patches += x.shape[0]
 
+    def problem(self, ridge: float = 1e-4, prior: torch.Tensor | None = None) -> OutputProblem:
+        """The whole-output problem of the accumulated moments (float64, on the CPU): the
+        pruned input's channels to choose from, the bias column always kept, relative errors
+        against the output's energy without its bias. ``prior``: a weight shaped as
+        :meth:`solve` returns it, toward which the ridge pulls (default 0)."""
+        if self._xx is None:
+            raise ValueError("no inputs were accumulated: call update() with a batch first")
+        rows, outputs = self._xy.shape[0] - 1, self._xy.shape[1]
+        pull = None
+        if prior is not None:
+            if prior.numel() != rows * outputs:
+                raise ValueError(f"prior must have {self._shape} values; got {tuple(prior.shape)}")
+            pull = prior.detach().to(torch.float64).reshape(outputs, rows).T.cpu().numpy()
+        return OutputProblem.from_moments(
+            self._xx.cpu().numpy(), self._xy.cpu().numpy(), self._yy,
+            width=rows // self._shape[1], fixed=1, ridge=ridge, prior=pull, energy=self._ff,
+        )  # fmt: skip
+
+    def as_weights(
+        self, coefficients: np.ndarray, channels: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (C_out, channels, kh, kw) or (C_out, channels), bias (C_out,)), float64 on
+        the activations' device, from an :class:`OutputProblem`'s coefficients
+        (channels K + 1, C_out)."""
+        solution = torch.from_numpy(np.ascontiguousarray(coefficients)).to(self._xy.device)
+        weight = solution[:-1].T.reshape(self._shape[0], channels, *self._shape[2:])
+        if self._linear:
+            weight = weight.reshape(self._shape[0], channels)
+        return weight, solution[-1]
+
     def solve(
         self, ridge: float = 1e-4, prior: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(weight (C_out, C', kh, kw) or (C_out, C') for a linear consumer, bias (C_out,)),
-        float64, on the activations' device. ``prior``: a weight of that shape toward which
-        the ridge pulls (``ridge * s * ||W - prior||^2``; default 0), e.g. the selector's
-        folded weights, so that directions the calibration data do not span keep them."""
-        if self._xx is None:
-            raise ValueError("no inputs were accumulated: call update() with a batch first")
+        float64, on the activations' device: the refit on every channel of the pruned input.
+        ``prior``: a weight of that shape toward which the ridge pulls
+        (``ridge * s * ||W - prior||^2``; default 0), e.g. the selector's folded weights, so
+        that directions the calibration data do not span keep them."""
         if not ridge >= 0:
             raise ValueError(f"ridge must be >= 0; got {ridge}")
-        xx, xy = self._xx.clone(), self._xy
-        rows = xx.shape[0] - 1  # the last row and column are the bias's
-        scale = xx.diagonal()[:rows].mean()
-        xx.diagonal()[:rows] += ridge * scale
-        if prior is not None:
-            if prior.numel() != rows * xy.shape[1]:
-                raise ValueError(f"prior must have {self._shape} values; got {tuple(prior.shape)}")
-            pull = prior.detach().to(xy).reshape(xy.shape[1], rows).T * (ridge * scale)
-            xy = xy + torch.cat([pull, pull.new_zeros(1, xy.shape[1])])
-        solution = None  # (C' K + 1, C_out)
-        if ridge > 0:  # the normal matrix is then positive definite: LU, faster than lstsq
-            try:
-                solution = torch.linalg.solve(xx, xy)
-            except torch.linalg.LinAlgError:
-                solution = None
-        if solution is None:  # no ridge: the matrix may be singular
-            solution = torch.linalg.lstsq(xx, xy).solution
-        weight = solution[:rows].T.reshape(self._shape)
-        if self._linear:
-            weight = weight.reshape(self._shape[:2])
-        return weight, solution[rows]
+        kept = self._shape[1]
+        return self.as_weights(self.problem(ridge, prior).solve(np.arange(kept)), kept)
 
     def relative_error(self, weight: torch.Tensor, bias: torch.Tensor) -> float:
         """sum ||x [W b]^T - y||^2 / sum ||y - b_unpruned||^2 over the accumulated patches: the

@@ -5,7 +5,9 @@ takes one step in place and returns a :class:`theory.trace.Step`, or None when i
 left (the line-search selectors: no step lowers the loss; fixed-step without repeats and
 magnitude: every neuron is used). :func:`select` runs the steps, records the trace, and
 applies the stopping rules. This small interface is the extension point: register a new
-module in ``SELECTORS``.
+module in ``SELECTORS``. Selectors of another problem than the paper's layer problem are
+registered in ``OUTPUT_SELECTORS`` (``whole-output``, on a consumer's
+:class:`theory.output_problem.OutputProblem`); :func:`select` runs them the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
+from theory.output_problem import OutputProblem
 from theory.problem import LayerProblem
 from theory.selectors import (
     away,
@@ -30,6 +33,7 @@ from theory.selectors import (
     pairwise,
     random_subset,
     taylor,
+    whole_output,
 )
 from theory.trace import Step, Trace
 
@@ -44,6 +48,7 @@ class SelectorSpec:
     repeats: bool  # runs may take more steps than there are neurons
     defaults: tuple[tuple[str, object], ...] = ()  # options fixed by this registration
     needs_oracle: bool = False  # the selector scores steps by a global loss through an oracle
+    problem: type = LayerProblem  # the problem it selects on
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -75,6 +80,12 @@ SELECTORS: dict[str, SelectorSpec] = {
     ),
     "taylor": SelectorSpec(taylor, simplex=True, monotone=False, repeats=True, needs_oracle=True),
 }
+# Selectors on a consumer's whole output, not on the paper's layer problem.
+OUTPUT_SELECTORS: dict[str, SelectorSpec] = {
+    "whole-output": SelectorSpec(
+        whole_output, simplex=False, monotone=True, repeats=False, problem=OutputProblem
+    ),
+}
 METHODS: tuple[str, ...] = tuple(SELECTORS)
 LOCAL_METHODS: tuple[str, ...] = tuple(m for m, s in SELECTORS.items() if not s.needs_oracle)
 
@@ -82,15 +93,14 @@ LOCAL_METHODS: tuple[str, ...] = tuple(m for m, s in SELECTORS.items() if not s.
 def spec(method: str) -> SelectorSpec:
     """The registered selector called ``method``; ValueError listing the valid names if none."""
     try:
-        return SELECTORS[method]
+        return (SELECTORS | OUTPUT_SELECTORS)[method]
     except KeyError:
-        raise ValueError(
-            f"unknown method {method!r}; valid methods: {', '.join(METHODS)}"
-        ) from None
+        valid = ", ".join((*METHODS, *OUTPUT_SELECTORS))
+        raise ValueError(f"unknown method {method!r}; valid methods: {valid}") from None
 
 
 def select(
-    problem: LayerProblem,
+    problem: LayerProblem | OutputProblem,
     n: int,
     method: str = "greedy-local",
     *,
@@ -109,9 +119,11 @@ def select(
     ``solver="cvxpy"`` for fully-corrective); an unknown option is a ValueError.
     ``on_step(step)`` is called after every step taken (a progress bar, say).
     """
-    if not isinstance(problem, LayerProblem):
-        raise ValueError(f"problem must be a LayerProblem; got {type(problem).__name__}")
     chosen = spec(method)
+    if not isinstance(problem, chosen.problem):
+        raise ValueError(
+            f"{method} selects on a {chosen.problem.__name__}; got {type(problem).__name__}"
+        )
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         raise ValueError(f"n must be a positive integer number of steps; got {n!r}")
     if n <= 0:
