@@ -302,7 +302,7 @@ def reference(cls: type, title: str) -> str:
             default = "see below"
         elif key.default is dataclasses.MISSING:
             default = "required"
-        elif key.many:
+        elif key.many and key.default is not None:
             default = f"`{json.dumps(list(key.default))}`"
         else:
             default = f"`{json.dumps(key.default)}`"

@@ -1,6 +1,6 @@
 """Run folders: atomic writes of finished instances, reading them back as tidy tables.
 
-RUN_DIR/config.json             configuration, seed, versions, creation time
+RUN_DIR/config.json             configuration, seed, versions, machine, git commit, creation time
 RUN_DIR/instances/KEY.csv       one row per selector and step (written first)
 RUN_DIR/instances/KEY.json      geometry and timings; its presence marks KEY as done
 """
@@ -12,13 +12,16 @@ import io
 import json
 import os
 import platform
+import subprocess
 import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("logtickets", "numpy", "scipy", "cvxpy", "scikit-learn", "joblib")
+PACKAGES = ("logtickets", "numpy", "scipy", "cvxpy", "scikit-learn", "joblib", "torch",
+            "torchvision", "timm", "torch-pruning")  # fmt: skip
+SOURCE = Path(__file__).resolve().parents[1]  # the checkout the code runs from
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -47,13 +50,39 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _git(*args: str) -> str | None:
+    """The output of ``git args`` in the code's checkout; None where git or the checkout
+    is missing."""
+    try:
+        done = subprocess.run(("git", "-C", str(SOURCE), *args), capture_output=True,
+                              text=True, timeout=30, check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    """The git commit the code runs at (None outside a git checkout), whether tracked files
+    differ from it (``dirty``), and the machine."""
+    commit = _git("rev-parse", "HEAD")
+    changes = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "commit": commit,
+        "dirty": None if changes is None else bool(changes),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+
+
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """RUN_DIR/config.json: the configuration, package versions, machine, git commit and
+    creation time, written once (a resumed run keeps the first record)."""
     path = run_dir / "config.json"
     if path.exists():
         return  # resume: the first run's record stands (same digest, same configuration)
     record = {
         "config": config,
         "versions": versions(),
+        **provenance(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     atomic_write(path, json.dumps(record, indent=2))

@@ -36,9 +36,12 @@ evaluated on 80 views of 5 other photos by top-1 agreement with the unpruned net
 KL(unpruned || pruned), before and after the same short fine-tune without labels (two epochs
 of distillation on the calibration views, batch norms frozen).
 
-Methods: the selectors of theory (global ones included) and Torch-Pruning's tp-magnitude,
-tp-l1 and tp-taylor (torchbridge.baselines). Every command writes report.json atomically
-(``effnet`` after each method, with "complete": false until the last).
+Methods: the selectors of theory (global ones included, and whole-output, which chooses each
+consumer's channels by the least-squares refit of its whole output and sets those weights:
+with --refit, its METHOD+refit row takes the refit's --ridge and --refit-toward) and
+Torch-Pruning's tp-magnitude, tp-l1 and tp-taylor (torchbridge.baselines). Every command
+writes report.json atomically (``effnet`` after each method, with "complete": false until the
+last).
 """
 
 from __future__ import annotations
@@ -68,10 +71,10 @@ from torchbridge.models import views
 from torchbridge.path import labelled, output_paths, plot_paths
 from torchbridge.refit import TOWARD
 
-MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "fixed-step", "magnitude", "random",
-                 "tp-magnitude", "tp-taylor")  # fmt: skip
-EFFNET_METHODS = ("greedy-local", "omp", "fixed-step", "magnitude", "random", "tp-magnitude",
-                  "tp-taylor")  # fmt: skip
+MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "whole-output", "fixed-step",
+                 "magnitude", "random", "tp-magnitude", "tp-taylor")  # fmt: skip
+EFFNET_METHODS = ("greedy-local", "omp", "whole-output", "fixed-step", "magnitude", "random",
+                  "tp-magnitude", "tp-taylor")  # fmt: skip
 COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "kl_tuned",
            "kl_calibration", "kl_oracle", "flops", "params", "seconds")  # fmt: skip
 

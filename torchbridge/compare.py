@@ -33,6 +33,61 @@ def distill(
     model.eval()
 
 
+def variants(
+    methods: tuple[str, ...],
+    budget: dict[str, object],
+    refit: dict[str, object] | None = None,
+    seed: int = 0,
+) -> dict[str, PruneConfig]:
+    """The rows of a comparison, by name: every method at ``budget`` (PruneConfig fields, e.g.
+    {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
+    capabilities allow, :func:`torchbridge.methods.usable`), and with ``refit`` (PruneConfig
+    settings, e.g. {"ridge": 0.1}; {} for the defaults) also each with its consumers refit
+    (:mod:`torchbridge.refit`), as the row ``METHOD+refit``. Each configuration is checked."""
+    rows = {}
+    for method in methods:
+        rows[method] = PruneConfig(method=method, seed=seed, **usable(method, budget))
+        if refit is not None:
+            rows[f"{method}+refit"] = PruneConfig(
+                method=method, seed=seed, **usable(method, budget), refit=True, **refit
+            )
+    for config in rows.values():
+        config.check()
+    return rows
+
+
+def compare_row(
+    model: nn.Module,
+    chains: list[Chain],
+    calibration: list[torch.Tensor],
+    test: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: PruneConfig,
+    finetune: Callable[[nn.Module], None],
+    base: dict,
+) -> dict:
+    """One row of a comparison: ``measure`` of the network ``config`` prunes (ratios to
+    ``base``, the unpruned network's measure, for FLOPs, parameters and latency), seconds,
+    kept widths, agreement and KL on the data it was chosen on (suffix ``_calibration``: every
+    calibration image; ``_oracle``: the first ``oracle_images``, those the global selectors'
+    loss reads), and agreement, KL and accuracy again after ``finetune(pruned)`` (suffix
+    ``_tuned``)."""
+    seen = torch.cat(calibration)
+    start = time.perf_counter()
+    pruned, reports, _ = prune_model(model, chains, calibration, config)
+    seconds = time.perf_counter() - start
+    row = measure(pruned, model, test, labels, 32)
+    for key in ("flops", "params", "latency_s"):
+        row[key] /= base[key]
+    row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
+    for part, x in (("calibration", seen), ("oracle", seen[: config.oracle_images])):
+        fit = compare(pruned, model, x.split(32))
+        row |= {f"agreement_{part}": fit["agreement"], f"kl_{part}": fit["kl"]}
+    finetune(pruned)
+    tuned = measure(pruned, model, test, labels, 32)
+    return row | {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
+
+
 def compare_methods(
     model: nn.Module,
     chains: list[Chain],
@@ -46,39 +101,13 @@ def compare_methods(
     progress: Callable[[str, dict], None] | None = None,
     refit: dict[str, object] | None = None,
 ) -> dict[str, dict]:
-    """Per method: ``measure`` of the pruned network (ratios to the unpruned network for
-    FLOPs, parameters and latency), seconds, kept widths, agreement and KL on the data it was
-    chosen on (suffix ``_calibration``: every calibration image; ``_oracle``: the first
-    ``oracle_images``, those the global selectors' loss reads), and agreement, KL and accuracy
-    again after ``finetune(pruned)`` (suffix ``_tuned``). ``budget``: PruneConfig fields,
-    e.g. {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
-    capabilities allow (:func:`torchbridge.methods.usable`). ``refit``: every method also
-    runs with its consumers refit (:mod:`torchbridge.refit`) with these PruneConfig settings
-    (e.g. {"ridge": 0.1}; {} for the defaults), as the row ``METHOD+refit``."""
+    """{"unpruned": the unpruned network's ``measure``, "methods": {name: row}}: every row of
+    :func:`variants` (methods, budget, refit, seed) by :func:`compare_row`, in one run;
+    ``progress(name, row)`` after each."""
     base = measure(model, model, test, labels, 32)
-    seen = torch.cat(calibration)
     rows = {}
-    for method in methods:
-        variants = {method: {}}
-        if refit is not None:
-            variants[f"{method}+refit"] = {"refit": True} | refit
-        for name, extra in variants.items():
-            config = PruneConfig(method=method, seed=seed, **usable(method, budget), **extra)
-            config.check()
-            start = time.perf_counter()
-            pruned, reports, _ = prune_model(model, chains, calibration, config)
-            seconds = time.perf_counter() - start
-            row = measure(pruned, model, test, labels, 32)
-            for key in ("flops", "params", "latency_s"):
-                row[key] /= base[key]
-            row |= {"seconds": seconds, "widths": [r.kept for r in reports]}
-            for part, x in (("calibration", seen), ("oracle", seen[: config.oracle_images])):
-                fit = compare(pruned, model, x.split(32))
-                row |= {f"agreement_{part}": fit["agreement"], f"kl_{part}": fit["kl"]}
-            finetune(pruned)
-            tuned = measure(pruned, model, test, labels, 32)
-            row |= {f"{k}_tuned": tuned[k] for k in ("agreement", "kl", "accuracy") if k in tuned}
-            rows[name] = row
-            if progress is not None:
-                progress(name, row)
+    for name, config in variants(methods, budget, refit, seed).items():
+        rows[name] = compare_row(model, chains, calibration, test, labels, config, finetune, base)
+        if progress is not None:
+            progress(name, rows[name])
     return {"unpruned": base, "methods": rows}

@@ -1,0 +1,102 @@
+"""``effnet-compare``: methods compared on EfficientNet-Lite0 with its real ImageNet weights.
+
+Calibrated on ``images`` random-resized views of 6 photos shipped in packages (on
+``device``), evaluated on 80 views of 5 other photos by top-1 agreement with the unpruned
+network and KL(unpruned || pruned), before and after the same short fine-tune without labels
+(two epochs of distillation on the calibration views, batch norms frozen). Units: the unpruned
+network's measures, then one per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from annotated_types import Ge
+
+from experiments.comparison import Comparison, table
+from experiments.registry import Experiment
+from sims.schema import about
+from torchbridge import compare
+from torchbridge.chains import block_chains, pick_chains
+from torchbridge.efficientnet import load_efficientnet_lite0
+from torchbridge.images import photo_sets
+from torchbridge.job import check_device, measure
+from torchbridge.models import views
+
+UNPRUNED = "unpruned"
+
+
+@dataclass(frozen=True)
+class EffnetCompare(Comparison):
+    """The comparison on EfficientNet-Lite0 (see the module docstring)."""
+
+    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "effnet-compare"
+    images: Annotated[int, Ge(1), about("calibration views of the 6 calibration photos")] = 96
+    batch: Annotated[int, Ge(1), about("calibration images per batch")] = 32
+    device: Annotated[str, about("cpu, cuda or cuda:N")] = "cpu"
+    weights: Annotated[
+        str | None, about("a file of EfficientNet-Lite0's weights (default: the package's)")
+    ] = None
+
+    def check(self, where: str = "the configuration", as_flags: bool = True) -> None:
+        super().check(where, as_flags)
+        check_device(self.device)
+
+
+def units(config: EffnetCompare) -> list[str]:
+    return [UNPRUNED, *config.rows(seed=0)]
+
+
+def _setup(config: EffnetCompare, cache: dict) -> dict:
+    """The network, its chains, the calibration and test views, and the unpruned measures,
+    made once per process."""
+    if not cache:
+        weights = Path(config.weights) if config.weights is not None else None
+        model = load_efficientnet_lite0(weights).to(config.device)
+        calibration, test, photos = photo_sets(views("efficientnet_lite0"), config.images, seed=0)
+        every = block_chains(model)
+        cache |= {
+            "model": model, "chains": pick_chains(every, config.chains), "every": len(every),
+            "calibration": calibration.to(config.device), "test": test.to(config.device),
+            "photos": photos,
+        }  # fmt: skip
+        cache["base"] = measure(model, model, cache["test"], None, 32)
+    return cache
+
+
+def unit(config: EffnetCompare, key: str, cache: dict) -> dict:
+    """The unpruned network's measures (key ``unpruned``), or one row of the comparison."""
+    made = _setup(config, cache)
+    if key == UNPRUNED:
+        return made["base"] | made["photos"] | {
+            "chains": len(made["chains"]), "of_chains": made["every"],
+            "test_images": len(made["test"]),
+        }  # fmt: skip
+    model, calibration = made["model"], made["calibration"]
+    return compare.compare_row(
+        model, made["chains"], list(calibration.split(config.batch)), made["test"], None,
+        config.rows(seed=0)[key], lambda m: compare.distill(m, model, calibration), made["base"],
+    )  # fmt: skip
+
+
+def summary(config: EffnetCompare, results: dict[str, dict]) -> dict:
+    """The unpruned measures and every row, as the units gave them (one seed)."""
+    return {"unpruned": results[UNPRUNED],
+            "rows": {k: v for k, v in results.items() if k != UNPRUNED}}  # fmt: skip
+
+
+def text(found: dict) -> str:
+    base = found["unpruned"]
+    head = (
+        f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
+        f"parameters, {base['chains']} of {base['of_chains']} chains pruned; calibration: "
+        f"{found['config']['images']} views; test: {base['test_images']} views of "
+        f"{', '.join(base['test_photos'])}"
+    )
+    return head + "\n" + table(found["rows"])
+
+
+ABOUT = __doc__.splitlines()[0].split(": ", 1)[1]  # what `list` shows
+EXPERIMENT = Experiment("effnet-compare", ABOUT, EffnetCompare, units, unit, summary, text)

@@ -1,0 +1,83 @@
+"""Run an experiment into its run folder, resuming where an earlier run stopped.
+
+RUN_DIR = ROOT/NAME-HASH (the configuration's name and the hash of all of it):
+
+    config.json        the experiment, its configuration, versions, machine, git commit
+    units/KEY.json     one unit's result, written atomically as it finishes
+    summary.json       the summary of every unit (written last)
+
+A run killed at any moment leaves the units finished so far; the same command skips them.
+A folder whose recorded configuration is not the one asked (edited by hand, or another
+experiment's) is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from experiments.registry import Experiment
+from sims import store
+from sims.config import drop_none
+
+
+def record(experiment: Experiment, config: Any) -> dict:
+    """What config.json records as the configuration: the experiment and every field."""
+    return {"experiment": experiment.name} | drop_none(config.as_dict())
+
+
+def _unit_path(run_dir: Path, key: str) -> Path:
+    return run_dir / "units" / f"{key}.json"
+
+
+def read_unit(run_dir: Path, key: str) -> dict | None:
+    """A finished unit's result, None if it has not finished; a clear error if damaged."""
+    path = _unit_path(run_dir, key)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"{path} is damaged ({error}): delete it and run the same command to redo it"
+        ) from None
+
+
+def run(
+    experiment: Experiment, config: Any, root: Path = Path("runs"), progress: bool = True
+) -> Path:
+    """Run (or resume) ``experiment`` at ``config`` under ``root``; returns the run folder,
+    whose summary.json holds the summary."""
+    config.check()
+    run_dir = root / config.run_name
+    wanted = record(experiment, config)
+    if (run_dir / "config.json").exists():
+        found = store.read_config(run_dir)["config"]
+        if found != wanted:
+            keys = found.keys() | wanted.keys()
+            changed = sorted(k for k in keys if found.get(k) != wanted.get(k))
+            raise ValueError(
+                f"{run_dir} holds another configuration (it differs in {', '.join(changed)}): "
+                "its config.json was edited, or the folder is another run's; use another --runs"
+            )
+    store.write_config(run_dir, wanted)
+    keys = experiment.units(config)
+    results = {key: read_unit(run_dir, key) for key in keys}
+    cache: dict = {}
+    todo = [key for key in keys if results[key] is None]
+    bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=config.run_name,
+               unit="unit", disable=not progress)  # fmt: skip
+    with bar:
+        for key in todo:
+            bar.set_postfix_str(key)
+            results[key] = experiment.unit(config, key, cache)
+            store.atomic_write(_unit_path(run_dir, key), json.dumps(results[key], indent=2))
+            bar.update(1)
+    summary = {"experiment": experiment.name, "config": wanted} | experiment.summary(
+        config, results
+    )
+    store.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return run_dir

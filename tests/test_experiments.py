@@ -1,0 +1,168 @@
+"""The experiments: run folders that record their commit, resume after a kill, and refuse a
+configuration that is not theirs; the command line; the comparisons as experiments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from annotated_types import Ge
+
+from experiments.__main__ import main
+from experiments.registry import Experiment
+from experiments.runner import run
+from sims import store
+from sims.config import Named
+from sims.schema import STRICT, about, check_fields
+
+
+@dataclass(frozen=True)
+class Toy(Named):
+    __pydantic_config__ = STRICT
+
+    name: Annotated[str, about("the run's name")] = "toy"
+    size: Annotated[int, Ge(1), about("units")] = 3
+
+    def check(self) -> None:
+        check_fields(self)
+
+
+def _toy(calls: list[str], stop_at: str | None = None) -> Experiment:
+    def unit(config: Toy, key: str, cache: dict) -> dict:
+        calls.append(key)
+        if key == stop_at:
+            raise KeyboardInterrupt  # as a user stopping the run
+        cache[key] = True  # units of one process share the cache
+        return {"square": int(key) ** 2, "seen": sorted(cache)}
+
+    return Experiment(
+        "toy", "squares", Toy, lambda c: [str(i) for i in range(c.size)], unit,
+        lambda c, results: {"total": sum(r["square"] for r in results.values())},
+        lambda found: str(found["total"]),
+    )  # fmt: skip
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(("git", "-C", str(store.SOURCE), *args), capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_records_its_commit(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run(_toy(calls, stop_at="1"), Toy(), tmp_path, progress=False)
+    run_dir = tmp_path / Toy().run_name
+    assert calls == ["0", "1"] and (run_dir / "units" / "0.json").exists()
+    assert not (run_dir / "units" / "1.json").exists() and not (run_dir / "summary.json").exists()
+    calls.clear()
+    assert run(_toy(calls), Toy(), tmp_path, progress=False) == run_dir
+    assert calls == ["1", "2"]  # unit 0 was not redone
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["total"] == 0 + 1 + 4 and summary["config"] == {
+        "experiment": "toy",
+        "name": "toy",
+        "size": 3,
+    }
+    record = json.loads((run_dir / "config.json").read_text())
+    try:
+        head = _git("rev-parse", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert record["commit"] == head and len(head) == 40
+    assert record["dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))
+    assert record["machine"]["cpus"] >= 1 and record["versions"]["numpy"] != "absent"
+
+
+def test_a_folder_of_another_configuration_is_refused(tmp_path):
+    run(_toy([]), Toy(size=2), tmp_path, progress=False)
+    run_dir = tmp_path / Toy(size=2).run_name
+    record = json.loads((run_dir / "config.json").read_text())
+    record["config"]["size"] = 5  # edited by hand
+    (run_dir / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"holds another configuration .*differs in size"):
+        run(_toy([]), Toy(size=2), tmp_path, progress=False)
+    (run_dir / "units" / "0.json").write_text("{not json")
+    record["config"]["size"] = 2
+    (run_dir / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"0\.json is damaged"):
+        run(_toy([]), Toy(size=2), tmp_path, progress=False)
+
+
+def test_sims_run_records_hold_the_commit_too(tmp_path):
+    store.write_config(tmp_path, {"name": "x"})
+    record = store.read_config(tmp_path)
+    assert set(record) >= {"config", "versions", "commit", "dirty", "machine", "created"}
+
+
+def test_the_command_line_lists_configures_and_refuses(capsys):
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "effnet-compare" in listed and "mnist-compare" in listed
+    assert main(["config", "mnist-compare", "--keep", "0.5", "--methods", "omp"]) == 0
+    text = capsys.readouterr().out
+    assert "keep = 0.5" in text and "flops" not in text and 'methods = [\n    "omp",\n]' in text
+    assert main(["config", "effnet-compare"]) == 0
+    assert "flops = 0.7" in capsys.readouterr().out  # the default budget
+    cases = [
+        (["config", "mnist-compare", "--keep", "0.5", "--flops", "0.5"], "exactly one budget"),
+        (["config", "mnist-compare", "--methods", "omp", "omp"], "listed twice: omp"),
+        (["config", "mnist-compare", "--seeds", "0"], "--seeds must be >= 1; got 0"),
+        (["config", "effnet-compare", "--device", "tpu"], "--device 'tpu' is not a device"),
+        (["config", "mnist-compare", "--compensate", "--methods", "tp-l1"], None),
+    ]
+    for argv, message in cases:
+        if message is None:  # a setting a method cannot use is left out of its row
+            assert main(argv) == 0
+            capsys.readouterr()
+            continue
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    assert main(["config", "mnist-compare", "--reference"]) == 0
+    assert "| `seeds` | int | `3` | >= 1 |" in capsys.readouterr().out
+
+
+def _needs_efficientnet_weights() -> None:
+    pytest.importorskip("timm")
+    pytest.importorskip("skimage")
+    from torchbridge.efficientnet import weights_path
+
+    try:
+        weights_path()
+    except ValueError as error:
+        pytest.skip(str(error))
+
+
+@pytest.mark.slow
+def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, monkeypatch):
+    """effnet-compare on 8 views, stopped in its second row: the unpruned measures and the
+    first row are on disk; the same command computes only the second row and the summary."""
+    _needs_efficientnet_weights()
+    from torchbridge import compare
+
+    calls = []
+
+    def distill_once(model, reference, images, **_):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a user stopping the run
+        model.eval()
+
+    monkeypatch.setattr(compare, "distill", distill_once)
+    argv = ["run", "effnet-compare", "--keep", "0.9", "--methods", "magnitude", "random",
+            "--images", "8", "--batch", "4", "--runs", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert main(argv) == 130
+    (run_dir,) = tmp_path.iterdir()
+    assert sorted(p.name for p in (run_dir / "units").iterdir()) == ["magnitude.json",
+                                                                     "unpruned.json"]  # fmt: skip
+    assert main(argv) == 0
+    assert calls == [8, 8, 8]  # magnitude, random stopped, random again: magnitude not redone
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert list(summary["rows"]) == ["magnitude", "random"]
+    assert summary["config"]["images"] == 8 and summary["unpruned"]["test_images"] == 80
+    for row in summary["rows"].values():
+        assert 0.0 <= row["agreement_tuned"] <= 1.0 and 0.0 < row["flops"] < 1.0
+    assert Path(run_dir / "config.json").exists()
