@@ -292,16 +292,10 @@ def test_trained_networks_are_cached_by_what_was_trained(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("mnist-cnn-*.pt"))) == 2
 
 
-def test_mnist_and_effnet_commands_reject_bad_arguments(capsys):
+def test_path_command_rejects_bad_arguments(capsys):
     from torchbridge.__main__ import main
 
     cases = [
-        (["mnist", "--keep", "0.5", "--seeds", "0"], "--seeds must be >= 1"),
-        (["mnist", "--keep", "0.5", "--methods", "best"], "unknown method(s) best"),
-        (["mnist", "--keep", "0.5", "--net", "vgg"], "unknown --net 'vgg'"),
-        (["mnist", "--keep", "0.5", "--flops", "0.5"], "exactly one budget"),
-        (["effnet", "--flops", "1.5"], "--flops must be in (0, 1]"),
-        (["effnet", "--keep", "0.5", "--oracle-images", "0"], "--oracle-images and --candidates"),
         (["path", "--chain", "7", "--keep", "1.5"], "--keep must be in (0, 1]"),
         (["path", "--chain", "7", "--keep", "0.5", "--every", "0"], "--every >= 1"),
         (["path", "--chain", "7", "--keep", "0.5", "--candidates", "0"], "--candidates must be"),
@@ -343,38 +337,6 @@ def _needs_efficientnet_weights() -> None:
         weights_path()
     except ValueError as error:
         pytest.skip(str(error))
-
-
-@pytest.mark.slow
-def test_effnet_command_writes_each_method_as_it_finishes(tmp_path, monkeypatch):
-    """effnet --images 8 --batch 4, stopped in its second method: the report on disk holds
-    the first method, the 8 calibration views and the device, and "complete": false."""
-    import json
-
-    _needs_efficientnet_weights()
-    from torchbridge import compare
-    from torchbridge.__main__ import main
-
-    calls = []
-
-    def distill_once(model, reference, images, **_):
-        calls.append(len(images))
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # as a user stopping the run
-        model.eval()
-
-    monkeypatch.setattr(compare, "distill", distill_once)
-    argv = ["effnet", "--keep", "0.9", "--methods", "magnitude", "random", "--images", "8",
-            "--batch", "4", "--out", str(tmp_path)]  # fmt: skip
-    with pytest.raises(KeyboardInterrupt):
-        main(argv)
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["complete"] is False and list(report["methods"]) == ["magnitude"]
-    assert report["config"]["calibration_images"] == 8 and report["config"]["device"] == "cpu"
-    row = report["methods"]["magnitude"]
-    assert 0.0 <= row["agreement_tuned"] <= 1.0 and row["flops"] < 1.0
-    assert calls == [8, 8]
-    assert main(["effnet", "--keep", "0.5", "--images", "0"]) == 2
 
 
 @pytest.mark.slow

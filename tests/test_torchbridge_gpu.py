@@ -140,10 +140,10 @@ def test_asking_for_cuda_without_it_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the errors without CUDA")
 def test_effnet_and_bench_asked_for_cuda_without_it_give_clear_errors(capsys):
-    from torchbridge.__main__ import main
+    from experiments.__main__ import main
     from torchbridge.bench import main as bench
 
-    assert main(["effnet", "--keep", "0.5", "--device", "cuda"]) == 2
+    assert main(["run", "effnet-compare", "--keep", "0.5", "--device", "cuda"]) == 2
     assert "--device cuda: CUDA is not available here" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench(["--rows", "device", "--device", "cuda"])

@@ -7,41 +7,20 @@
     python -m torchbridge config --arch ARCH --keep F [...] > prune.toml   (flags as a file)
     python -m torchbridge config --reference   (every key: type, default, range, help)
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
-    python -m torchbridge mnist --net cnn|resnet18|mobilenet_v2 (--keep F | --flops F)
-        [--seeds 3] [--methods ...] [--out DIR]
-    python -m torchbridge effnet (--keep F | --flops F) [--methods ...] [--weights PATH]
-        [--images 96] [--device cuda]
     python -m torchbridge path --chain 7 --keep 0.775 [--methods ...] [--no-repeats]
         [--oracle-images 8] [--candidates K] [--every 4] [--out DIR]
     python -m torchbridge plot-path RUN_DIR [RUN_DIR ...] [--out figures/torchbridge]
-    (mnist and effnet, for the global selectors: [--no-repeats] [--oracle-images 64]
-        [--candidates K]; to prune only some chains, the others whole: [--chains 0 7 12];
-        for the selectors of theory: [--compensate]; for those with convex weights: [--resolve])
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
 writes the pruned model and report.json (see torchbridge.job); every flag is a field of
 torchbridge.job.PruneConfig, declared once with its type, range and help (sims.schema).
 
-``mnist`` compares methods at one budget on a network trained on the real MNIST-5k digits
-(torchbridge.mnist: 4,000 for training, 1,000 held out; cached after the first training),
-calibrating on 512 training images: held-out accuracy and agreement with the unpruned network
-after pruning and after the same short fine-tune (one epoch of Adam on the training images),
-FLOPs, parameters, latency, time. Repeats for each seed (a new split, initialisation and
-calibration set) and prints mean +- standard deviation over seeds.
-
-``effnet`` compares methods on EfficientNet-Lite0 with its real ImageNet weights, calibrated
-on 96 (``--images``) random-resized views of 6 photos shipped in packages (on ``--device``),
-evaluated on 80 views of 5 other photos by top-1 agreement with the unpruned network and
-KL(unpruned || pruned), before and after the same short fine-tune without labels (two epochs
-of distillation on the calibration views, batch norms frozen).
-
 Methods: the selectors of theory (global ones included, and whole-output, which chooses each
-consumer's channels by the least-squares refit of its whole output and sets those weights:
-with --refit, its METHOD+refit row takes the refit's --ridge and --refit-toward) and
-Torch-Pruning's tp-magnitude, tp-l1 and tp-taylor (torchbridge.baselines). Every command
-writes report.json atomically (``effnet`` after each method, with "complete": false until the
-last).
+consumer's channels by the least-squares refit of its whole output and sets those weights)
+and Torch-Pruning's tp-magnitude, tp-l1 and tp-taylor (torchbridge.baselines). Every command
+writes report.json atomically. The comparisons of methods are experiments:
+``python -m experiments run effnet-compare`` and ``mnist-compare``.
 """
 
 from __future__ import annotations
@@ -58,81 +37,14 @@ from sims.config import dumps
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import atomic_write, check_folder, versions
 from theory.selectors import SELECTORS
-from torchbridge import compare
-from torchbridge.budget import ALLOCATIONS
-from torchbridge.chains import block_chains, pick_chains, sequential_chains
+from torchbridge.chains import block_chains, pick_chains
 from torchbridge.efficientnet import load_efficientnet_lite0
 from torchbridge.folding import folding_experiment
 from torchbridge.images import photo_sets
 from torchbridge.job import PruneConfig, check_device, eval_job, prune_job
 from torchbridge.methods import METHODS
-from torchbridge.mnist import NETS, split, train, trained
 from torchbridge.models import views
 from torchbridge.path import labelled, output_paths, plot_paths
-from torchbridge.refit import TOWARD
-
-MNIST_METHODS = ("greedy-local", "fully-corrective", "omp", "whole-output", "fixed-step",
-                 "magnitude", "random", "tp-magnitude", "tp-taylor")  # fmt: skip
-EFFNET_METHODS = ("greedy-local", "omp", "whole-output", "fixed-step", "magnitude", "random",
-                  "tp-magnitude", "tp-taylor")  # fmt: skip
-COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "kl_tuned",
-           "kl_calibration", "kl_oracle", "flops", "params", "seconds")  # fmt: skip
-
-
-def _print_table(runs: list[dict], methods: tuple[str, ...]) -> None:
-    """Mean +- standard deviation over runs of every column present."""
-    columns = [c for c in COLUMNS if c in runs[0]["methods"][methods[0]]]
-    print(f"{'method':<24}" + "".join(f"{c:>16}" for c in columns))
-    for method in methods:
-        cells = []
-        for c in columns:
-            values = [r["methods"][method][c] for r in runs]
-            cells.append(f"{np.mean(values):>9.3f} +-{np.std(values):.2f}")
-        print(f"{method:<24}" + "".join(f"{c:>16}" for c in cells))
-
-
-def _progress(method: str, row: dict) -> None:
-    shown = ", ".join(f"{k} {row[k]:.3f}" for k in COLUMNS if k in row)
-    print(f"  {method}: {shown}", file=sys.stderr)
-
-
-def mnist(
-    net: str,
-    budget: dict,
-    seeds: int,
-    methods: tuple[str, ...],
-    out: Path,
-    positions: list[int] | None = None,
-    refit: dict | None = None,
-) -> dict:
-    runs = []
-    for seed in range(seeds):
-        print(f"seed {seed}: training or loading {net}", file=sys.stderr)
-        model = trained(net, seed)
-        xt, yt, xs, ys = split(seed)
-        chains = sequential_chains(model) if net == "cnn" else block_chains(model)
-        chains = pick_chains(chains, positions)
-        result = compare.compare_methods(
-            model, chains, list(xt[:512].split(128)), xs, ys, methods, budget,
-            finetune=lambda m, xt=xt, yt=yt, seed=seed: train(m, xt, yt, 1, seed),
-            seed=seed, progress=_progress, refit=refit,
-        )  # fmt: skip
-        runs.append(result)
-    report = {
-        "config": {"net": net, "budget": budget, "seeds": seeds, "methods": list(methods),
-                   "train": 4000, "test": 1000, "calibration": 512, "finetune": "1 epoch Adam",
-                   "chains": positions, "refit": refit},
-        "versions": versions() | {"torch": torch.__version__},
-        "runs": runs,
-    }  # fmt: skip
-    accuracy = [r["unpruned"]["accuracy"] for r in runs]
-    flops = runs[0]["unpruned"]["flops"]
-    print(f"{net}: unpruned accuracy {np.mean(accuracy):.3f} +-{np.std(accuracy):.3f} "
-          f"({seeds} seeds), {flops} FLOPs/image, budget {budget}")  # fmt: skip
-    _print_table(runs, tuple(runs[0]["methods"]))
-    atomic_write(out / "report.json", json.dumps(report, indent=2))
-    print(f"report: {out / 'report.json'}")
-    return report
 
 
 def _effnet_setup(weights: Path | None, images: int, batch: int, device: str = "cpu") -> tuple:
@@ -144,51 +56,6 @@ def _effnet_setup(weights: Path | None, images: int, batch: int, device: str = "
     model = load_efficientnet_lite0(weights).to(device)
     calibration, test, about = photo_sets(views("efficientnet_lite0"), images, seed=0)
     return model, block_chains(model), calibration.to(device), test.to(device), about
-
-
-def effnet(
-    budget: dict,
-    methods: tuple[str, ...],
-    weights: Path | None,
-    out: Path,
-    images: int = 96,
-    batch: int = 32,
-    device: str = "cpu",
-    positions: list[int] | None = None,
-    refit: dict | None = None,
-) -> dict:
-    model, every, calibration, test, about = _effnet_setup(weights, images, batch, device)
-    chains = pick_chains(every, positions)
-    report = {
-        "config": {"budget": budget, "methods": list(methods), "calibration_images": images,
-                   "batch": batch, "device": str(torch.device(device)), "test_images": len(test),
-                   "finetune": "2 epochs distillation", "chains": positions, "refit": refit,
-                   "pruned_chains": [c.producer for c in chains]} | about,
-        "versions": versions() | {"torch": torch.__version__},
-        "methods": {},
-        "complete": False,
-    }  # fmt: skip
-
-    def progress(method: str, row: dict) -> None:  # each finished method is written at once
-        _progress(method, row)
-        report["methods"][method] = row
-        atomic_write(out / "report.json", json.dumps(report, indent=2))
-
-    result = compare.compare_methods(
-        model, chains, list(calibration.split(batch)), test, None, methods, budget,
-        finetune=lambda m: compare.distill(m, model, calibration), progress=progress,
-        refit=refit,
-    )  # fmt: skip
-    report |= result | {"complete": True}
-    base = result["unpruned"]
-    print(f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
-          f"parameters, {len(chains)} of {len(every)} chains pruned; budget {budget}; "
-          f"calibration: {images} views; "
-          f"test: {len(test)} views of {', '.join(about['test_photos'])}")  # fmt: skip
-    _print_table([result], tuple(result["methods"]))
-    atomic_write(out / "report.json", json.dumps(report, indent=2))
-    print(f"report: {out / 'report.json'}")
-    return report
 
 
 def effnet_path(
@@ -305,43 +172,6 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps(row, indent=2))
 
 
-def _budget(args: argparse.Namespace) -> dict:
-    """The PruneConfig fields that ``mnist`` and ``effnet`` give every method."""
-    if (args.keep is None) == (args.flops is None):
-        raise ValueError("give exactly one budget: --keep or --flops")
-    if args.allocation not in ALLOCATIONS:
-        raise ValueError(
-            f"unknown --allocation {args.allocation!r}; valid: {', '.join(ALLOCATIONS)}"
-        )
-    if args.keep is not None:
-        if not 0 < args.keep <= 1:
-            raise ValueError("--keep must be in (0, 1]")
-        budget = {"keep": args.keep}
-    elif not 0 < args.flops <= 1:
-        raise ValueError("--flops must be in (0, 1]")
-    else:
-        budget = {"flops": args.flops, "allocation": args.allocation}
-    if args.oracle_images < 1 or (args.candidates is not None and args.candidates < 1):
-        raise ValueError("--oracle-images and --candidates must be >= 1")
-    return budget | {
-        "compensate": args.compensate,
-        "recalibrate_bn": args.recalibrate_bn,
-        "resolve": args.resolve,
-        "no_repeats": args.no_repeats,
-        "oracle_images": args.oracle_images,
-        "candidates": args.candidates,
-    }
-
-
-def _refit(args: argparse.Namespace) -> dict | None:
-    """The refit settings of ``mnist`` and ``effnet`` (None: no refit rows)."""
-    if not args.refit:
-        return None
-    if not args.ridge >= 0:
-        raise ValueError(f"--ridge must be >= 0; got {args.ridge}")
-    return {"ridge": args.ridge, "refit_toward": args.refit_toward}
-
-
 def _methods(names: list[str], valid: tuple[str, ...] = tuple(METHODS)) -> tuple:
     unknown = sorted(set(names) - set(valid))
     if unknown:
@@ -358,62 +188,6 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m torchbridge", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("mnist", help="compare methods on a network trained on MNIST-5k")
-    run.add_argument("--net", default="cnn", help="cnn, resnet18 or mobilenet_v2")
-    run.add_argument("--seeds", type=int, default=3)
-    run.add_argument("--methods", nargs="+", default=list(MNIST_METHODS))
-    run.add_argument("--out", type=Path, default=None, help="default: runs/torchbridge-mnist-NET")
-    eff = sub.add_parser("effnet", help="compare methods on EfficientNet-Lite0 (real weights)")
-    eff.add_argument("--methods", nargs="+", default=list(EFFNET_METHODS))
-    eff.add_argument("--weights", type=Path, default=None, help="default: the weights package")
-    eff.add_argument("--out", type=Path, default=Path("runs/torchbridge-effnet"))
-    eff.add_argument("--images", type=int, default=96, help="calibration views (default: 96)")
-    eff.add_argument("--batch", type=int, default=32, help="calibration batch (default: 32)")
-    eff.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    for command in (run, eff):
-        command.add_argument("--keep", type=float, default=None, help="fraction of each chain")
-        command.add_argument("--flops", type=float, default=None, help="fraction of the FLOPs")
-        command.add_argument(
-            "--allocation", default="tolerance",
-            help="--flops: 'tolerance' (search one shared tolerance), 'predicted' (the widths "
-            "that tolerance predicts on the unpruned network: 2 passes) or 'uniform' (one kept "
-            "fraction)",
-        )  # fmt: skip
-        command.add_argument("--compensate", action="store_true", help="bias compensation")
-        command.add_argument(
-            "--recalibrate-bn", action="store_true",
-            help="every method: batch-norm statistics re-estimated on the calibration images",
-        )  # fmt: skip
-        command.add_argument(
-            "--refit", action="store_true",
-            help="every method also with its consumers refit by least squares (METHOD+refit)",
-        )  # fmt: skip
-        command.add_argument("--ridge", type=float, default=1e-4,
-                             help="with --refit: the ridge (default: 1e-4)")  # fmt: skip
-        command.add_argument("--refit-toward", choices=TOWARD, default="zero",
-                             help="with --refit: the ridge pulls toward 0 or the selector's "
-                             "weights (default: zero)")  # fmt: skip
-        command.add_argument(
-            "--resolve", action="store_true",
-            help="re-solve each chain's weights on its kept channels (simplex QP) before surgery",
-        )  # fmt: skip
-        command.add_argument(
-            "--no-repeats", action="store_true",
-            help="global selectors: only channels never picked compete (k steps keep k)",
-        )  # fmt: skip
-        command.add_argument(
-            "--oracle-images",
-            type=int,
-            default=64,
-            help="global selectors: images of the output loss (default: 64)",
-        )
-        command.add_argument("--candidates", type=int, default=None,
-                             help="global selectors: candidates scored per step")  # fmt: skip
-        command.add_argument(
-            "--chains", type=int, nargs="+", default=None,
-            help="prune only the chains at these positions (0: nearest the input); the others "
-            "stay whole (default: all)",
-        )  # fmt: skip
     path = sub.add_parser(
         "path", help="EfficientNet-Lite0, one chain alone: output loss along each selector's path"
     )
@@ -486,24 +260,12 @@ def main(argv: list[str] | None = None) -> int:
                         every=args.every)  # fmt: skip
         elif args.command == "plot-path":
             plot_path_runs(args.runs, args.out)
-        elif args.command == "folding":
+        else:  # folding
             if args.seeds < 1:
                 raise ValueError("--seeds must be >= 1")
             rows = folding_experiment(args.seeds, args.flops, args.allocation, args.method)
             for row in rows:
                 print(json.dumps(row))
-        elif args.command == "effnet":
-            effnet(_budget(args), _methods(args.methods), args.weights, args.out,
-                   args.images, args.batch, args.device, args.chains, _refit(args))  # fmt: skip
-        else:
-            if args.seeds < 1:
-                raise ValueError("--seeds must be >= 1")
-            out = args.out or Path(f"runs/torchbridge-mnist-{args.net}")
-
-            if args.net not in NETS:
-                raise ValueError(f"unknown --net {args.net!r}; valid: {', '.join(NETS)}")
-            mnist(args.net, _budget(args), args.seeds, _methods(args.methods), out, args.chains,
-                  _refit(args))  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
