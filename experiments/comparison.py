@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 from annotated_types import Ge, MinLen
 
-from sims.config import Named
+from sims.config import Named, RunName
 from sims.schema import STRICT, about, check_fields
 from torchbridge.compare import variants
 from torchbridge.job import METHOD_NAMES, PruneConfig
@@ -29,7 +29,7 @@ class Comparison(Named):
 
     __pydantic_config__ = STRICT
 
-    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "comparison"
+    name: RunName = "comparison"
     methods: Annotated[
         tuple[Literal[METHOD_NAMES], ...], MinLen(1), about("the methods compared, a row each")
     ] = ("greedy-local", "omp", "whole-output", "magnitude", "tp-taylor")

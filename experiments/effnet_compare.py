@@ -17,6 +17,7 @@ from annotated_types import Ge
 
 from experiments.comparison import Comparison, table
 from experiments.registry import Experiment
+from sims.config import RunName
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import block_chains, pick_chains
@@ -32,7 +33,7 @@ UNPRUNED = "unpruned"
 class EffnetCompare(Comparison):
     """The comparison on EfficientNet-Lite0 (see the module docstring)."""
 
-    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "effnet-compare"
+    name: RunName = "effnet-compare"
     images: Annotated[int, Ge(1), about("calibration views of the 6 calibration photos")] = 96
     batch: Annotated[int, Ge(1), about("calibration images per batch")] = 32
     device: Annotated[str, about("cpu, cuda or cuda:N")] = "cpu"

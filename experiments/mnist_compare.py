@@ -17,6 +17,7 @@ from annotated_types import Ge
 
 from experiments.comparison import Comparison, over_seeds, table
 from experiments.registry import Experiment
+from sims.config import RunName
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import block_chains, pick_chains, sequential_chains
@@ -31,7 +32,7 @@ CALIBRATION = 512  # training images the pruning is calibrated on, in batches of
 class MnistCompare(Comparison):
     """The comparison on an MNIST network (see the module docstring)."""
 
-    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "mnist-compare"
+    name: RunName = "mnist-compare"
     net: Annotated[Literal[NETS], about("the network trained on MNIST-5k")] = "resnet18"
     seeds: Annotated[int, Ge(1), about("seeds: splits, initialisations and calibrations")] = 3
 

@@ -6,7 +6,7 @@
     python -m sims config --reference                (every key: type, default, range, help)
     python -m sims run --preset quick --family-neurons 500   (a field of every family)
     python -m sims run --preset deep [--seeds 5]     (MLPs pruned layer by layer)
-    python -m sims plot RUN_DIR [--figures figures]
+    python -m sims plot RUN_DIR [--figures runs/figures]
     python -m sims report RUN_DIR
     python -m sims explain RUN_DIR [--method greedy-local] [--at 50 | --eps 1e-8]
                                [--holdout activation=tanh]
@@ -14,7 +14,8 @@
 Every field of a configuration (:mod:`sims.config`) is a flag of ``run`` and ``config``: the
 experiment's as ``--FIELD``, its families' as ``--family-FIELD`` (set in every family).
 ``run`` resumes an interrupted run of the same configuration (the run folder is named by the
-configuration's hash) and ends with the report and the figures.
+configuration's hash) and ends with the report and the figures (under runs/figures/NAME by
+default: an ignored folder, like the run folders).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from theory.selectors import SELECTORS
 
 # The configurations whose fields are flags: the experiment's as --FIELD, the families' as
 # --family-FIELD. A field of one kind only says which in its help.
+FIGURES = Path("runs/figures")  # the committed figures/ are written by the results command
 TOPS = (cfg.ExperimentConfig, cfg.DeepConfig)
 FAMILIES = (cfg.NetworkSpec, cfg.MLPSpec)
 FAMILY = "family_"
@@ -84,7 +86,8 @@ def parser() -> argparse.ArgumentParser:
         "ray://HOST:10001)",
     )
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
-    run.add_argument("--figures", type=Path, default=Path("figures"), help="where figures go")
+    run.add_argument("--figures", type=Path, default=FIGURES,
+                     help=f"where figures go, into FIGURES/NAME (default: {FIGURES})")  # fmt: skip
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     show = sub.add_parser("config", help="print a configuration as TOML or JSON, to edit")
     shown = show.add_mutually_exclusive_group()
@@ -115,7 +118,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("run_dir", type=Path, help="a run folder of `run`")
         if name == "plot":
             p.add_argument(
-                "--figures", type=Path, default=Path("figures"), help="into FIGURES/NAME"
+                "--figures",
+                type=Path,
+                default=FIGURES,
+                help=f"into FIGURES/NAME (default: {FIGURES})",
             )
     return parser
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import tomli_w
 from annotated_types import Ge, Gt, Le, Lt, MinLen
+from pydantic import StringConstraints
 
 from sims.activations import ACTIVATIONS as ACTIVATION_TABLE
 from sims.data import REAL_DIMS as REAL_DIM
@@ -36,6 +37,14 @@ def drop_none(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [drop_none(v) for v in value]
     return value
+
+
+# A run's name: part of its folder's name and of its figures' folder, never a path.
+RunName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"),
+    about("the run's name: its folder is NAME-HASH (letters, digits, '.', '_', '-')"),
+]
 
 
 class Named:
@@ -127,7 +136,7 @@ class ExperimentConfig(Named):
 
     __pydantic_config__ = STRICT
 
-    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "custom"
+    name: RunName = "custom"
     networks: Annotated[
         tuple[NetworkSpec, ...],
         MinLen(1),
@@ -339,7 +348,7 @@ class DeepConfig(Named):
 
     __pydantic_config__ = STRICT
 
-    name: Annotated[str, about("the run's name: its folder is NAME-HASH")] = "deep"
+    name: RunName = "deep"
     # 3-, 4- and 5-layer MLPs on digits, trained and random; a 4-layer MLP trained on MNIST-5k.
     networks: Annotated[
         tuple[MLPSpec, ...], MinLen(1), about("the MLP families, one [[networks]] table each")

@@ -141,6 +141,8 @@ def _rule(error: dict[str, Any]) -> str:
         return "must be one of: " + ctx["expected"].replace("'", "").replace(" or ", ", ")
     if kind == "unexpected_keyword_argument":
         return "is not a key here"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']}"
     if kind == "too_short":
         return f"must list at least {ctx['min_length']}"
     if kind == "too_long":

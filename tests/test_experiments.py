@@ -166,3 +166,23 @@ def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, mo
     for row in summary["rows"].values():
         assert 0.0 <= row["agreement_tuned"] <= 1.0 and 0.0 < row["flops"] < 1.0
     assert Path(run_dir / "config.json").exists()
+
+
+@pytest.mark.parametrize("bad", ["../escaped", "a/b", "", ".hidden", "x" * 65, "quick run"])
+def test_a_run_name_cannot_reach_outside_its_folder(bad):
+    from experiments.mnist_compare import MnistCompare
+    from sims.config import DeepConfig, ExperimentConfig
+    from sims.schema import check
+
+    for cls in (ExperimentConfig, DeepConfig, MnistCompare):
+        with pytest.raises(ValueError, match=r"name must match \^\[A-Za-z0-9\]"):
+            check(cls, {"name": bad}, "here")
+    assert check(MnistCompare, {"name": "seed-2.v1_b"}, "here").name == "seed-2.v1_b"
+
+
+def test_simulation_figures_go_under_the_ignored_runs_folder_by_default():
+    from sims.__main__ import parser
+
+    for argv in (["run"], ["plot", "runs/x"]):
+        assert parser().parse_args(argv).figures == Path("runs/figures")
+    assert "runs/" in (store.SOURCE / ".gitignore").read_text().split()
