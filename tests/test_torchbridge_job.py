@@ -14,8 +14,8 @@ torchvision = pytest.importorskip("torchvision")
 from torchbridge.budget import prune_to_flops  # noqa: E402
 from torchbridge.chains import block_chains  # noqa: E402
 from torchbridge.counting import count  # noqa: E402
-from torchbridge.models import build, load, load_pruned, save_pruned  # noqa: E402
-from torchbridge.prune import prune_chains  # noqa: E402
+from torchbridge.models import build, load, load_pruned, pruned_metadata, save_pruned  # noqa: E402
+from torchbridge.prune import STOPPED, prune_chains  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,22 @@ def resnet():
     model = build("resnet18", num_classes=10)
     x = torch.randn(12, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     return model, block_chains(model), [x[:6], x[6:]]
+
+
+def test_reports_name_the_kept_channels_and_why_each_chain_stopped(resnet):
+    """Each report lists the producer's kept channels (its rows left in the pruned network)
+    and why its selection ended: its width reached, or its tolerance met."""
+    model, chains, batches = resnet
+    pruned, reports = prune_chains(model, chains[:3], batches, keep=0.5, method="magnitude")
+    for chain, report in zip(chains[:3], reports, strict=True):
+        assert report.stopped == "width" and len(report.channels) == report.kept
+        assert list(report.channels) == sorted(set(report.channels))
+        original = model.get_submodule(chain.producer).weight
+        kept = pruned.get_submodule(chain.producer).weight
+        assert torch.equal(kept, original[list(report.channels)])
+        assert report.as_dict()["channels"] == report.channels
+    _, loose = prune_chains(model, chains[:2], batches, tol=0.5, method="greedy-local")
+    assert all(r.stopped == "tolerance" and r.output_rel <= 0.5 for r in loose)
 
 
 @pytest.mark.slow
@@ -171,8 +187,10 @@ def test_saved_pruned_model_reloads_without_pickled_code(resnet, tmp_path):
     save_pruned(path, "resnet18", pruned, chains)
     raw = torch.load(path, weights_only=True)  # plain tensors, ints and strings only
     assert raw["arch"] == "resnet18" and set(raw["widths"]) == {c.producer for c in chains}
-    arch, again = load_pruned(path)
-    assert arch == "resnet18"
+    again = load_pruned(path)
+    assert isinstance(again, torch.nn.Module) and not again.training
+    found = pruned_metadata(path)
+    assert found["arch"] == "resnet18" and found["widths"] == raw["widths"]
     with torch.no_grad():
         assert torch.allclose(again(batches[0]), pruned(batches[0]), atol=1e-6)
     with pytest.raises(ValueError, match="pruned model not found"):
@@ -188,7 +206,7 @@ def test_a_compensated_model_reloads_with_its_new_biases(resnet, tmp_path):
     pruned, _ = prune_chains(model, chains, batches, keep=0.5, compensate=True)
     assert pruned.get_submodule(chains[0].consumer).bias is not None  # conv2 had none
     save_pruned(tmp_path / "pruned.pt", "resnet18", pruned, chains)
-    _, again = load_pruned(tmp_path / "pruned.pt")
+    again = load_pruned(tmp_path / "pruned.pt")
     with torch.no_grad():
         assert torch.allclose(again(batches[0]), pruned(batches[0]), atol=1e-6)
 
@@ -248,6 +266,9 @@ def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     assert report["config"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert {"numpy", "torch"} <= set(report["versions"])
     assert len(report["layers"]) == 16 and report["flops_search"]
+    for layer in report["layers"]:
+        assert len(layer["channels"]) == layer["kept"] and layer["stopped"] in STOPPED.values()
+    assert "commit" in report and "dirty" in report and report["machine"]["cpus"] >= 1
     assert report["ratios"]["flops"] <= 0.8
     assert report["after"]["flops"] < report["before"]["flops"]
     # two folders are not the network's 1,000 classes: no accuracy against folder indices

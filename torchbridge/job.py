@@ -21,7 +21,7 @@ from annotated_types import Ge, Gt, Le
 from torch import nn
 
 from sims.schema import STRICT, about, check_fields
-from sims.store import atomic_write, versions
+from sims.store import atomic_write, provenance, versions
 from torchbridge.baselines import torch_pruning_prune
 from torchbridge.batchnorm import recalibrate_batch_norms
 from torchbridge.budget import (
@@ -36,7 +36,7 @@ from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.methods import METHODS, check_settings
-from torchbridge.models import ARCHS, load, load_pruned, save_pruned, views
+from torchbridge.models import ARCHS, load, load_pruned, pruned_metadata, save_pruned, views
 from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
 from torchbridge.refit import TOWARD, refit_chains
@@ -315,7 +315,8 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
     report = {
         "config": asdict(config),
         "data": about | {"calibration_images": len(calibration), "test_images": len(test)},
-        "versions": versions() | {"torch": torch.__version__},
+        "versions": versions(),
+        **provenance(),
         "layers": [r.as_dict() for r in reports],
         "flops_search": [asdict(p) for p in probes],
         "before": before,
@@ -331,7 +332,7 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
 def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) -> dict:
     """Counts of a saved pruned model and, against the unpruned network with ``weights``
     (when given), agreement and KL on the data's held-out images."""
-    arch, model = load_pruned(path)
+    arch, model = pruned_metadata(path)["arch"], load_pruned(path)
     config = replace(config, arch=arch, data=data, keep=1.0)
     config.check("eval")
     _, test, labels, about = _data(config)

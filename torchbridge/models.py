@@ -95,8 +95,9 @@ def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) ->
     save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, path)
 
 
-def load_pruned(path: Path) -> tuple[str, nn.Module]:
-    """(arch, model) from a file written by :func:`save_pruned`, without unpickling code."""
+def pruned_metadata(path: Path) -> dict:
+    """{"arch", "widths" (producer -> kept channels), "state_dict"} of a file written by
+    :func:`save_pruned`, checked, without unpickling code."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"pruned model not found: {path}")
@@ -113,16 +114,24 @@ def load_pruned(path: Path) -> tuple[str, nn.Module]:
         raise ValueError(
             f"{path} is damaged: it needs an arch, widths (chain -> int) and a state dict"
         )
-    weights = [v for k, v in state.items() if k.endswith("weight")]
-    if not weights:
+    if not any(k.endswith("weight") for k in state):
         raise ValueError(f"{path} is damaged: its state dict holds no weights")
+    return {"arch": arch, "widths": widths, "state_dict": state}
+
+
+def load_pruned(path: Path) -> nn.Module:
+    """The pruned module (eval mode) of a file written by :func:`save_pruned`, rebuilt from
+    its architecture and widths (:func:`pruned_metadata`), without unpickling code."""
+    saved = pruned_metadata(path)
+    arch, state = saved["arch"], saved["state_dict"]
+    weights = [v for k, v in state.items() if k.endswith("weight")]
     model = build(arch, num_classes=weights[-1].shape[0])
-    model = resize(model, block_chains(model), widths)
+    model = resize(model, block_chains(model), saved["widths"])
     modules = dict(model.named_modules())
-    for key, value in state.items():  # biases added by --compensate
+    for key, value in state.items():  # biases added by --compensate, --refit, whole-output
         owner, _, name = key.rpartition(".")
         if name == "bias" and getattr(modules.get(owner), "bias", False) is None:
             modules[owner].bias = torch.nn.Parameter(torch.zeros_like(value))
-    check_state(state, model, path, f"a pruned {arch} of these widths")
+    check_state(state, model, Path(path), f"a pruned {arch} of these widths")
     model.load_state_dict(state)
-    return arch, model.eval()
+    return model.eval()

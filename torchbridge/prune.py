@@ -38,6 +38,10 @@ from torchbridge.walk import try_walk
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
+# Why a chain's selection ended, from the trace's ``stopped``: its width was reached, its
+# tolerance met, the selector had no step left that lowers the loss, or its steps ran out.
+STOPPED = {"size": "width", "tol": "tolerance", "converged": "stalled", "n": "steps"}
+
 
 @dataclass(frozen=True)
 class LayerReport:
@@ -50,6 +54,9 @@ class LayerReport:
     # (None: not measured, as for the Torch-Pruning baselines)
     refit_rel: float | None = None  # after --refit: the consumer's relative squared error
     # (torchbridge.refit), as output_rel but with the refit weights
+    channels: tuple[int, ...] | None = None  # the kept channels, numbered as in the unpruned
+    # producer (None where the method does not say: Torch-Pruning's)
+    stopped: str | None = None  # why the selection ended: see STOPPED
 
     def as_dict(self) -> dict:
         return asdict(self) | {"chain": asdict(self.chain)}
@@ -349,6 +356,8 @@ def prune_chains(
                 error / energy if energy > 0.0 else 0.0,
                 time.perf_counter() - start,
                 refit_rel,
+                tuple(int(j) for j in np.flatnonzero(weights)),
+                STOPPED[trace.stopped],
             )
         )
     return model, reports
@@ -395,4 +404,7 @@ def _prune_whole_output(
     pruned.weight = nn.Parameter(weight.to(**like))
     pruned.bias = nn.Parameter(bias.to(**like))
     error = problem.relative(problem.loss(np.sort(kept)))
-    return LayerReport(chain, int(kept.size), n, None, error, time.perf_counter() - start, error)
+    seconds = time.perf_counter() - start
+    channels = tuple(int(j) for j in np.sort(kept))
+    return LayerReport(chain, int(kept.size), n, None, error, seconds, error, channels,
+                       STOPPED[trace.stopped])  # fmt: skip
