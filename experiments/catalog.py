@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from experiments import effnet_compare, mnist_compare
+from experiments import effnet_compare, effnet_path, mnist_compare, mnist_folding
 from experiments.registry import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (effnet_compare.EXPERIMENT, mnist_compare.EXPERIMENT)
+    e.name: e
+    for e in (
+        effnet_compare.EXPERIMENT,
+        mnist_compare.EXPERIMENT,
+        effnet_path.EXPERIMENT,
+        mnist_folding.EXPERIMENT,
+    )
 }

@@ -10,21 +10,18 @@ network's measures, then one per row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
 from annotated_types import Ge
 
 from experiments.comparison import Comparison, table
+from experiments.effnet_data import effnet_setup
 from experiments.registry import Experiment
 from sims.config import RunName
 from sims.schema import about
 from torchbridge import compare
-from torchbridge.chains import block_chains, pick_chains
-from torchbridge.efficientnet import load_efficientnet_lite0
-from torchbridge.images import photo_sets
+from torchbridge.chains import pick_chains
 from torchbridge.job import check_device, measure
-from torchbridge.models import views
 
 UNPRUNED = "unpruned"
 
@@ -51,19 +48,13 @@ def units(config: EffnetCompare) -> list[str]:
 
 
 def _setup(config: EffnetCompare, cache: dict) -> dict:
-    """The network, its chains, the calibration and test views, and the unpruned measures,
-    made once per process."""
+    """The network, its chains (those picked), the views and the unpruned measures, made
+    once per process."""
     if not cache:
-        weights = Path(config.weights) if config.weights is not None else None
-        model = load_efficientnet_lite0(weights).to(config.device)
-        calibration, test, photos = photo_sets(views("efficientnet_lite0"), config.images, seed=0)
-        every = block_chains(model)
-        cache |= {
-            "model": model, "chains": pick_chains(every, config.chains), "every": len(every),
-            "calibration": calibration.to(config.device), "test": test.to(config.device),
-            "photos": photos,
-        }  # fmt: skip
-        cache["base"] = measure(model, model, cache["test"], None, 32)
+        cache |= effnet_setup(config.weights, config.images, config.device)
+        cache["every"] = len(cache["chains"])
+        cache["chains"] = pick_chains(cache["chains"], config.chains)
+        cache["base"] = measure(cache["model"], cache["model"], cache["test"], None, 32)
     return cache
 
 

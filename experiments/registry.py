@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -17,7 +18,9 @@ class Experiment:
     unit(config, key, cache): one unit's result (JSON-able), ``cache`` a dict the units of one
     process share (a trained network, the data);
     summary(config, results): the summary of every unit's result, {key: result};
-    table(summary): the summary as text for the terminal.
+    table(summary): the summary as text for the terminal;
+    figures(summary, folder): the figures drawn from the summary into ``folder``, their paths
+    (None: the experiment draws none).
     """
 
     name: str
@@ -27,3 +30,4 @@ class Experiment:
     unit: Callable[[Any, str, dict], dict]
     summary: Callable[[Any, dict[str, dict]], dict]
     table: Callable[[dict], str]
+    figures: Callable[[dict, Path], list[Path]] | None = None

@@ -4,7 +4,8 @@ RUN_DIR = ROOT/NAME-HASH (the configuration's name and the hash of all of it):
 
     config.json        the experiment, its configuration, versions, machine, git commit
     units/KEY.json     one unit's result, written atomically as it finishes
-    summary.json       the summary of every unit (written last)
+    summary.json       the summary of every unit (written once every unit is done)
+    figures/           the figures drawn from the summary, where the experiment draws any
 
 A run killed at any moment leaves the units finished so far; the same command skips them.
 A folder whose recorded configuration is not the one asked (edited by hand, or another
@@ -80,4 +81,6 @@ def run(
         config, results
     )
     store.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if experiment.figures is not None:
+        experiment.figures(summary, run_dir / "figures")
     return run_dir

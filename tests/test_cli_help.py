@@ -23,7 +23,7 @@ from torchbridge.mnist import NETS
 from torchbridge.models import ARCHS
 from torchbridge.oracle import OBJECTIVES
 
-STUDIES = {"path", "plot-path", "folding"}
+STUDIES: set[str] = set()  # every study is an experiment now
 
 
 def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

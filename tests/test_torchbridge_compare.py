@@ -292,21 +292,6 @@ def test_trained_networks_are_cached_by_what_was_trained(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("mnist-cnn-*.pt"))) == 2
 
 
-def test_path_command_rejects_bad_arguments(capsys):
-    from torchbridge.__main__ import main
-
-    cases = [
-        (["path", "--chain", "7", "--keep", "1.5"], "--keep must be in (0, 1]"),
-        (["path", "--chain", "7", "--keep", "0.5", "--every", "0"], "--every >= 1"),
-        (["path", "--chain", "7", "--keep", "0.5", "--candidates", "0"], "--candidates must be"),
-        (["path", "--chain", "7", "--keep", "0.5", "--images", "0"], "--images and --batch"),
-        (["path", "--chain", "7", "--keep", "0.5", "--methods", "best"], "unknown method(s)"),
-    ]
-    for argv, message in cases:
-        assert main(argv) == 2
-        assert message in capsys.readouterr().err
-
-
 def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
     """Magnitude keeps uniform weights 1/k, folded as N/k: the unfolded consumer times N/k
     is the folded one, chain by chain."""
@@ -337,47 +322,3 @@ def _needs_efficientnet_weights() -> None:
         weights_path()
     except ValueError as error:
         pytest.skip(str(error))
-
-
-@pytest.mark.slow
-def test_path_command_on_efficientnet_writes_its_report_and_figure(tmp_path):
-    """path --chain 14 --keep 0.01 on 4 views: greedy-local's 12 steps, each read, in a
-    complete report with its configuration, and the figure of the run."""
-    import json
-
-    _needs_efficientnet_weights()
-    from torchbridge.__main__ import main
-
-    argv = ["path", "--chain", "14", "--keep", "0.01", "--methods", "greedy-local", "--images",
-            "4", "--batch", "2", "--oracle-images", "2", "--out", str(tmp_path)]  # fmt: skip
-    assert main(argv) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["complete"] is True and report["config"]["every"] == 1
-    assert report["config"]["producer"] == "blocks.6.0.conv_pw"
-    path = report["paths"]["greedy-local"]
-    assert path["kept"][-1] == round(0.01 * 1152) and path["step"] == list(
-        range(1, len(path["step"]) + 1)
-    )
-    assert all(value > 0.0 for value in path["output"])
-    assert (tmp_path / "path-chain14.png").stat().st_size > 1000
-
-
-@pytest.mark.slow
-def test_refit_rows_stand_beside_each_method():
-    """compare_methods(refit=True): every method twice, as chosen and with its consumers refit,
-    at the same widths; the refit keeps the network closer on the calibration images it was
-    fit on, for our selectors and Torch-Pruning's alike."""
-    pytest.importorskip("torch_pruning")
-    from torchbridge.compare import compare_methods
-
-    model = _resnet18_with_logits_of_order_one().eval()
-    x = torch.randn(24, 3, 32, 32)
-    chains = block_chains(model)[:3]
-    result = compare_methods(model, chains, [x[:12]], x[12:], None, ("magnitude", "tp-magnitude"),
-                             {"keep": 0.5}, finetune=lambda m: m.eval(), refit={})  # fmt: skip
-    rows = result["methods"]
-    assert list(rows) == ["magnitude", "magnitude+refit", "tp-magnitude", "tp-magnitude+refit"]
-    for method in ("magnitude", "tp-magnitude"):
-        plain, refit = rows[method], rows[f"{method}+refit"]
-        assert plain["widths"] == refit["widths"]
-        assert refit["kl_calibration"] < plain["kl_calibration"]

@@ -4,7 +4,6 @@ against the network actually pruned, and the global selectors on residual networ
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -295,11 +294,9 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
     method and options, and its re-solved end that of prune_chains with ``resolve``; the layer
     errors are the trace's; greedy-local's choices are all
     local and its layer error never rises; a method whose steps cannot be replayed as forward
-    steps is a clear error; runs of one chain are drawn in one figure, PNG and PDF, and runs
-    of other chains, or a folder with no report, are clear errors."""
-    from torchbridge.__main__ import plot_path_runs
+    steps is a clear error; the paths are drawn in one figure, PNG and PDF."""
     from torchbridge.evaluate import compare
-    from torchbridge.path import labelled, output_paths
+    from torchbridge.path import output_paths, plot_paths
 
     model = _models()["resnet18"]
     with torch.no_grad():
@@ -336,19 +333,6 @@ def test_the_path_ends_at_the_output_loss_of_the_chain_actually_pruned(tmp_path)
     assert np.all(np.diff(local["layer_rel"]) <= 1e-12)
     with pytest.raises(ValueError, match="vertex and forward steps only"):
         output_paths(model, chain, batches, ("omp",), 0.2)
-    runs = []
-    for name, no_repeats, chain_at in (("a", True, 0), ("b", False, 0), ("c", True, 1)):
-        config = {"chain": chain_at, "producer": chain.producer, "keep": 0.2,
-                  "oracle_images": 5, "no_repeats": no_repeats}  # fmt: skip
-        (tmp_path / name).mkdir()
-        report = {"config": config, "paths": paths}
-        (tmp_path / name / "report.json").write_text(json.dumps(report))
-        runs.append(tmp_path / name)
-    assert list(labelled(report)) == ["greedy-local, no repeats", "global-imitation, no repeats"]
-    figures = plot_path_runs(runs[:2], tmp_path / "figures")
+    figures = plot_paths(paths, "one chain", tmp_path / "figures", "path-chain0")
     assert [f.name for f in figures] == ["path-chain0.png", "path-chain0.pdf"]
     assert all(f.stat().st_size > 1000 for f in figures)
-    with pytest.raises(ValueError, match="same chain at the same keep"):
-        plot_path_runs(runs, tmp_path)
-    with pytest.raises(ValueError, match=r"no report\.json of a path run"):
-        plot_path_runs([tmp_path / "figures"], tmp_path)

@@ -4,7 +4,7 @@ the folded weights against the original consumer weights, each fine-tuned the sa
 For the MNIST CNN of :mod:`torchbridge.mnist` (its convolutions have biases, which identify a
 kept channel in the pruned producer): prune to a FLOPs target, then build the copy whose
 consumers take back their original weights on the kept channels (a_i = 1/N, no folding), and
-fine-tune both for one epoch. ``python -m torchbridge folding [--allocation uniform]``.
+fine-tune both for one epoch. ``python -m experiments run mnist-folding``.
 """
 
 from __future__ import annotations
@@ -39,27 +39,19 @@ def unfolded(model: nn.Sequential, pruned: nn.Sequential) -> nn.Sequential:
     return out
 
 
-def folding_experiment(
-    seeds: int, flops: float, allocation: str, method: str = "greedy-local"
-) -> list[dict]:
-    """Per seed: accuracy of the folded and the unfolded network, pruned and fine-tuned."""
-    rows = []
-    for seed in range(seeds):
-        model = trained("cnn", seed)
-        xt, yt, xs, ys = split(seed)
-        chains = sequential_chains(model)
-        pruned, _, _ = prune_to_flops(
-            model, chains, list(xt[:512].split(128)), flops, allocation=allocation,
-            method=method, seed=seed,
-        )  # fmt: skip
-        plain = unfolded(model, pruned)
-        row = {
-            "seed": seed,
-            "folded": accuracy(pruned, xs, ys),
-            "original": accuracy(plain, xs, ys),
-        }
-        train(pruned, xt, yt, 1, seed)
-        train(plain, xt, yt, 1, seed)
-        row |= {"folded_tuned": accuracy(pruned, xs, ys), "original_tuned": accuracy(plain, xs, ys)}
-        rows.append(row)
-    return rows
+def folding_row(seed: int, flops: float, allocation: str, method: str = "greedy-local") -> dict:
+    """Seed's MNIST CNN pruned to ``flops``: held-out accuracy of the folded network and of
+    the one with its original consumer weights, before and after one epoch of fine-tuning."""
+    model = trained("cnn", seed)
+    xt, yt, xs, ys = split(seed)
+    chains = sequential_chains(model)
+    pruned, _, _ = prune_to_flops(
+        model, chains, list(xt[:512].split(128)), flops, allocation=allocation,
+        method=method, seed=seed,
+    )  # fmt: skip
+    plain = unfolded(model, pruned)
+    row = {"folded": accuracy(pruned, xs, ys), "original": accuracy(plain, xs, ys)}
+    train(pruned, xt, yt, 1, seed)
+    train(plain, xt, yt, 1, seed)
+    tuned = {"folded_tuned": accuracy(pruned, xs, ys), "original_tuned": accuracy(plain, xs, ys)}
+    return row | tuned

@@ -121,10 +121,3 @@ def plot_paths(paths: dict[str, dict], title: str, out: Path, stem: str) -> list
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out, stem)
-
-
-def labelled(report: dict) -> dict[str, dict]:
-    """The paths of a report of ``python -m torchbridge path``, labelled by method and by
-    whether channels could be picked again."""
-    suffix = ", no repeats" if report["config"]["no_repeats"] else ", repeats"
-    return {method + suffix: path for method, path in report["paths"].items()}
