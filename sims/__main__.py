@@ -147,7 +147,7 @@ def _config(args: argparse.Namespace):
     return cfg.from_dict(data, f"{where} with the flags")
 
 
-def _reference() -> str:
+def reference_text() -> str:
     """Every key of the configuration files, as Markdown tables."""
     parts = [
         "## Keys of a configuration file\n\nA two-layer experiment, or MLPs when its families "
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             _report(run_dir)
             _plot(run_dir, args.figures)
         elif args.command == "config" and args.reference:
-            print(_reference(), end="")
+            print(reference_text(), end="")
         elif args.command == "config":
             print(cfg.dumps(_config(args), args.format), end="")
         elif args.command == "plot":

@@ -8,7 +8,7 @@ Selectors: ``greedy-local`` (the layer loss), ``global-imitation`` and ``combine
 on the whole network's output against the unpruned network, through an oracle that runs the
 rest of the network for a batch of candidates), and baselines.
 
-THEORY.md statement 7: with eps_l the layer loss left at layer l and Lip_l the Lipschitz
+docs/theory.md statement 7: with eps_l the layer loss left at layer l and Lip_l the Lipschitz
 constant of the map from z_{l+1} to the output (products of spectral norms of the later weight
 matrices and of the activation's Lipschitz constant), the output moves by at most
 sum_l Lip_l sqrt(eps_l) in L2(D); every instance records both sides.

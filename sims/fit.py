@@ -1,4 +1,6 @@
-"""Decay rates of loss curves: exp(-c n) against n^-p, judged by extrapolation (THEORY.md 3, 6).
+"""Decay rates of loss curves: exp(-c n) against n^-p, judged by extrapolation.
+
+The rates are those of docs/theory.md, statements 1-6.
 
 A curve is a pair (n, h): n (K,) strictly increasing steps >= 1, h (K,) losses >= 0, already
 divided by sigma^2 by the caller.

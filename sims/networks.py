@@ -2,7 +2,7 @@
 
     f(x) = (1/N) sum_i c_i act(w_i . x + b_i),        c_i in R^k,
 
-so the neuron contributions in THEORY.md's scaling are psi_i(x) = c_i act(w_i . x + b_i) and
+so the neuron contributions in docs/theory.md's scaling are psi_i(x) = c_i act(w_i . x + b_i) and
 f = F = (1/N) sum_i psi_i, the barycentre of the psi_i.
 
 Training is full-batch Adam on the squared error E_x ||f(x) - y(x)||^2 (sum over the k outputs,

@@ -2,7 +2,7 @@
 
 - ``decay_fFFF``: loss / sigma^2 against n for every selector (median over seeds, band from
   the 25th to 75th percentile), on semi-log axes (exp(-cn) is a straight line) and log-log axes
-  (n^-p is a straight line), with THEORY.md's predictions overlaid; and the local rate
+  (n^-p is a straight line), with docs/theory.md's predictions overlaid; and the local rate
   -d log h / dn of the median curve (flat under exp(-cn), falling like p/n under n^-p).
 - ``rates_by_family``: the fitted c of each selector with a linear-rate guarantee, family by
   family (95% intervals; filled where the verdict is exponential).

@@ -1,7 +1,7 @@
 """Does the spectrum of the centred Gram matrix explain the observed decay? A held-out test.
 
-THEORY.md section 6: the linear rate is set by the thinnest direction of the polytope, and the
-features of real layers have fast-decaying spectra. For every instance of a run this module
+docs/theory.md statement 6: the linear rate is set by the thinnest direction of the polytope,
+and the features of real layers have fast-decaying spectra. For every instance of a run this module
 summarises the spectrum (eigenvalues of C, descending) by
 
 - ``log_rank``: log of the affine dimension d (eigenvalues above the rank cut);

@@ -1,4 +1,4 @@
-"""THEORY.md statements 1-4, asserted at every step on generated instances.
+"""docs/theory.md statements 1-4, asserted at every step on generated instances.
 
 Tolerances: the margin r and diameter D are exact to round-off, and losses carry an absolute
 error of order eps * D^2; every inequality is given ATOL * D^2 of slack, nothing more.

@@ -1,4 +1,4 @@
-"""The predicted curves of THEORY.md statements 1 to 4, as functions of the step count n >= 1."""
+"""The predicted curves of docs/theory.md statements 1 to 4, functions of the step count n >= 1."""
 
 from __future__ import annotations
 

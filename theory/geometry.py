@@ -39,7 +39,7 @@ UPPER_MAX_DIM = 1000  # the upper bound's search costs O(N d) per direction and 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Numbers of THEORY.md section 3 for one problem (see the module docstring)."""
+    """The numbers of docs/theory.md's statements for one problem (see the module docstring)."""
 
     diameter: float  # D
     margin: float  # r (exact, or a certified lower bound)

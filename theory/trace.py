@@ -17,7 +17,7 @@ SWAP = "swap"  # a pairwise step of the largest size: a_i becomes 0
 CORRECTIVE = "corrective"  # add j, then re-solve the weights on the support (simplex)
 REFIT = "refit"  # add j, then re-solve unconstrained least squares (weights leave the simplex)
 
-# Steps after which THEORY.md statement 4 promises h_{k+1} <= (1 - r^2/D^2) h_k (for the
+# Steps after which docs/theory.md statement 4 promises h_{k+1} <= (1 - r^2/D^2) h_k (for the
 # line-search selectors); drop and swap steps are outside it.
 LINEAR_RATE_KINDS = frozenset({FORWARD, AWAY, PAIRWISE, CORRECTIVE})
 

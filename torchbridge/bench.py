@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sims.store import atomic_write, versions
+from sims.store import atomic_write, provenance, versions
 from theory import LayerProblem, select
 from theory.bench import best_time
 from torchbridge.baselines import torch_pruning_prune
@@ -392,10 +392,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(error))
         if args.images < 1:
             parser.error("--images must be >= 1")
+    made = provenance()  # commit, dirty flag, machine
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(),
-                    "threads": torch.get_num_threads()},
-        "versions": versions() | {"torch": torch.__version__},
+        "machine": made.pop("machine") | {"cpu": platform.processor() or platform.machine(),
+                                          "threads": torch.get_num_threads()},
+        "versions": versions(),
+        **made,
     }  # fmt: skip
     if "gram" in args.rows:
         result["gram_build"] = gram_build()

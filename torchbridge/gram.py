@@ -1,7 +1,7 @@
 """The layer problem of a real network: the Gram matrix of channel contributions, batch by batch.
 
 Channel i of a feature map h (B, N, H, W) reaches the next layer through the consumer's weights
-W[:, i] (a dense convolution or a linear layer). In THEORY.md's scaling its contribution is
+W[:, i] (a dense convolution or a linear layer). In docs/theory.md's scaling its contribution is
 psi_i(x) = N conv(h_i(x), W[:, i]): a stack of output maps. The Gram matrix
 
     G_ij = E_x <psi_i(x), psi_j(x)>      (sum over output channels and pixels, mean over images)
@@ -136,7 +136,7 @@ class GramAccumulator:
         return (kh * kw * c) ** 2 * out_h * out_w
 
     def gram(self) -> np.ndarray:
-        """G (N, N) float64 with the N^2 scaling of THEORY.md; needs at least one batch."""
+        """G (N, N) float64 with the N^2 scaling of docs/theory.md; needs at least one batch."""
         if self._patches is None:
             raise ValueError("no activations were accumulated: call update() with a batch first")
         c, k = self.n_channels, self._kernel

@@ -2,7 +2,7 @@
 network's, for the global selectors of :mod:`theory` (their ``oracle`` and ``gradient``).
 
 Weights a (N,) act as gates s = N a on the consumer's input channels: consumer(x * s) =
-sum_i a_i psi_i + bias, THEORY.md's layer output. A candidate step a' = (1 - g) a + g e_j is
+sum_i a_i psi_i + bias, docs/theory.md's layer output. A candidate step a' = (1 - g) a + g e_j is
 the gate vector (1 - g) s + g N e_j, so K candidates are K gated copies of the cached consumer
 inputs, run through the consumer and the rest of the network (:mod:`torchbridge.split`) as
 one stacked batch (chunked). The loss is the mean over calibration images of KL(unpruned ||

@@ -4,9 +4,9 @@ Given weights a (N,) over the producer's output channels (from any selector: con
 for omp), the kept channels are those with a_i != 0. The producer convolution keeps only those
 output channels; every channel-wise module with parameters in between (batch norms,
 depthwise convolutions) keeps only those channels; the consumer keeps only those input
-channels, each multiplied by N a_i (the weights folded back, THEORY.md section 1). The result
-is plain modules, no masks: the pruned chain computes exactly what the original computes with
-its consumer input channels scaled by N a_i (zero for the dropped ones).
+channels, each multiplied by N a_i (the weights folded back: docs/theory.md, first section).
+The result is plain modules, no masks: the pruned chain computes exactly what the original
+computes with its consumer input channels scaled by N a_i (zero for the dropped ones).
 
 A squeeze-excitation module in between (``fc1``: N -> s and ``fc2``: s -> N 1x1 convolutions
 on the pooled channels, as in MobileNetV3) couples the channels: its gates read every channel.

@@ -2,7 +2,7 @@
 
 Forward: toward s = argmin_j grad_j, g in [0, 1]. Away: from v = argmax_{i in S} grad_i,
 a <- (1 + g) a - g e_v, g in [0, a_v / (1 - a_v)]; at the largest step v leaves the support (a
-"drop" step, outside THEORY.md statement 4).
+"drop" step, outside docs/theory.md statement 4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """GFS's fixed step: g = 1/(k+1) at step k, so the weights stay uniform over the picks.
 
 Each step picks the neuron whose addition lowers the loss most. With ``repeats`` (the default,
-THEORY.md statements 2 and 3) a neuron may be picked again, which doubles its weight; without,
+docs/theory.md statements 2 and 3) a neuron may be picked again, which doubles its weight; without,
 as in the GFS authors' code, only unpicked neurons compete.
 """
 

@@ -1,7 +1,7 @@
 """Pairwise Frank-Wolfe: move weight from the away vertex v to the Frank-Wolfe vertex s.
 
 a <- a + g (e_s - e_v), g in [0, a_v] by exact line search; at g = a_v neuron v leaves the
-support (a "swap" step, outside THEORY.md statement 4).
+support (a "swap" step, outside docs/theory.md statement 4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Monte Carlo baseline: draw neurons with replacement from the target t, uniform weights.
 
 After k draws the weights are the draw counts over k (a <- (1 - 1/k) a + e_j / k), so
-E L(a_k) = sigma^2 / k exactly (THEORY.md statement 1).
+E L(a_k) = sigma^2 / k exactly (docs/theory.md statement 1).
 """
 
 from __future__ import annotations
