@@ -178,6 +178,13 @@ def test_budgets_stop_the_run():
         ),
         (lambda x, y: OutputProblem.from_moments(-x.T @ x, x.T @ y, 1.0), "not positive semi"),
         (lambda x, y: OutputProblem.from_moments(x.T @ x, x.T @ y, 1.0, width=True), "width"),
+        (lambda x, y: OutputProblem.from_moments(x, x.T @ y, 1.0, psd=True), "xx must be a square"),
+        (
+            lambda x, y: OutputProblem.from_moments(
+                np.full((7, 7), np.nan), x.T @ y, 1.0, psd=True
+            ),
+            "xx has 49 NaN",
+        ),
     ],
 )
 def test_bad_moments_are_named(call, message):

@@ -59,10 +59,19 @@ class OutputProblem:
         ridge: float = 0.0,
         prior: np.ndarray | None = None,
         energy: float | None = None,
+        psd: bool = False,
     ) -> OutputProblem:
         """From the unregularised moments X^T X (d, d), X^T Y (d, C_out) and ||Y||^2; ``prior``
-        (C K, C_out) defaults to 0; ``energy`` (default ``yy``) divides the relative errors."""
-        g = check_gram(xx, "xx")
+        (C K, C_out) defaults to 0; ``energy`` (default ``yy``) divides the relative errors.
+        ``psd=True``: xx is X^T X as accumulated (symmetric PSD by construction), so only its
+        shape and values are checked, not its spectrum (a Cholesky factor of d x d)."""
+        if psd:
+            g = np.asarray(xx, dtype=np.float64)
+            if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] == 0:
+                raise ValueError(f"xx must be a square (d, d) matrix; got shape {g.shape}")
+            check_finite("xx", g)
+        else:
+            g = check_gram(xx, "xx")
         d = g.shape[0]
         for name, value in (("width", width), ("fixed", fixed)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:

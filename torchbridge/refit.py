@@ -108,6 +108,7 @@ class RefitMoments:
         return OutputProblem.from_moments(
             self._xx.cpu().numpy(), self._xy.cpu().numpy(), self._yy,
             width=rows // self._shape[1], fixed=1, ridge=ridge, prior=pull, energy=self._ff,
+            psd=True,
         )  # fmt: skip
 
     def as_weights(
