@@ -1,12 +1,6 @@
-"""Hypothesis settings: derandomised, so a CI run is reproducible; no deadlines (shared CPUs)."""
+"""Hypothesis settings: the project's profile (derandomised, so a CI run is reproducible; no
+deadlines on shared CPUs), as sims.strategies declares it for any property test."""
 
-from hypothesis import HealthCheck, settings
+from sims.strategies import use_profile
 
-settings.register_profile(
-    "default",
-    derandomize=True,
-    deadline=None,
-    max_examples=60,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.load_profile("default")
+use_profile()

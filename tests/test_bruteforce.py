@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from instances import gaussian_points, grid_points, two_layer
 
+from sims.strategies import gaussian_points, grid_points, two_layer
 from theory import LOCAL_METHODS as METHODS
 from theory import SELECTORS, LayerProblem, select
 from theory.simplex_qp import objective, solve_simplex_qp

@@ -16,7 +16,7 @@ RUNNABLE = [page for page in PAGES if grab_code_blocks(page.read_text(), lang="p
 
 def test_the_guides_with_python_are_the_ones_expected():
     names = {str(page.relative_to(ROOT)) for page in RUNNABLE}
-    assert {"README.md", "docs/selectors.md", "docs/pruning.md"} <= names
+    assert {"README.md", "docs/selectors.md", "docs/pruning.md", "docs/python.md"} <= names
 
 
 @pytest.mark.slow

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from instances import gaussian_points, instances
 
+from sims.strategies import gaussian_points, instances
 from theory import LayerProblem, diameter, geometry, margin, sigma2
 from theory.geometry import affine_rank, margin_bound, margin_upper
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from instances import direct_loss, instances
 
+from sims.strategies import direct_loss, instances
 from theory import LOCAL_METHODS as METHODS
 from theory import SELECTORS, LayerProblem, select
 

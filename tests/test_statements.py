@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from instances import instances, two_layer
 
+from sims.strategies import instances, two_layer
 from theory import SELECTORS, LayerProblem, geometry, select
 from theory.bounds import fixed_step_margin, fixed_step_worst, greedy_local, random_expected
 from theory.trace import LINEAR_RATE_KINDS

@@ -1,4 +1,8 @@
-"""Generated layer problems for the property tests.
+"""Hypothesis strategies of layer problems, and the profile the property tests run under.
+
+Import them to write a property test of a lemma (docs/property-tests.md):
+``@given(psi=instances())`` draws neuron contributions psi of shape (N, m, ...) from the three
+families below; :func:`use_profile` makes runs reproducible (derandomised, no deadlines).
 
 ``points``: N points in d = 1..6 dimensions (one sample, psi shape (N, 1, d)), so the affine
 dimension is at most 6 and the margin r is exact. Drawn either on an integer grid (exact
@@ -12,6 +16,7 @@ first layer (Gaussian weights and biases); m <= 6 keeps r exact.
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from sims.activations import ACTIVATIONS
@@ -66,3 +71,16 @@ def direct_loss(psi: np.ndarray, weights: np.ndarray, target: np.ndarray | None 
     t = np.full(n, 1.0 / n) if target is None else target
     diff = np.tensordot(weights - t, psi.reshape(n, m, -1), axes=1)  # (m, p)
     return float((diff**2).sum() / m)
+
+
+def use_profile(max_examples: int = 60) -> None:
+    """Load the profile of the project's property tests: derandomised (a run is reproducible
+    from the code alone), no deadline (shared CPUs), ``max_examples`` examples a test."""
+    settings.register_profile(
+        "logtickets",
+        derandomize=True,
+        deadline=None,
+        max_examples=max_examples,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    settings.load_profile("logtickets")
