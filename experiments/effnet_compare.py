@@ -16,7 +16,7 @@ from annotated_types import Ge
 
 from experiments.comparison import Comparison, table
 from experiments.effnet_data import effnet_setup
-from experiments.registry import Experiment
+from experiments.registry import Experiment, headline
 from sims.config import RunName
 from sims.schema import about
 from torchbridge import compare
@@ -90,5 +90,6 @@ def text(found: dict) -> str:
     return head + "\n" + table(found["rows"])
 
 
-ABOUT = __doc__.splitlines()[0].split(": ", 1)[1]  # what `list` shows
-EXPERIMENT = Experiment("effnet-compare", ABOUT, EffnetCompare, units, unit, summary, text)
+EXPERIMENT = Experiment(
+    "effnet-compare", headline(__doc__), EffnetCompare, units, unit, summary, text
+)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le, MinLen
 
 from experiments.effnet_data import effnet_setup
-from experiments.registry import Experiment
+from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import METHODS, spec
@@ -118,5 +118,6 @@ def figures(found: dict, folder: Path) -> list[Path]:
     return plot_paths(found["paths"], title, folder, f"path-chain{config['chain']}")
 
 
-ABOUT = __doc__.splitlines()[0].split(": ", 1)[1]  # what `list` shows
-EXPERIMENT = Experiment("effnet-path", ABOUT, EffnetPath, units, unit, summary, text, figures)
+EXPERIMENT = Experiment(
+    "effnet-path", headline(__doc__), EffnetPath, units, unit, summary, text, figures
+)

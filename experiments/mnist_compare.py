@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge
 
 from experiments.comparison import Comparison, over_seeds, table
-from experiments.registry import Experiment
+from experiments.registry import Experiment, headline
 from sims.config import RunName
 from sims.schema import about
 from torchbridge import compare
@@ -88,5 +88,6 @@ def text(found: dict) -> str:
     return head + "\n" + table(found["rows"])
 
 
-ABOUT = __doc__.splitlines()[0].split(": ", 1)[1]  # what `list` shows
-EXPERIMENT = Experiment("mnist-compare", ABOUT, MnistCompare, units, unit, summary, text)
+EXPERIMENT = Experiment(
+    "mnist-compare", headline(__doc__), MnistCompare, units, unit, summary, text
+)

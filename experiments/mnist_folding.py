@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le
 
 from experiments.comparison import over_seeds
-from experiments.registry import Experiment
+from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import LOCAL_METHODS
@@ -58,5 +58,6 @@ def text(found: dict) -> str:
                      for column, s in found["accuracy"].items())  # fmt: skip
 
 
-ABOUT = __doc__.splitlines()[0].split(": ", 1)[1]  # what `list` shows
-EXPERIMENT = Experiment("mnist-folding", ABOUT, MnistFolding, units, unit, summary, text)
+EXPERIMENT = Experiment(
+    "mnist-folding", headline(__doc__), MnistFolding, units, unit, summary, text
+)

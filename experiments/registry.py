@@ -31,3 +31,9 @@ class Experiment:
     summary: Callable[[Any, dict[str, dict]], dict]
     table: Callable[[dict], str]
     figures: Callable[[dict, Path], list[Path]] | None = None
+
+
+def headline(doc: str) -> str:
+    """What ``list`` shows of an experiment: its module docstring's first line, after the
+    name (``"``NAME``: does this." -> "does this."``)."""
+    return doc.splitlines()[0].split(": ", 1)[-1]

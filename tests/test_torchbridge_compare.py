@@ -310,15 +310,3 @@ def test_unfolding_puts_back_the_original_weights_of_the_kept_channels():
         folded = pruned.get_submodule(chain.consumer).weight
         original = plain.get_submodule(chain.consumer).weight
         assert torch.allclose(original * (report.total / report.kept), folded, atol=1e-6)
-
-
-def _needs_efficientnet_weights() -> None:
-    """Skip unless timm, scikit-image and the EfficientNet-Lite0 weights package are here."""
-    pytest.importorskip("timm")
-    pytest.importorskip("skimage")
-    from torchbridge.efficientnet import weights_path
-
-    try:
-        weights_path()
-    except ValueError as error:
-        pytest.skip(str(error))
