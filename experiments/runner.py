@@ -4,7 +4,9 @@ RUN_DIR = ROOT/NAME-HASH (the configuration's name and the hash of all of it):
 
     config.json        the experiment, its configuration, versions, machine, git commit
     units/KEY.json     one unit's result, written atomically as it finishes
-    summary.json       the summary of every unit (written once every unit is done)
+    summary.json       the summary of every unit (written once every unit is done), with the
+                       configuration, the run's name and config.json's record (versions,
+                       commit, dirty flag, machine, creation time)
     figures/           the figures drawn from the summary, where the experiment draws any
 
 A run killed at any moment leaves the units finished so far; the same command skips them.
@@ -77,9 +79,10 @@ def run(
             results[key] = experiment.unit(config, key, cache)
             store.atomic_write(_unit_path(run_dir, key), json.dumps(results[key], indent=2))
             bar.update(1)
-    summary = {"experiment": experiment.name, "config": wanted} | experiment.summary(
-        config, results
-    )
+    made = store.read_config(run_dir)  # the record of the run's first start
+    provenance = {k: made.get(k) for k in ("versions", "commit", "dirty", "machine", "created")}
+    summary = {"experiment": experiment.name, "config": wanted, "run": run_dir.name,
+               **provenance} | experiment.summary(config, results)  # fmt: skip
     store.atomic_write(run_dir / "summary.json", json.dumps(summary, indent=2))
     if experiment.figures is not None:
         experiment.figures(summary, run_dir / "figures")

@@ -75,6 +75,9 @@ def test_a_killed_run_resumes_where_it_stopped_and_records_its_commit(tmp_path):
     assert record["commit"] == head and len(head) == 40
     assert record["dirty"] == bool(_git("status", "--porcelain", "--untracked-files=no"))
     assert record["machine"]["cpus"] >= 1 and record["versions"]["numpy"] != "absent"
+    assert {k: summary[k] for k in ("commit", "dirty", "versions")} == {
+        k: record[k] for k in ("commit", "dirty", "versions")
+    } and summary["run"] == run_dir.name
 
 
 def test_a_folder_of_another_configuration_is_refused(tmp_path):
