@@ -4,6 +4,7 @@
     python -m experiments run NAME [--config FILE] [flags of NAME's fields] [--runs runs]
     python -m experiments config NAME [flags] > NAME.toml      (flags as a file)
     python -m experiments config NAME --reference              (every key: type, default, help)
+    python -m experiments results [--check]    (the results page from results/summaries/)
 
 ``run`` writes (or resumes) the run folder RUNS/NAME-HASH (:mod:`experiments.runner`) and
 prints its summary; every flag is a field of the experiment's configuration, declared once
@@ -17,11 +18,12 @@ import json
 import sys
 from pathlib import Path
 
+from experiments import results
 from experiments.catalog import EXPERIMENTS
 from experiments.runner import run
 from sims.config import dumps
 from sims.schema import add_flags, check, given, read_mapping, reference
-from sims.store import check_folder
+from sims.store import atomic_write, check_folder
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,6 +32,13 @@ def parser() -> argparse.ArgumentParser:
                                      description=__doc__.splitlines()[0])  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every experiment, with what it does")
+    made = sub.add_parser(
+        "results", help=f"write {results.PAGE} from the summaries in {results.SUMMARIES}"
+    )
+    made.add_argument(
+        "--check", action="store_true",
+        help="write nothing; fail unless the page is what the summaries give",
+    )  # fmt: skip
     commands = (("run", "run or resume an experiment into its run folder"),
                 ("config", "print an experiment's configuration, or its reference"))  # fmt: skip
     for command, text in commands:
@@ -70,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             for name, found in EXPERIMENTS.items():
                 print(f"{name:<20}{found.about}")
+        elif args.command == "results" and args.check:
+            results.check()
+            print(f"{results.PAGE} is what the summaries give")
+        elif args.command == "results":
+            atomic_write(results.PAGE, results.render())
+            print(f"wrote {results.PAGE}")
         elif args.command == "config" and args.reference:
             found = EXPERIMENTS[args.experiment]
             print(reference(found.config, f"{found.name} configuration"), end="")

@@ -93,6 +93,22 @@ def over_seeds(rows: list[dict]) -> dict:
     return out
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return f"{value['mean']:.3f} +- {value['std']:.3f}"
+    return f"{value:.3f}"
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    """The rows ({name: {column: value, or {"mean", "std"}}}) as a Markdown table of COLUMNS."""
+    first = next(iter(rows.values()))
+    columns = [c for c in COLUMNS if c in first]
+    lines = ["| method | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def table(rows: dict[str, dict]) -> str:
     """The rows ({name: {column: value, or {"mean", "std"} over seeds}}) as a text table of
     COLUMNS."""

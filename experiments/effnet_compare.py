@@ -14,7 +14,7 @@ from typing import Annotated
 
 from annotated_types import Ge
 
-from experiments.comparison import Comparison, table
+from experiments.comparison import Comparison, markdown_table, table
 from experiments.effnet_data import effnet_setup
 from experiments.registry import Experiment, headline
 from sims.config import RunName
@@ -79,17 +79,31 @@ def summary(config: EffnetCompare, results: dict[str, dict]) -> dict:
             "rows": {k: v for k, v in results.items() if k != UNPRUNED}}  # fmt: skip
 
 
-def text(found: dict) -> str:
+def _head(found: dict) -> str:
     base = found["unpruned"]
-    head = (
+    return (
         f"EfficientNet-Lite0: {base['flops'] / 1e6:.0f} MFLOPs, {base['params'] / 1e6:.2f} M "
         f"parameters, {base['chains']} of {base['of_chains']} chains pruned; calibration: "
         f"{found['config']['images']} views; test: {base['test_images']} views of "
         f"{', '.join(base['test_photos'])}"
     )
-    return head + "\n" + table(found["rows"])
+
+
+def text(found: dict) -> str:
+    return _head(found) + "\n" + table(found["rows"])
+
+
+def markdown(found: dict) -> str:
+    return _head(found) + ".\n\n" + markdown_table(found["rows"])
 
 
 EXPERIMENT = Experiment(
-    "effnet-compare", headline(__doc__), EffnetCompare, units, unit, summary, text
+    "effnet-compare",
+    headline(__doc__),
+    EffnetCompare,
+    units,
+    unit,
+    summary,
+    text,
+    markdown=markdown,
 )

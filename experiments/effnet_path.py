@@ -109,6 +109,24 @@ def text(found: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(found: dict) -> str:
+    lines = [
+        f"Chain {found['config']['chain']} ({found['producer']}) alone, keep "
+        f"{found['config']['keep']}; output KL on {found['config']['oracle_images']} views.",
+        "",
+        "| path | steps | kept | layer error | output | local choices | re-solved: layer | "
+        "re-solved: output |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, p in found["paths"].items():
+        lines.append(
+            f"| {key} | {p['step'][-1]} | {p['kept'][-1]} | {p['layer_rel'][-1]:.3g} | "
+            f"{p['output'][-1]:.3g} | {p['local_share']:.2f} | {p['refit_layer_rel']:.3g} | "
+            f"{p['refit_output']:.3g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def figures(found: dict, folder: Path) -> list[Path]:
     config = found["config"]
     title = (
@@ -119,5 +137,13 @@ def figures(found: dict, folder: Path) -> list[Path]:
 
 
 EXPERIMENT = Experiment(
-    "effnet-path", headline(__doc__), EffnetPath, units, unit, summary, text, figures
+    "effnet-path",
+    headline(__doc__),
+    EffnetPath,
+    units,
+    unit,
+    summary,
+    text,
+    figures,
+    markdown,
 )

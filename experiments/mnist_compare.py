@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Ge
 
-from experiments.comparison import Comparison, over_seeds, table
+from experiments.comparison import Comparison, markdown_table, over_seeds, table
 from experiments.registry import Experiment, headline
 from sims.config import RunName
 from sims.schema import about
@@ -78,16 +78,34 @@ def summary(config: MnistCompare, results: dict[str, dict]) -> dict:
     return {"unpruned": per[UNPRUNED], "rows": {n: per[n] for n in names[1:]}}
 
 
-def text(found: dict) -> str:
+def _head(found: dict) -> str:
     base, config = found["unpruned"], found["config"]
-    head = (
+    return (
         f"{config['net']}: unpruned accuracy {base['accuracy']['mean']:.3f} "
         f"+-{base['accuracy']['std']:.3f} ({config['seeds']} seeds), "
         f"{base['flops']['mean']:.0f} FLOPs/image"
     )
-    return head + "\n" + table(found["rows"])
+
+
+def text(found: dict) -> str:
+    return _head(found) + "\n" + table(found["rows"])
+
+
+def markdown(found: dict) -> str:
+    return (
+        _head(found)
+        + "; mean +- standard deviation over seeds.\n\n"
+        + markdown_table(found["rows"])
+    )
 
 
 EXPERIMENT = Experiment(
-    "mnist-compare", headline(__doc__), MnistCompare, units, unit, summary, text
+    "mnist-compare",
+    headline(__doc__),
+    MnistCompare,
+    units,
+    unit,
+    summary,
+    text,
+    markdown=markdown,
 )

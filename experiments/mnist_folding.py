@@ -53,11 +53,26 @@ def summary(config: MnistFolding, results: dict[str, dict]) -> dict:
     return {"accuracy": over_seeds(list(results.values()))}
 
 
+def markdown(found: dict) -> str:
+    lines = ["| accuracy | mean +- standard deviation | per seed |", "| --- | --- | --- |"]
+    for column, s in found["accuracy"].items():
+        lines.append(f"| {column} | {s['mean']:.3f} +- {s['std']:.3f} | "
+                     f"{', '.join(f'{v:.3f}' for v in s['values'])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def text(found: dict) -> str:
     return "\n".join(f"{column:<16}{s['mean']:.3f} +-{s['std']:.3f}"
                      for column, s in found["accuracy"].items())  # fmt: skip
 
 
 EXPERIMENT = Experiment(
-    "mnist-folding", headline(__doc__), MnistFolding, units, unit, summary, text
+    "mnist-folding",
+    headline(__doc__),
+    MnistFolding,
+    units,
+    unit,
+    summary,
+    text,
+    markdown=markdown,
 )

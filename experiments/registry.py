@@ -20,7 +20,9 @@ class Experiment:
     summary(config, results): the summary of every unit's result, {key: result};
     table(summary): the summary as text for the terminal;
     figures(summary, folder): the figures drawn from the summary into ``folder``, their paths
-    (None: the experiment draws none).
+    (None: the experiment draws none);
+    markdown(summary): the summary as a Markdown table for the results page
+    (:mod:`experiments.results`).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Experiment:
     summary: Callable[[Any, dict[str, dict]], dict]
     table: Callable[[dict], str]
     figures: Callable[[dict, Path], list[Path]] | None = None
+    markdown: Callable[[dict], str] | None = None
 
 
 def headline(doc: str) -> str:

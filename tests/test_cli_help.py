@@ -47,8 +47,13 @@ PARSERS = {
     "experiments": {
         f"{command} {name}": each
         for command, parser in commands(experiments_parser()).items()
-        if command != "list"
+        if command in ("run", "config")
         for name, each in commands(parser).items()
+    }
+    | {
+        command: parser
+        for command, parser in commands(experiments_parser()).items()
+        if command in ("list", "results")
     },
 }
 WALKED = [
@@ -62,8 +67,9 @@ WALKED = [
 def test_the_walk_reaches_every_command():
     assert set(PARSERS["sims"]) == {"run", "config", "explain", "plot", "report"}
     assert set(PARSERS["torchbridge"]) == {"prune", "eval", "config"} | STUDIES
-    assert set(PARSERS["experiments"]) == {f"{c} {n}" for c in ("run", "config")
-                                           for n in EXPERIMENTS}  # fmt: skip
+    assert set(PARSERS["experiments"]) == {
+        f"{c} {n}" for c in ("run", "config") for n in EXPERIMENTS
+    } | {"list", "results"}
 
 
 @pytest.mark.parametrize(("tool", "name", "parser"), WALKED, ids=[f"{t}-{n}" for t, n, _ in WALKED])
