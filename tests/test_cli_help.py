@@ -1,8 +1,7 @@
 """Every flag of the command lines has help text, and every list of valid values agrees with
 the registry it comes from (a parser is walked, not its --help output read).
 
-The torchbridge studies still on its command line (path, plot-path, folding) are left out
-here: they move to the experiments. The experiments' parsers are walked per command and
+The studies are experiments now: the experiments' parsers are walked per command and
 experiment ("run effnet-compare")."""
 
 from __future__ import annotations

@@ -324,7 +324,8 @@ def test_widths_budget_reuses_the_kept_counts_of_another_run(tmp_path, capsys):
 def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch):
     """Files that are not what a command needs give one line naming the file and the fault:
     an --out that is a file, an image that is not one, a hand-edited or foreign pruned.pt,
-    a report that is not a path run's, a damaged cache; and eval checks its numbers."""
+    a damaged cache; and eval checks its numbers; the studies' flags refuse as well."""
+    from experiments.__main__ import main as experiments
     from torchbridge.__main__ import main
     from torchbridge.mnist import trained
 
@@ -354,14 +355,15 @@ def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch)
     for flag in ("--images", "--test-images", "--batch", "--size"):
         assert ">= 1" in error(["eval", "--model", str(out / "pruned.pt"), flag, "0"])
     assert "--seed must be >= 0" in error([*argv, str(out), "--seed", "-1"])
-    assert "is not the report of a finished path run" in error(["plot-path", str(out)])
-    assert "unknown method(s) tp-magnitude" in error(
-        ["path", "--chain", "0", "--keep", "0.5", "--methods", "tp-magnitude"]
-    )
-    assert "--seeds must be >= 1" in error(["folding", "--seeds", "0"])
-    assert "method(s) listed twice: magnitude" in error(
-        ["mnist", "--keep", "0.5", "--methods", "magnitude", "random", "magnitude"]
-    )
+    with pytest.raises(SystemExit):  # argparse: a value outside the choices
+        experiments(["config", "effnet-path", "--methods", "tp-magnitude"])
+    assert "invalid choice: 'tp-magnitude'" in capsys.readouterr().err
+    assert experiments(["config", "mnist-folding", "--seeds", "0"]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err
+    argv = ["config", "mnist-compare", "--keep", "0.5", "--methods", "magnitude", "random",
+            "magnitude"]  # fmt: skip
+    assert experiments(argv) == 2
+    assert "method(s) listed twice: magnitude" in capsys.readouterr().err
     monkeypatch.setenv("LOGTICKETS_CACHE", str(tmp_path / "cache"))
     trained("cnn", 0, epochs=0)  # an untrained network, cached
     (cached,) = (tmp_path / "cache").glob("mnist-cnn-*.pt")
