@@ -32,9 +32,8 @@ from torchbridge.chains import Chain
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
-from torchbridge.refit import TOWARD, Inputs, RefitMoments, consumer_input, refit_consumer
+from torchbridge.refit import TOWARD, Inputs, RefitMoments, refit_consumer
 from torchbridge.surgery import is_squeeze_excitation, prune_chain
-from torchbridge.walk import try_walk
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
@@ -293,34 +292,22 @@ def prune_chains(
         return (MAX_REPEATS * k if repeats else k), k
 
     reports = []
-    walk = try_walk(model, chains) if walk_graph else None
-    if walk is not None:
-        states = [walk.start(batch) for batch in batches]
-    unpruned = None if reference is None else Inputs(reference, chains, batches, walk is not None)
+    mine = Inputs(model, chains, batches, walk_graph)  # this network's consumer inputs
+    walked = mine.walk is not None
+    unpruned = None if reference is None else Inputs(reference, chains, batches, walked)
     for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
                                    disable=not progress)):  # fmt: skip
         start = time.perf_counter()
         consumer = model.get_submodule(chain.consumer)
-
-        def current_inputs(i: int = i, chain: Chain = chain) -> Iterable[torch.Tensor]:
-            """Chain i's consumer input in ``model`` as it is now, batch by batch."""
-            for b, batch in enumerate(batches):
-                if walk is None:
-                    yield consumer_input(model, chain.consumer, batch)
-                else:
-                    with torch.no_grad():
-                        walk.advance(states[b], i)
-                        yield walk.consumer_input(states[b], i)
-
         if whole:
-            reports.append(_prune_whole_output(model, reference, chain, current_inputs(),
+            reports.append(_prune_whole_output(model, reference, chain, mine.consumer_inputs(i),
                                                unpruned.consumer_inputs(i), budget_of, seed,
                                                ridge, refit_toward, start))  # fmt: skip
             continue
         accumulator = GramAccumulator(consumer)
         squeeze = SqueezeMeans(model, chain)
         try:
-            for inputs in current_inputs():
+            for inputs in mine.consumer_inputs(i):
                 accumulator.update(inputs)
         finally:
             means = squeeze.close()
@@ -345,7 +332,7 @@ def prune_chains(
         apply_weights(model, chain, weights, means, shift)
         refit_rel = None
         if refit:
-            pairs = zip(current_inputs(), unpruned.consumer_inputs(i), strict=True)
+            pairs = zip(mine.consumer_inputs(i), unpruned.consumer_inputs(i), strict=True)
             refit_rel = refit_consumer(model, reference, chain, pairs, ridge, refit_toward)
         reports.append(
             LayerReport(
