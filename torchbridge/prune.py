@@ -381,17 +381,18 @@ def _prune_whole_output(
     steps, stop = budget_of(chain, n, False)
     stop = {"size": stop} if isinstance(stop, int) else {"tol": stop * problem.energy}
     trace = select(problem, steps, "whole-output", seed=seed, **stop)
-    kept = trace.support
+    kept = np.sort(trace.support)
     if kept.size == 0:  # nothing explains the output (it is constant): keep the strongest
         kept = np.array([int(np.argmax(np.diag(problem.xx)[: n * problem.width]) // problem.width)])
     apply_weights(model, chain, np.isin(np.arange(n), kept) / n, means)
-    weight, bias = moments.as_weights(problem.solve(np.sort(kept)), kept.size)
+    coefficients = problem.solve(kept)
+    weight, bias = moments.as_weights(coefficients, kept.size)
     like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
     pruned = model.get_submodule(chain.consumer)
     pruned.weight = nn.Parameter(weight.to(**like))
     pruned.bias = nn.Parameter(bias.to(**like))
-    error = problem.relative(problem.loss(np.sort(kept)))
+    error = problem.relative(problem.loss(kept, coefficients))
     seconds = time.perf_counter() - start
-    channels = tuple(int(j) for j in np.sort(kept))
+    channels = tuple(int(j) for j in kept)
     return LayerReport(chain, int(kept.size), n, None, error, seconds, error, channels,
                        STOPPED[trace.stopped])  # fmt: skip
