@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "results":
             atomic_write(results.PAGE, results.render())
             print(f"wrote {results.PAGE}")
+            print(f"drew {len(results.draw())} figure files into {results.FIGURES}/")
         elif args.command == "config" and args.reference:
             found = EXPERIMENTS[args.experiment]
             print(reference(found.config, f"{found.name} configuration"), end="")

@@ -1,10 +1,13 @@
 """The results page written from the committed summaries, never by hand.
 
-Every ``results/summaries/*.json`` is a run folder's summary.json (its configuration, commit,
-versions and machine inside). :func:`render` turns them into one Markdown page, a section per
-summary: where and when it was made, the command that makes it again, and its table (each
-experiment's ``markdown``). ``python -m experiments results`` writes the page;
-``--check`` (run by the tests) fails when the committed page is not what the summaries give.
+Every ``results/summaries/*.json`` is a run folder's summary (its configuration, commit,
+versions and machine inside): an experiment's summary.json, or a simulation's
+(``python -m sims summary RUN_DIR --out FILE``, :mod:`sims.summary`). :func:`render` turns them
+into one Markdown page, a section per summary: where and when it was made, the command that
+makes it again, and its table (each experiment's ``markdown``, a simulation's report);
+:func:`draw` draws every simulation's figures into ``figures/NAME/``. ``python -m experiments
+results`` writes both; ``--check`` (run by the tests) fails when the committed page is not
+what the summaries give, or a figure they give is missing.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ import json
 from pathlib import Path
 
 from experiments.catalog import EXPERIMENTS
+from sims import summary as sims_summary
+from sims.plots import planned
+from sims.report import markdown as sims_report
 from sims.schema import flag, keys
 
 SUMMARIES = Path("results/summaries")
 PAGE = Path("docs/results/stored.md")
+FIGURES = Path("figures")
 HEAD = """# Stored results
 
 Written by `make results` (`python -m experiments results`) from the summaries committed in
@@ -49,20 +56,59 @@ def command(name: str, config: dict) -> str:
     return " ".join(parts)
 
 
-def section(stem: str, summary: dict) -> str:
-    """One summary's section: heading, provenance, command, table."""
-    name = summary.get("experiment")
-    if name not in EXPERIMENTS or EXPERIMENTS[name].markdown is None:
-        raise ValueError(f"{stem}.json: no experiment {name!r} with a Markdown table")
+def _made(summary: dict) -> str:
+    """Where and when a summary's run was made."""
     machine, versions = summary.get("machine") or {}, summary.get("versions") or {}
     dirty = " with uncommitted changes" if summary.get("dirty") else ""
     made = (
         f"Run `{summary.get('run')}`, {str(summary.get('created', '?'))[:10]}, code at "
         f"`{str(summary.get('commit'))[:7]}`{dirty}; {machine.get('cpus', '?')} CPUs "
-        f"({machine.get('platform', '?')}); torch {versions.get('torch', '?')}."
+        f"({machine.get('platform', '?')}); numpy {versions.get('numpy', '?')}, torch "
+        f"{versions.get('torch', '?')}."
     )
-    again = command(name, summary["config"])
-    return f"## {stem}\n\n{made}\n\n```sh\n{again}\n```\n\n{EXPERIMENTS[name].markdown(summary)}"
+    return made
+
+
+def section(stem: str, summary: dict) -> str:
+    """One summary's section: heading, provenance, command, table."""
+    if summary.get("kind") == "sims":
+        again, table = sims_summary.command(summary["config"]), sims_report(summary, level=3)
+    else:
+        name = summary.get("experiment")
+        if name not in EXPERIMENTS or EXPERIMENTS[name].markdown is None:
+            raise ValueError(f"{stem}.json: no experiment {name!r} with a Markdown table")
+        again, table = command(name, summary["config"]), EXPERIMENTS[name].markdown(summary)
+    return f"## {stem}\n\n{_made(summary)}\n\n```sh\n{again}\n```\n\n{table}"
+
+
+def _read(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{file} cannot be read as JSON: {error}") from None
+
+
+def _simulations(folder: Path) -> list[dict]:
+    return [
+        summary
+        for summary in map(_read, sorted(Path(folder).glob("*.json")))
+        if summary.get("kind") == "sims"
+    ]
+
+
+def draw(folder: Path = SUMMARIES, figures: Path = FIGURES) -> list[Path]:
+    """Every simulation summary's figures into FIGURES/NAME/ (NAME: its configuration's),
+    and no other figure there (a figure of an earlier run that its summary no longer gives
+    is removed)."""
+    paths = []
+    for summary in _simulations(folder):
+        out, plan = figures / summary["config"]["name"], planned(summary)
+        for old in [*out.glob("*.png"), *out.glob("*.pdf")]:
+            if old.stem not in plan:
+                old.unlink()
+        for draw_one in plan.values():
+            paths += draw_one(out)
+    return paths
 
 
 def render(folder: Path = SUMMARIES) -> str:
@@ -72,18 +118,20 @@ def render(folder: Path = SUMMARIES) -> str:
         raise ValueError(f"no summaries in {folder}")
     parts = [HEAD]
     for file in files:
-        try:
-            summary = json.loads(file.read_text())
-        except (ValueError, OSError) as error:
-            raise ValueError(f"{file} cannot be read as JSON: {error}") from None
-        parts.append(section(file.stem, summary))
+        parts.append(section(file.stem, _read(file)))
     return "\n".join(parts).rstrip() + "\n"
 
 
-def check(page: Path = PAGE, folder: Path = SUMMARIES) -> None:
-    """A clear error unless ``page`` is what the summaries give."""
+def check(page: Path = PAGE, folder: Path = SUMMARIES, figures: Path = FIGURES) -> None:
+    """A clear error unless ``page`` is what the summaries give and every figure of theirs is
+    in ``figures``."""
     if not page.is_file() or page.read_text() != render(folder):
         raise ValueError(
             f"{page} is not what the summaries in {folder} give: run `make results` and "
             "commit the page"
         )
+    for summary in _simulations(folder):
+        out = figures / summary["config"]["name"]
+        missing = [stem for stem in planned(summary) if not (out / f"{stem}.png").is_file()]
+        if missing:
+            raise ValueError(f"{out} lacks {', '.join(missing)}: run `make results`")

@@ -25,15 +25,15 @@ import sys
 from pathlib import Path
 
 from sims import config as cfg
-from sims.curves import load_curves
 from sims.deep import run_deep_instance
 from sims.deep_report import deep_figure, deep_report
 from sims.plots import plot_run
-from sims.report import report
+from sims.report import markdown
 from sims.runner import run
 from sims.schema import add_flags, flag, given, keys, reference
 from sims.spectrum import report as spectrum_report
-from sims.store import check_folder, read_config
+from sims.store import atomic_write, check_folder, read_config
+from sims.summary import dumps, summarize
 from theory.selectors import SELECTORS
 
 # The configurations whose fields are flags: the experiment's as --FIELD, the families' as
@@ -113,9 +113,14 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--eps", type=float, default=None, help="target log10 n_eps at this loss / sigma^2"
     )
-    for name, text in (("plot", "write the figures of a run"), ("report", "print fitted rates")):
+    commands = (("plot", "write the figures of a run"), ("report", "print fitted rates"),
+                ("summary", "write a run's summary: what its report and figures show"))  # fmt: skip
+    for name, text in commands:
         p = sub.add_parser(name, help=text)
         p.add_argument("run_dir", type=Path, help="a run folder of `run`")
+        if name == "summary":
+            p.add_argument("--out", type=Path, required=True,
+                           help="the JSON file (results/summaries/NAME.json: kept)")  # fmt: skip
         if name == "plot":
             p.add_argument(
                 "--figures",
@@ -126,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace):
+def configuration(args: argparse.Namespace):
     """The configuration the flags ask for: a preset or a file, with flags overriding fields
     (an ExperimentConfig, or a DeepConfig for MLPs), checked as a file would be."""
     config = cfg.load(args.config) if args.config else cfg.preset(args.preset)
@@ -171,17 +176,20 @@ def _plot(run_dir: Path, figures: Path) -> None:
     if _is_deep(run_dir):
         paths = deep_figure(run_dir, figures / read_config(run_dir)["config"]["name"])
     else:
-        curves = load_curves(run_dir)
-        paths = plot_run(curves, figures / curves.config["name"])
+        summary = summarize(run_dir)
+        paths = plot_run(summary, figures / summary["config"]["name"])
     for path in paths:
         print(f"figure: {path}")
 
 
 def _report(run_dir: Path) -> None:
+    """Print the report of run_dir; also written to run_dir/report.md."""
     if _is_deep(run_dir):
         print(deep_report(run_dir))
     else:
-        print(report(run_dir))
+        text = markdown(summarize(run_dir))
+        atomic_write(run_dir / "report.md", text)
+        print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             check_folder(args.runs, "--runs")
             check_folder(args.figures, "--figures")
-            config = _config(args)
+            config = configuration(args)
             work = run_deep_instance if cfg.is_deep(config.as_dict()) else None
             run_dir = run(config, args.runs, args.jobs, args.cluster, not args.no_progress, work)
             print(f"run folder: {run_dir}")
@@ -199,10 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "config" and args.reference:
             print(reference_text(), end="")
         elif args.command == "config":
-            print(cfg.dumps(_config(args), args.format), end="")
+            print(cfg.dumps(configuration(args), args.format), end="")
         elif args.command == "plot":
             check_folder(args.figures, "--figures")
             _plot(args.run_dir, args.figures)
+        elif args.command == "summary":
+            if _is_deep(args.run_dir):
+                raise ValueError(f"{args.run_dir} is a run of MLPs: only two-layer runs summarise")
+            atomic_write(args.out, dumps(summarize(args.run_dir)))
+            print(f"summary: {args.out}")
         elif args.command == "explain":
             print(spectrum_report(args.run_dir, args.method, args.at, args.holdout, args.eps))
         else:

@@ -1,4 +1,5 @@
-"""Figures of a run folder, as PNG and PDF, into figures/NAME/.
+"""Figures of a run, as PNG and PDF, drawn from its summary (:mod:`sims.summary`), into
+FIGURES/NAME/.
 
 - ``decay_fFFF``: loss / sigma^2 against n for every selector (median over seeds, band from
   the 25th to 75th percentile), on semi-log axes (exp(-cn) is a straight line) and log-log axes
@@ -13,6 +14,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -21,9 +24,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.curves import RunCurves, family_title, quantiles
-from sims.fit import fit_curve, local_rates
-from sims.report import rows
 from theory.bounds import fixed_step_margin, greedy_local, linear_rate, random_expected
 
 LABELS = {
@@ -60,66 +60,53 @@ def save_figure(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def drawn_points(size: int, most: int = 600) -> np.ndarray:
-    """Indices (P,) of the points of a curve of ``size`` points to draw: all of them up to
-    ``most``, else evenly spaced and log-spaced ones together (both axes stay faithful; files
-    stay small)."""
-    if size <= most:
-        return np.arange(size)
-    even = np.linspace(0, size - 1, most // 2)
-    logs = np.geomspace(1, size, most // 2) - 1
-    return np.unique(np.round(np.concatenate([even, logs])).astype(int))
+def _values(values: list[float | None]) -> np.ndarray:
+    """A summary's list of numbers (None for NaN) as an array."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def decay_figure(run: RunCurves, family: int, out: Path) -> list[Path]:
-    methods = run.curves[family]
+def decay_figure(summary: dict, family: int, out: Path) -> list[Path]:
+    methods = summary["curves"][str(family)]
+    geometry = summary["geometry"][str(family)]
     fig, all_axes = plt.subplots(1, 3, figsize=(17, 4.8))
     axes, rate_ax = all_axes[:2], all_axes[2]
-    for method, curves in methods.items():
-        lo, mid, hi = quantiles(curves)
-        n = np.arange(1, mid.size + 1)
-        k = drawn_points(n.size)
+    for method, curve in methods.items():
+        n = np.asarray(curve["n"])
+        lo, mid, hi = (_values(curve[q]) for q in ("lo", "mid", "hi"))
         for ax in axes:
-            ax.plot(n[k], np.where(mid > 0, mid, np.nan)[k], color=COLOURS[method],
-                    label=LABELS[method])  # fmt: skip
-            ax.fill_between(
-                n[k], np.where(lo > 0, lo, np.nan)[k], hi[k], color=COLOURS[method], alpha=0.2
-            )
-        at, rates = local_rates(n, mid)  # above the round-off floor only
+            ax.plot(n, np.where(mid > 0, mid, np.nan), color=COLOURS[method], label=LABELS[method])
+            ax.fill_between(n, np.where(lo > 0, lo, np.nan), hi, color=COLOURS[method], alpha=0.2)
+        rates = _values(curve["rate"])
         positive = rates > 0
-        rate_ax.plot(at[positive], rates[positive], ".-", color=COLOURS[method], ms=3)
-    geos = [c.geometry for curves in methods.values() for c in curves]
-    d = float(np.median([g["diameter"] for g in geos]))
-    r = float(np.median([g["margin"] for g in geos]))
-    s2 = float(np.median([g["sigma2"] for g in geos]))
-    steps = np.arange(1, max(len(c.n) for cs in methods.values() for c in cs) + 1)
+        rate_ax.plot(np.asarray(curve["rate_at"])[positive], rates[positive], ".-",
+                     color=COLOURS[method], ms=3)  # fmt: skip
+    d, r, s2 = geometry["diameter"], geometry["margin"], geometry["sigma2"]
+    steps = np.arange(1, max(c["n"][-1] for c in methods.values()) + 1)
     bounds = {"statement 1: E random = 1/n": random_expected(1.0, steps)}
     if r > 0:
         bounds["statement 3: fixed step"] = fixed_step_margin(d, r, steps) / s2
-    if "greedy-local" in methods:
-        h1 = float(np.median([c.loss_rel[0] for c in methods["greedy-local"]]))
-        bounds["statement 4: greedy local"] = greedy_local(h1, d, r, steps)
+    if geometry["h1"] is not None:
+        bounds["statement 4: greedy local"] = greedy_local(geometry["h1"], d, r, steps)
     for (name, values), style in zip(bounds.items(), (":", "--", "-."), strict=False):
         if values.min() > TOP:  # say so rather than draw nothing
             name += f" (above the axes: {values[0]:.1g} at n = 1)"
         for ax in axes:
             ax.plot(steps, values, "k", ls=style, lw=1, label=name)
-    exact = all(g["margin_exact"] for g in geos)
+    floors = [c["floor"] for c in methods.values() if c["floor"] is not None]
     for ax, scale in zip(axes, ("semi-log", "log-log"), strict=True):
         ax.set_yscale("log")
         if scale == "log-log":
             ax.set_xscale("log")
         ax.set_xlabel("n, neurons added (selector steps)")
         ax.set_ylabel("layer loss L(a_n) / sigma^2 (dimensionless)")
-        ax.set_title(f"{scale}: median, 25-75% band over {len(next(iter(methods.values())))} seeds")
+        ax.set_title(f"{scale}: median, 25-75% band over {geometry['seeds']} seeds")
         ax.grid(True, which="both", alpha=0.25)
-        lows = [q for cs in methods.values() for q in quantiles(cs)[1] if q > 0]
-        ax.set_ylim(max(min(lows) / 3, 1e-16), TOP)
+        ax.set_ylim(max(min(floors, default=1e-16) / 3, 1e-16), TOP)
     axes[1].legend(fontsize=7, loc="lower left")
     _local_rate_axes(rate_ax, steps)
-    kind = "exact" if exact else "certified lower bound"
+    kind = "exact" if geometry["exact"] else "certified lower bound"
     fig.suptitle(
-        f"{family_title(run.families[family])}\n(r/D = {r / d:.2g}, {kind}; "
+        f"{summary['families'][family]['title']}\n(r/D = {r / d:.2g}, {kind}; "
         f"rate bound c >= {linear_rate(d, r):.2g})",
         fontsize=10,
     )
@@ -140,45 +127,35 @@ def _local_rate_axes(ax: plt.Axes, steps: np.ndarray) -> None:
     ax.legend(fontsize=7, loc="lower left")
 
 
-def rate_vs_margin_figure(run: RunCurves, out: Path) -> list[Path]:
+def rate_vs_margin_figure(summary: dict, out: Path) -> list[Path]:
     """Per instance: the greedy-local exponential rate fitted on the run's window vs r^2/D^2.
 
     Filled markers: r exact (hull facets). Otherwise r is bracketed: a segment from the
     certified lower bound to the certified upper bound (hollow marker) of r^2/D^2; the true
     value lies on it. Instances whose fit fails or gives c <= 0 are counted.
     """
-    window = tuple(run.config["fit_window"])
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     ratios, rates, dropped, labelled = [], [], 0, set()
-    samples = sorted({spec["samples"] for spec in run.families})
-    for family, methods in run.curves.items():
-        m = run.families[family]["samples"]
+    families = summary["families"]
+    samples = sorted({f["spec"]["samples"] for f in families})
+    for point in summary["instances"]:
+        m = families[point["family"]]["spec"]["samples"]
         colour = f"C{samples.index(m) % 10}"
-        for curve in methods.get("greedy-local", []):
-            g = curve.geometry
-            try:
-                c = fit_curve(curve.n, curve.loss_rel, window).c
-            except ValueError:
-                c = 0.0
-            upper = g.get("margin_upper", float("nan"))  # absent from older run folders
-            if g["margin_exact"] or not upper > 0:
-                upper = g["margin"]
-            if c <= 0 or upper <= 0 or g["diameter"] <= 0:
-                dropped += 1
-                continue
-            x_hi = (upper / g["diameter"]) ** 2
-            x = (g["margin"] / g["diameter"]) ** 2 if g["margin"] > 0 else x_hi
-            ratios += [x, x_hi]
-            rates.append(c)
-            label = f"m={m}" + ("" if g["margin_exact"] else " (r bracketed)")
-            if x_hi > x:
-                ax.plot([x, x_hi], [c, c], color=colour, lw=0.5, alpha=0.3)
-            ax.scatter(
-                [x_hi], [c], s=16, color=colour,
-                facecolors=colour if g["margin_exact"] else "none",
-                label=None if label in labelled else label,
-            )  # fmt: skip
-            labelled.add(label)
+        c, x, x_hi, exact = point["c"], point["x"], point["x_hi"], point["exact"]
+        if c <= 0 or x_hi <= 0:
+            dropped += 1
+            continue
+        x = x if x > 0 else x_hi
+        ratios += [x, x_hi]
+        rates.append(c)
+        label = f"m={m}" + ("" if exact else " (r bracketed)")
+        if x_hi > x:
+            ax.plot([x, x_hi], [c, c], color=colour, lw=0.5, alpha=0.3)
+        ax.scatter(
+            [x_hi], [c], s=16, color=colour, facecolors=colour if exact else "none",
+            label=None if label in labelled else label,
+        )  # fmt: skip
+        labelled.add(label)
     if ratios:
         grid = np.geomspace(min(ratios), max(ratios), 60)
         ax.plot(grid, -np.log1p(-np.minimum(grid, 1 - 1e-16)), "k--", lw=1,
@@ -205,14 +182,15 @@ def _differences(spec: dict, base: dict) -> str:
     return ", ".join(changed) if changed else "base"
 
 
-def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
+def rates_by_family_figure(summary: dict, out: Path) -> list[Path]:
     """The fitted exponential rate c (mean, 95% interval over seeds) of every selector with a
     linear-rate guarantee, family by family, each family named by how it differs from the
     first; filled markers where the verdict is exponential, hollow where it is not."""
-    fitted = [r for r in rows(run) if r["method"] in LINEAR_RATE_METHODS and "c" in r]
+    fitted = [r for r in summary["rows"] if r["method"] in LINEAR_RATE_METHODS and "c" in r]
     methods = [m for m in LINEAR_RATE_METHODS if any(r["method"] == m for r in fitted)]
-    families = sorted(run.curves)
-    base = run.families[families[0]]
+    specs = [f["spec"] for f in summary["families"]]
+    families = sorted(int(f) for f in summary["curves"])
+    base = specs[families[0]]
     fig, ax = plt.subplots(figsize=(9, 0.42 * len(families) + 1.6))
     for k, method in enumerate(methods):
         offset = (k - (len(methods) - 1) / 2) * 0.12
@@ -228,7 +206,7 @@ def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
                 mfc=colour if r["verdict"] == "exponential" else "white", label=label,
             )  # fmt: skip
             label = None
-    names = [_differences(run.families[f], base) for f in families]
+    names = [_differences(specs[f], base) for f in families]
     names[0] = (
         f"base: {base['activation']}/{base['inputs']}/{base['training']} "
         f"N={base['neurons']} d={base['dim']} m={base['samples']}"
@@ -236,7 +214,7 @@ def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
     ax.set_yticks(range(len(families)), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    window = tuple(run.config["fit_window"])
+    window = tuple(summary["config"]["fit_window"])
     ax.set_xlabel(f"fitted rate c per neuron on n in {window} (mean, 95% interval over seeds)")
     ax.set_title("Exponential rates by family (filled: verdict exponential)", fontsize=10)
     ax.grid(True, which="both", axis="x", alpha=0.25)
@@ -248,11 +226,11 @@ def rates_by_family_figure(run: RunCurves, out: Path) -> list[Path]:
 VERDICT_COLOURS = {"exponential": "#4daf4a", "power": "#e41a1c", "unresolved": "#bbbbbb"}
 
 
-def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -> list[Path]:
+def regime_map_figure(summary: dict, out: Path, method: str = "greedy-local") -> list[Path]:
     """One panel per combination of the grid's other axes: N (rows) against m (columns),
     each cell coloured by the verdict for ``method`` and labelled with its fitted rate."""
-    verdicts = {r["family"]: r for r in rows(run) if r["method"] == method}
-    specs = run.families
+    verdicts = {r["family"]: r for r in summary["rows"] if r["method"] == method}
+    specs = [f["spec"] for f in summary["families"]]
     panel_keys = [k for k in specs[0] if k not in ("neurons", "samples")]
     panels = sorted({tuple(s[k] for k in panel_keys) for s in specs}, key=str)
     ns = sorted({s["neurons"] for s in specs})
@@ -284,7 +262,7 @@ def regime_map_figure(run: RunCurves, out: Path, method: str = "greedy-local") -
         )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
     fig.legend(handles, list(VERDICT_COLOURS), loc="upper right", fontsize=7)
-    window = tuple(run.config["fit_window"])
+    window = tuple(summary["config"]["fit_window"])
     fig.suptitle(
         f"{LABELS[method]}: verdict by held-out extrapolation on n in {window}, 95% over seeds",
         fontsize=10,
@@ -306,15 +284,24 @@ def is_grid(specs: list[dict], axes: tuple[str, ...]) -> bool:
     return min(len(v) for v in values) > 1 and len(cells) == len(set(cells)) and set(cells) == full
 
 
-def plot_run(run: RunCurves, out: Path) -> list[Path]:
-    paths = []
-    for family in sorted(run.curves):
-        paths += decay_figure(run, family, out)
-    paths += rate_vs_margin_figure(run, out)
-    if len(run.curves) > 1:
-        paths += rates_by_family_figure(run, out)
-    if is_grid(run.families, ("neurons", "samples")):
+def planned(summary: dict) -> dict[str, Callable[[Path], list[Path]]]:
+    """Every figure of a run's summary, by file stem, each a function drawing it into a
+    folder: a decay figure per family, the rates against the margin, the rates by family
+    (several families), the regime maps (a grid of N against m)."""
+    plan: dict[str, Callable[[Path], list[Path]]] = {}
+    for family in sorted(int(f) for f in summary["curves"]):
+        plan[f"decay_f{family:03d}"] = partial(decay_figure, summary, family)
+    plan["rate_vs_margin"] = partial(rate_vs_margin_figure, summary)
+    if len(summary["curves"]) > 1:
+        plan["rates_by_family"] = partial(rates_by_family_figure, summary)
+    specs = [f["spec"] for f in summary["families"]]
+    if is_grid(specs, ("neurons", "samples")):
         for method in ("greedy-local", "fully-corrective"):
-            if any(method in methods for methods in run.curves.values()):
-                paths += regime_map_figure(run, out, method)
-    return paths
+            if any(method in methods for methods in summary["curves"].values()):
+                plan[f"regime_map_{method}"] = partial(regime_map_figure, summary, method=method)
+    return plan
+
+
+def plot_run(summary: dict, out: Path) -> list[Path]:
+    """Every figure of a run's summary (:func:`planned`) into ``out``, as PNG and PDF."""
+    return [path for draw in planned(summary).values() for path in draw(out)]

@@ -15,13 +15,10 @@ their window is capped at ``corrective_cap * min(m, rank)``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from sims.curves import Curve, RunCurves, family_title, load_curves
+from sims.curves import Curve, RunCurves
 from sims.fit import fit_rates, n_eps_curve, n_eps_slope
-from sims.store import atomic_write
 from theory.bounds import linear_rate
 
 CORRECTIVE = ("fully-corrective", "omp")
@@ -47,14 +44,19 @@ def _median_bound(curves: list[Curve], margin: str) -> float:
     )
 
 
+def _num(value: float | None) -> float:
+    """A summary's number: None (a NaN in JSON's absence of one) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def _bound(row: dict) -> str:
     """Statement 4's c: one number where r is exact, else the bracket from r's two bounds."""
-    low, high = row["c_bound"], row["c_bound_upper"]
+    low, high = _num(row["c_bound"]), _num(row["c_bound_upper"])
     return f"{low:.2g}" if not high > low else f"{low:.2g} to {high:.2g}"
 
 
 def _interval(mean: float, ci: tuple[float, float]) -> str:
-    return f"{mean:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+    return f"{_num(mean):.3g} [{_num(ci[0]):.3g}, {_num(ci[1]):.3g}]"
 
 
 def rows(run: RunCurves) -> list[dict]:
@@ -100,18 +102,20 @@ def rows(run: RunCurves) -> list[dict]:
     return out
 
 
-def markdown(run: RunCurves, table: list[dict]) -> str:
+def markdown(summary: dict, level: int = 1) -> str:
+    """The report of a run's summary (:func:`sims.summary.summarize`): per family, the fits
+    of every selector and the neurons needed; its title a heading of ``level``."""
+    config, table = summary["config"], summary["rows"]
     lines = [
-        f"# Report: {run.config['name']}",
+        f"{'#' * level} Report: {config['name']}",
         "",
-        f"Fit window n in {tuple(run.config['fit_window'])} (capped for {', '.join(CORRECTIVE)}), "
+        f"Fit window n in {tuple(config['fit_window'])} (capped for {', '.join(CORRECTIVE)}), "
         "losses / sigma^2 below 1e-12 of the first are cut; 95% intervals over seeds.",
         "",
     ]
-    for family in sorted(run.curves):
-        spec = run.families[family]
+    for family in sorted({row["family"] for row in table}):
         lines += [
-            f"## Family {family}: {family_title(spec)}",
+            f"{'#' * (level + 1)} Family {family}: {summary['families'][family]['title']}",
             "",
             "| selector | seeds | c (per neuron) | p (power) | log(RMSE_exp/RMSE_pow) | verdict "
             "| c bound (st. 4) | n_eps slope (R^2) |",
@@ -124,17 +128,16 @@ def markdown(run: RunCurves, table: list[dict]) -> str:
             lines.append(
                 f"| {row['method']} | {row['seeds']} | {_interval(*row['c'])} | "
                 f"{_interval(*row['p'])} | {_interval(*row['log_ratio'])} | {row['verdict']} | "
-                f"{_bound(row)} | {row['n_eps_slope']:.3g} ({row['n_eps_r2']:.3f}) |"
+                f"{_bound(row)} | {_num(row['n_eps_slope']):.3g} ({_num(row['n_eps_r2']):.3f}) |"
             )
-        lines += ["", *_neurons_needed(run, table, family), ""]
+        lines += ["", *_neurons_needed(config["eps_grid"], table, family), ""]
     return "\n".join(lines)
 
 
-def _neurons_needed(run: RunCurves, table: list[dict], family: int) -> list[str]:
+def _neurons_needed(eps_grid: list[float], table: list[dict], family: int) -> list[str]:
     """Markdown table: median over seeds of the first n with loss / sigma^2 <= eps, per
     selector and eps (model-free, comparable across selectors; '> K' when half the seeds or
     more never got there in K steps)."""
-    eps_grid = run.config["eps_grid"]
     lines = [
         "Neurons needed (median over seeds of the first n with loss / sigma^2 <= eps):",
         "",
@@ -142,14 +145,7 @@ def _neurons_needed(run: RunCurves, table: list[dict], family: int) -> list[str]
         "| --- |" + " --- |" * len(eps_grid),
     ]
     for row in (r for r in table if r["family"] == family):
-        cells = [f"{v:.0f}" if np.isfinite(v) else f"> {row['steps']}" for v in row["n_eps"]]
+        values = [_num(v) for v in row["n_eps"]]
+        cells = [f"{v:.0f}" if np.isfinite(v) else f"> {row['steps']}" for v in values]
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return lines
-
-
-def report(run_dir: Path) -> str:
-    """The markdown report of run_dir, also written to run_dir/report.md."""
-    run = load_curves(run_dir)
-    text = markdown(run, rows(run))
-    atomic_write(run_dir / "report.md", text)
-    return text

@@ -215,8 +215,8 @@ def test_every_preset_is_valid():
 
 @pytest.mark.slow
 def test_grid_runs_get_a_regime_map(tmp_path):
-    from sims.curves import load_curves
     from sims.plots import plot_run
+    from sims.summary import summarize
 
     config = replace(
         TINY,
@@ -226,7 +226,7 @@ def test_grid_runs_get_a_regime_map(tmp_path):
         seeds=2,
     )
     run_dir = runner.run(config, tmp_path, jobs=1, progress=False)
-    paths = plot_run(load_curves(run_dir), tmp_path / "fig")
+    paths = plot_run(summarize(run_dir), tmp_path / "fig")
     names = {p.name for p in paths}
     assert {"regime_map_greedy-local.png", "regime_map_greedy-local.pdf"} <= names
     assert "regime_map_fully-corrective.png" not in names  # not run, so not drawn
@@ -269,9 +269,11 @@ def test_report_brackets_the_rate_bound_where_r_is_not_exact(tmp_path):
     where r is exact (affine rank <= 6); the report prints the bracket as 'LOW to HIGH'."""
     from sims.curves import load_curves
     from sims.report import markdown, rows
+    from sims.summary import summarize
 
     config = replace(TINY, networks=cfg.grid(cfg.NetworkSpec(neurons=60, dim=2), samples=[4, 12]))
-    run = load_curves(runner.run(config, tmp_path, jobs=1, progress=False))
+    run_dir = runner.run(config, tmp_path, jobs=1, progress=False)
+    run = load_curves(run_dir)
     table = rows(run)
     exact = {
         f: all(c.geometry["margin_exact"] for c in methods["greedy-local"])
@@ -283,7 +285,7 @@ def test_report_brackets_the_rate_bound_where_r_is_not_exact(tmp_path):
             assert row["c_bound_upper"] == row["c_bound"] > 0
         else:
             assert 0 <= row["c_bound"] < row["c_bound_upper"]
-    text = markdown(run, table)
+    text = markdown(summarize(run_dir))
     low, high = table[-1]["c_bound"], table[-1]["c_bound_upper"]
     assert f"| {low:.2g} to {high:.2g} |" in text
 
@@ -294,8 +296,10 @@ def test_report_gives_the_neurons_each_selector_needs(tmp_path):
     from sims.curves import load_curves
     from sims.fit import n_eps
     from sims.report import markdown, rows
+    from sims.summary import summarize
 
-    run = load_curves(runner.run(TINY, tmp_path, jobs=1, progress=False))
+    run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False)
+    run = load_curves(run_dir)
     table = rows(run)
     eps_grid = run.config["eps_grid"]
     for row in table:
@@ -307,7 +311,7 @@ def test_report_gives_the_neurons_each_selector_needs(tmp_path):
                 assert value == sorted(direct, key=lambda v: (np.isnan(v), v))[1]
             else:
                 assert np.isnan(value)
-    text = markdown(run, table)
+    text = markdown(summarize(run_dir))
     assert text.count("Neurons needed") == 2 and f"> {TINY.steps}" in text
 
 
