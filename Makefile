@@ -33,8 +33,9 @@ test-quick: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
-# The stored results page (docs/results/stored.md) from the summaries in results/summaries/;
-# the tests fail when the committed page is not what they give.
+# The results pages (docs/results/*.md, from the templates in results/pages/) and the committed
+# figures, from the summaries in results/summaries/; the tests fail when a committed page is
+# not what they give.
 results: $(STAMP)
 	$(BIN)/python -m experiments results
 

@@ -33,11 +33,11 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every experiment, with what it does")
     made = sub.add_parser(
-        "results", help=f"write {results.PAGE} from the summaries in {results.SUMMARIES}"
+        "results", help=f"write {results.DOCS}/ and the figures from {results.SUMMARIES}"
     )
     made.add_argument(
         "--check", action="store_true",
-        help="write nothing; fail unless the page is what the summaries give",
+        help="write nothing; fail unless the pages are what the summaries give",
     )  # fmt: skip
     commands = (("run", "run or resume an experiment into its run folder"),
                 ("config", "print an experiment's configuration, or its reference"))  # fmt: skip
@@ -81,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<20}{found.about}")
         elif args.command == "results" and args.check:
             results.check()
-            print(f"{results.PAGE} is what the summaries give")
+            print(f"the pages of {results.DOCS} are what the summaries give")
         elif args.command == "results":
-            atomic_write(results.PAGE, results.render())
-            print(f"wrote {results.PAGE}")
+            for name, text in results.pages().items():
+                atomic_write(results.DOCS / name, text)
+                print(f"wrote {results.DOCS / name}")
             print(f"drew {len(results.draw())} figure files into {results.FIGURES}/")
         elif args.command == "config" and args.reference:
             found = EXPERIMENTS[args.experiment]

@@ -17,13 +17,17 @@ import json
 from pathlib import Path
 
 from experiments.catalog import EXPERIMENTS
+from experiments.pages import render_page
 from sims import summary as sims_summary
+from sims.deep_report import deep_markdown, planned_deep
 from sims.plots import planned
 from sims.report import markdown as sims_report
 from sims.schema import flag, keys
 
 SUMMARIES = Path("results/summaries")
-PAGE = Path("docs/results/stored.md")
+TEMPLATES = Path("results/pages")
+DOCS = Path("docs/results")
+STORED = "stored.md"
 FIGURES = Path("figures")
 HEAD = """# Stored results
 
@@ -71,8 +75,9 @@ def _made(summary: dict) -> str:
 
 def section(stem: str, summary: dict) -> str:
     """One summary's section: heading, provenance, command, table."""
-    if summary.get("kind") == "sims":
-        again, table = sims_summary.command(summary["config"]), sims_report(summary, level=3)
+    if summary.get("kind") in sims_summary.KINDS:
+        report = sims_report if summary["kind"] == "sims" else deep_markdown
+        again, table = sims_summary.command(summary["config"]), report(summary, level=3)
     else:
         name = summary.get("experiment")
         if name not in EXPERIMENTS or EXPERIMENTS[name].markdown is None:
@@ -88,12 +93,15 @@ def _read(file: Path) -> dict:
         raise ValueError(f"{file} cannot be read as JSON: {error}") from None
 
 
-def _simulations(folder: Path) -> list[dict]:
-    return [
-        summary
-        for summary in map(_read, sorted(Path(folder).glob("*.json")))
-        if summary.get("kind") == "sims"
-    ]
+def _simulations(folder: Path) -> list[tuple[dict, dict]]:
+    """(summary, its figures by stem: :func:`sims.plots.planned`) of every simulation's
+    summary in ``folder``."""
+    found = []
+    for summary in map(_read, sorted(Path(folder).glob("*.json"))):
+        if summary.get("kind") in sims_summary.KINDS:
+            plan = planned(summary) if summary["kind"] == "sims" else planned_deep(summary)
+            found.append((summary, plan))
+    return found
 
 
 def draw(folder: Path = SUMMARIES, figures: Path = FIGURES) -> list[Path]:
@@ -101,8 +109,8 @@ def draw(folder: Path = SUMMARIES, figures: Path = FIGURES) -> list[Path]:
     and no other figure there (a figure of an earlier run that its summary no longer gives
     is removed)."""
     paths = []
-    for summary in _simulations(folder):
-        out, plan = figures / summary["config"]["name"], planned(summary)
+    for summary, plan in _simulations(folder):
+        out = figures / summary["config"]["name"]
         for old in [*out.glob("*.png"), *out.glob("*.pdf")]:
             if old.stem not in plan:
                 old.unlink()
@@ -122,16 +130,33 @@ def render(folder: Path = SUMMARIES) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def check(page: Path = PAGE, folder: Path = SUMMARIES, figures: Path = FIGURES) -> None:
-    """A clear error unless ``page`` is what the summaries give and every figure of theirs is
-    in ``figures``."""
-    if not page.is_file() or page.read_text() != render(folder):
-        raise ValueError(
-            f"{page} is not what the summaries in {folder} give: run `make results` and "
-            "commit the page"
-        )
-    for summary in _simulations(folder):
+def pages(folder: Path = SUMMARIES, templates: Path = TEMPLATES) -> dict[str, str]:
+    """Every results page by file name: the stored results (:func:`render`) and one page per
+    template in ``templates`` (:func:`experiments.pages.render_page`)."""
+    summaries = {file.stem: _read(file) for file in sorted(Path(folder).glob("*.json"))}
+    out = {STORED: render(folder)}
+    for template in sorted(Path(templates).glob("*.md")):
+        if template.name == STORED:
+            raise ValueError(f"{template}: {STORED} is written from the summaries alone")
+        out[template.name] = render_page(template, summaries)
+    return out
+
+
+def check(
+    folder: Path = SUMMARIES, docs: Path = DOCS, figures: Path = FIGURES,
+    templates: Path = TEMPLATES,
+) -> None:  # fmt: skip
+    """A clear error unless every page in ``docs`` is what the summaries and templates give
+    and every figure of the summaries is in ``figures``."""
+    for name, text in pages(folder, templates).items():
+        page = Path(docs) / name
+        if not page.is_file() or page.read_text() != text:
+            raise ValueError(
+                f"{page} is not what the summaries in {folder} give: run `make results` and "
+                "commit the page"
+            )
+    for summary, plan in _simulations(folder):
         out = figures / summary["config"]["name"]
-        missing = [stem for stem in planned(summary) if not (out / f"{stem}.png").is_file()]
+        missing = [stem for stem in plan if not (out / f"{stem}.png").is_file()]
         if missing:
             raise ValueError(f"{out} lacks {', '.join(missing)}: run `make results`")

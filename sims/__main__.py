@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sims import config as cfg
 from sims.deep import run_deep_instance
-from sims.deep_report import deep_figure, deep_report
+from sims.deep_report import deep_figure, deep_markdown, summarize_deep
 from sims.plots import plot_run
 from sims.report import markdown
 from sims.runner import run
@@ -174,7 +174,8 @@ def _is_deep(run_dir: Path) -> bool:
 def _plot(run_dir: Path, figures: Path) -> None:
     """Figures of run_dir into figures/NAME (NAME: the configuration's name)."""
     if _is_deep(run_dir):
-        paths = deep_figure(run_dir, figures / read_config(run_dir)["config"]["name"])
+        summary = summarize_deep(run_dir)
+        paths = deep_figure(summary, figures / summary["config"]["name"])
     else:
         summary = summarize(run_dir)
         paths = plot_run(summary, figures / summary["config"]["name"])
@@ -185,11 +186,11 @@ def _plot(run_dir: Path, figures: Path) -> None:
 def _report(run_dir: Path) -> None:
     """Print the report of run_dir; also written to run_dir/report.md."""
     if _is_deep(run_dir):
-        print(deep_report(run_dir))
+        text = deep_markdown(summarize_deep(run_dir))
     else:
         text = markdown(summarize(run_dir))
-        atomic_write(run_dir / "report.md", text)
-        print(text)
+    atomic_write(run_dir / "report.md", text)
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
             check_folder(args.figures, "--figures")
             _plot(args.run_dir, args.figures)
         elif args.command == "summary":
-            if _is_deep(args.run_dir):
-                raise ValueError(f"{args.run_dir} is a run of MLPs: only two-layer runs summarise")
-            atomic_write(args.out, dumps(summarize(args.run_dir)))
+            deep = _is_deep(args.run_dir)
+            summary = summarize_deep(args.run_dir) if deep else summarize(args.run_dir)
+            atomic_write(args.out, dumps(summary))
             print(f"summary: {args.out}")
         elif args.command == "explain":
             print(spectrum_report(args.run_dir, args.method, args.at, args.holdout, args.eps))

@@ -16,6 +16,9 @@ report and figures as the run it came from. It holds:
   loss, and whether r is exact on every seed;
 - ``instances``: greedy-local's fitted rate c and r^2 / D^2 (both ends of r's bracket) of
   every instance.
+
+A deep run's summary (kind ``sims-deep``) is :func:`sims.deep_report.summarize_deep`;
+:func:`dumps`, :func:`read` and :func:`command` take both kinds.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sims.schema import flag
 
 DRAWN = 160  # points per summarised curve (evenly and log-spaced together)
 DIGITS = 4  # significant digits of the summarised curves
+KINDS = ("sims", "sims-deep")  # a two-layer run's summary, a deep run's (sims.deep_report)
 
 
 def drawn_points(size: int, most: int = DRAWN) -> np.ndarray:
@@ -48,7 +52,7 @@ def drawn_points(size: int, most: int = DRAWN) -> np.ndarray:
     return np.unique(np.round(np.concatenate([even, logs])).astype(int))
 
 
-def _rounded(values: np.ndarray) -> list[float | None]:
+def rounded(values: np.ndarray) -> list[float | None]:
     """Floats to DIGITS significant digits; NaN as None (JSON has no NaN)."""
     return [float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None for v in values.tolist()]
 
@@ -61,12 +65,12 @@ def _curve(curves: list[Curve]) -> dict[str, Any]:
     positive = mid[mid > 0]
     return {
         "n": n[k].tolist(),
-        "lo": _rounded(lo[k]),
-        "mid": _rounded(mid[k]),
-        "hi": _rounded(hi[k]),
+        "lo": rounded(lo[k]),
+        "mid": rounded(mid[k]),
+        "hi": rounded(hi[k]),
         "floor": float(positive.min()) if positive.size else None,
-        "rate_at": _rounded(at),
-        "rate": _rounded(rate),
+        "rate_at": rounded(at),
+        "rate": rounded(rate),
     }
 
 
@@ -110,12 +114,12 @@ def _instances(run: RunCurves) -> list[dict[str, Any]]:
     return out
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Tuples as lists, NaN and infinities as None, numpy scalars as Python ones."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -127,7 +131,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     """The summary of a finished (or partly finished) two-layer run folder."""
     record = store.read_config(run_dir)
     run = load_curves(run_dir)
-    return _plain({
+    return plain({
         "kind": "sims",
         "run": Path(run_dir).name,
         "config": run.config,
@@ -153,21 +157,25 @@ def dumps(summary: dict[str, Any]) -> str:
 
 
 def read(path: Path) -> dict[str, Any]:
-    """A summary written by :func:`dumps`, with a clear error when it is not one."""
+    """A summary written by :func:`dumps` (two-layer or deep: ``kind`` in KINDS), with a clear
+    error when it is not one."""
     try:
         summary = json.loads(Path(path).read_text())
     except (ValueError, OSError) as error:
         raise ValueError(f"{path} cannot be read as JSON: {error}") from None
-    if not isinstance(summary, dict) or summary.get("kind") != "sims":
-        raise ValueError(f"{path} is not the summary of a simulation run (no kind 'sims')")
+    if not isinstance(summary, dict) or summary.get("kind") not in KINDS:
+        raise ValueError(
+            f"{path} is not the summary of a simulation run (no kind 'sims' or 'sims-deep')"
+        )
     return summary
 
 
 def command(config: dict[str, Any]) -> str:
-    """The ``python -m sims run`` command line of a two-layer configuration: the preset with
-    the same network families and the fewest other differences, and those as flags."""
+    """The ``python -m sims run`` command line of a configuration (as in a summary): the preset
+    with the same network families and the fewest other differences (``deep`` for MLPs), and
+    those as flags."""
     found = []
-    for name in cfg.PRESETS:
+    for name in ["deep"] if cfg.is_deep(config) else cfg.PRESETS:
         base = json.loads(json.dumps(cfg.preset(name).as_dict()))
         if base["networks"] == config["networks"]:
             changed = [key for key in base if key != "networks" and base[key] != config.get(key)]

@@ -11,7 +11,7 @@ from sims import config as cfg
 from sims import runner
 from sims.config import DeepConfig, MLPSpec
 from sims.deep import run_deep_instance
-from sims.deep_report import deep_figure, deep_report
+from sims.deep_report import deep_figure, deep_markdown, summarize_deep
 from sims.instance import Instance
 from sims.mlp import MLP, cross_entropy_gradients, random_mlp, train_mlp
 from sims.mlp_layers import fold, layer_problem, output_losses, output_oracle
@@ -163,12 +163,13 @@ def test_deep_run_report_and_figure(tmp_path):
     from sims.deep import run_deep_instance as work
 
     run_dir = runner.run(TINY, tmp_path, jobs=1, progress=False, work=work)
-    text = deep_report(run_dir)
+    summary = summarize_deep(run_dir)
+    text = deep_markdown(summary)
     assert text.count("| combined |") == 2 and text.count("unpruned test accuracy") == 2
     local_rows = [line for line in text.splitlines() if line.startswith("| greedy-local |")]
     assert all("| 0/2 |" in line for line in local_rows)  # never below itself
     assert "## Family 1: 4-layer relu MLP (16/16/16 hidden), random, on digits" in text
-    paths = deep_figure(run_dir, tmp_path / "fig")
+    paths = deep_figure(summary, tmp_path / "fig")
     assert sorted(p.name for p in paths) == [
         f"deep_layers_f00{f}.{ext}" for f in (0, 1) for ext in ("pdf", "png")
     ]

@@ -1,0 +1,232 @@
+"""Results pages written from templates whose numbers come from the committed summaries.
+
+A template (``results/pages/NAME.md``) is Markdown whose measured numbers are placeholders,
+filled from ``results/summaries/STEM.json`` into ``docs/results/NAME.md`` by ``make results``:
+
+- ``{{ STEM PATH [FORMAT] }}``: the value at PATH in summary STEM; PATH's parts are separated
+  by ``/``, each a key, a list index, or ``FIELD=VALUE[,FIELD=VALUE]`` picking the one element
+  of a list with those fields (``rows/family=0,method=omp/c/0``); FORMAT a Python format spec
+  (default ``.3g`` for a float);
+- ``{{ STEM rate FAMILY METHOD }}``: a simulation's fitted rate in words: its verdict and the
+  rate that goes with it (``exponential, c = 0.0163 [0.0139, 0.0186]``);
+- ``{{ STEM needed FAMILY METHOD [EPS ...] }}``: the neurons a simulation's selector needed for
+  each eps (median over seeds), ``32 / 185 / > 3000``;
+- ``{{ STEM count METHOD VERDICT [FIELD=VALUE,...] }}``: in how many of a simulation's families
+  (those whose specification has the given fields, or all) METHOD's verdict is VERDICT
+  (``any`` counts the families);
+- ``{{ STEM span METHOD SYMBOL VERDICT [FIELD=VALUE,...] }}``: the smallest and largest fitted
+  SYMBOL (``c`` or ``p``) of METHOD over those families with that verdict, ``0.35 to 1.6``;
+- ``{{ STEM above-bound [FIELD=VALUE,...] }}``: over a simulation's instances (of those
+  families) with a positive fitted greedy-local c, the least and the median ratio of c to
+  statement 4's guaranteed rate -log(1 - r^2/D^2) taken at the upper end of r's bracket,
+  ``83 times (median 840 times), 180 instances``;
+- ``{{ STEM cell METHOD METRIC }}``: a comparison's METRIC for METHOD's row, ``0.956 +- 0.010``
+  (mean +- standard deviation over seeds where the row has several, 3 decimals);
+- ``{{ STEM table METRIC[,METRIC...] [METHOD,...] }}``: those columns of a comparison's rows
+  (all rows, or the methods named) as a Markdown table.
+
+A decimal number written in a template outside a placeholder or code is refused
+(:func:`typed_numbers`): every measured number on a results page comes from a summary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
+
+
+def _part(value: Any, part: str) -> Any:
+    if isinstance(value, list) and "=" in part:
+        wanted = dict(pair.split("=", 1) for pair in part.split(","))
+        found = [
+            item for item in value
+            if isinstance(item, dict) and all(str(item.get(k)) == v for k, v in wanted.items())
+        ]  # fmt: skip
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} elements with {part}")
+        return found[0]
+    if isinstance(value, list):
+        return value[int(part)]
+    if isinstance(value, dict):
+        return value[part]
+    raise KeyError(f"{part} below a {type(value).__name__}")
+
+
+def lookup(summary: dict, path: str) -> Any:
+    """The value at ``path`` (``a/b/0/FIELD=VALUE/c``) in ``summary``."""
+    value: Any = summary
+    for part in path.split("/"):
+        try:
+            value = _part(value, part)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"no {path!r}: at {part!r}: {error}") from None
+    return value
+
+
+def _shown(value: Any, spec: str | None = None) -> str:
+    if value is None:
+        return "n/a"
+    if spec is not None:
+        return format(value, spec)
+    return format(value, ".3g") if isinstance(value, float) else str(value)
+
+
+def _row(summary: dict, family: str, method: str) -> dict:
+    return lookup(summary, f"rows/family={family},method={method}")
+
+
+def _rate(summary: dict, family: str, method: str) -> str:
+    row = _row(summary, family, method)
+    if "error" in row:
+        return "no fit"
+    symbol = "c" if row["verdict"] == "exponential" else "p"
+    mean, (lo, hi) = row[symbol]
+    return f"{row['verdict']}, {symbol} = {mean:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def _needed(summary: dict, family: str, method: str, *eps: str) -> str:
+    row = _row(summary, family, method)
+    grid = summary["config"]["eps_grid"]
+    wanted = [float(e) for e in eps] if eps else grid
+    cells = []
+    for e in wanted:
+        if e not in grid:
+            raise ValueError(f"eps {e:g} is not in the run's eps grid {grid}")
+        n = row["n_eps"][grid.index(e)]
+        cells.append(f"> {row['steps']}" if n is None or not math.isfinite(n) else f"{n:.0f}")
+    return " / ".join(cells)
+
+
+def _families(summary: dict, method: str, verdict: str, where: str = "") -> list[dict]:
+    """METHOD's rows in the families whose specification has the fields of ``where``
+    (``FIELD=VALUE,...``) and whose verdict is ``verdict`` (``any``: every verdict)."""
+    wanted = dict(pair.split("=", 1) for pair in where.split(",")) if where else {}
+    specs = [family["spec"] for family in summary["families"]]
+    for field in wanted:
+        if field not in specs[0]:
+            raise ValueError(f"the families have no field {field!r}")
+    return [
+        row for row in summary["rows"]
+        if row["method"] == method
+        and all(str(specs[row["family"]][k]) == v for k, v in wanted.items())
+        and (verdict == "any" or row.get("verdict") == verdict)
+    ]  # fmt: skip
+
+
+def _count(summary: dict, method: str, verdict: str, where: str = "") -> str:
+    return str(len(_families(summary, method, verdict, where)))
+
+
+def _span(summary: dict, method: str, symbol: str, verdict: str, where: str = "") -> str:
+    if symbol not in ("c", "p"):
+        raise ValueError(f"SYMBOL is c or p, got {symbol!r}")
+    values = [row[symbol][0] for row in _families(summary, method, verdict, where)]
+    if not values:
+        raise ValueError(f"no family where {method}'s verdict is {verdict}")
+    return f"{min(values):.2g} to {max(values):.2g}"
+
+
+def _above_bound(summary: dict, where: str = "") -> str:
+    wanted = dict(pair.split("=", 1) for pair in where.split(",")) if where else {}
+    specs = [family["spec"] for family in summary["families"]]
+    ratios = [
+        point["c"] / -math.log1p(-min(point["x_hi"], 1.0))
+        for point in summary["instances"]
+        if point["c"] > 0 and point["x_hi"] > 0
+        and all(str(specs[point["family"]][k]) == v for k, v in wanted.items())
+    ]  # fmt: skip
+    if not ratios:
+        raise ValueError("no instance with a positive fitted c and r > 0")
+    least, median = _round(min(ratios)), _round(statistics.median(ratios))
+    return f"{least} times (median {median} times), {len(ratios)} instances"
+
+
+def _round(value: float) -> str:
+    """Two significant digits, as a whole number with thousands separators from 100 on."""
+    shown = float(f"{value:.2g}")
+    return f"{shown:,.0f}" if shown >= 100 else f"{shown:g}"
+
+
+def _cell(summary: dict, method: str, metric: str) -> str:
+    value = lookup(summary, f"rows/{method}/{metric}")
+    if isinstance(value, dict):
+        if len(value.get("values", ())) > 1:
+            return f"{value['mean']:.3f} +- {value['std']:.3f}"
+        value = value["mean"]
+    return _shown(value, ".3f")
+
+
+def _table(summary: dict, metrics: str, methods: str = "") -> str:
+    names = methods.split(",") if methods else list(summary["rows"])
+    columns = metrics.split(",")
+    lines = ["| method | " + " | ".join(columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for name in names:
+        cells = [_cell(summary, name, metric) for metric in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+VIEWS = {
+    "rate": _rate, "needed": _needed, "count": _count, "span": _span, "above-bound": _above_bound,
+    "cell": _cell, "table": _table,
+}  # fmt: skip
+
+
+def placeholder(text: str, summaries: dict[str, dict]) -> str:
+    """One placeholder's text (without braces) filled from ``summaries`` (stem -> summary)."""
+    words = text.split()
+    if len(words) < 2:
+        raise ValueError("a placeholder is {{ STEM PATH [FORMAT] }} or {{ STEM VIEW ARGS }}")
+    stem, what, *rest = words
+    if stem not in summaries:
+        raise ValueError(f"no summary {stem}.json")
+    if what in VIEWS:
+        try:
+            return VIEWS[what](summaries[stem], *rest)
+        except TypeError:
+            raise ValueError(f"view {what}: wrong arguments {rest} (experiments.pages)") from None
+    if len(rest) > 1:
+        raise ValueError("a value takes one FORMAT at most")
+    try:
+        return _shown(lookup(summaries[stem], what), *rest)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{stem} {what}: {error}") from None
+
+
+def fill(template: str, summaries: dict[str, dict], where: str) -> str:
+    """``template`` with every placeholder filled; a clear error naming ``where`` and the
+    placeholder when one cannot be."""
+
+    def one(match: re.Match) -> str:
+        try:
+            return placeholder(match.group(1), summaries)
+        except ValueError as error:
+            raise ValueError(f"{where}: {{{{ {match.group(1)} }}}}: {error}") from None
+
+    return PLACEHOLDER.sub(one, template)
+
+
+def typed_numbers(template: str) -> list[str]:
+    """The decimal numbers of ``template`` written outside placeholders and code."""
+    bare = CODE.sub("", PLACEHOLDER.sub("", template))
+    return DECIMAL.findall(bare)
+
+
+def render_page(template: Path, summaries: dict[str, dict]) -> str:
+    """The page of ``template``: a notice that it is written, then the filled template."""
+    text = template.read_text()
+    typed = typed_numbers(text)
+    if typed:
+        raise ValueError(
+            f"{template}: decimal numbers typed by hand ({', '.join(typed[:5])}): take them "
+            "from a summary with a placeholder"
+        )
+    notice = f"<!-- written by `make results` from results/pages/{template.name}: edit that -->\n"
+    return notice + fill(text, summaries, str(template))

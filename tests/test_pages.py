@@ -1,0 +1,133 @@
+"""Results pages from templates: placeholders filled from summaries, typed numbers refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.pages import fill, lookup, render_page, typed_numbers
+
+SUMMARY = {
+    "config": {"eps_grid": [1e-4, 1e-6, 1e-8], "seeds": 10},
+    "rows": [
+        {"family": 0, "method": "greedy-local", "verdict": "exponential",
+         "c": [0.01634, [0.01391, 0.01862]], "p": [3.1, [2.9, 3.3]],
+         "n_eps": [1.0, 32.0, None], "steps": 3000},
+        {"family": 0, "method": "fixed-step", "verdict": "power",
+         "c": [0.002, [0.001, 0.003]], "p": [1.943, [1.912, 1.961]],
+         "n_eps": [4.0, None, None], "steps": 3000},
+        {"family": 1, "method": "greedy-local", "error": "too few points", "n_eps": [1.0, 2.0, 3.0],
+         "steps": 40},
+    ],
+}  # fmt: skip
+SUMMARY["families"] = [{"spec": {"samples": 50, "dim": 10}}, {"spec": {"samples": 5, "dim": 10}}]
+SUMMARIES = {"sims-rates": SUMMARY}
+
+
+def test_paths_pick_keys_indices_and_list_elements_by_their_fields():
+    assert lookup(SUMMARY, "config/seeds") == 10
+    assert lookup(SUMMARY, "rows/family=0,method=fixed-step/p/1/0") == 1.912
+    assert lookup(SUMMARY, "rows/2/steps") == 40
+    with pytest.raises(ValueError, match="2 elements with family=0"):
+        lookup(SUMMARY, "rows/family=0/verdict")
+    with pytest.raises(ValueError, match="no 'config/missing': at 'missing'"):
+        lookup(SUMMARY, "config/missing")
+
+
+def test_placeholders_are_filled_with_values_and_views():
+    text = (
+        "{{ sims-rates config/seeds }} seeds; c = {{ sims-rates rows/0/c/0 .2f }}; "
+        "{{ sims-rates rate 0 greedy-local }}; {{ sims-rates rate 0 fixed-step }}; "
+        "{{ sims-rates rate 1 greedy-local }}; needed {{ sims-rates needed 0 greedy-local }}, "
+        "{{ sims-rates needed 0 fixed-step 1e-4 }}"
+    )
+    assert fill(text, SUMMARIES, "page.md") == (
+        "10 seeds; c = 0.02; exponential, c = 0.0163 [0.0139, 0.0186]; "
+        "power, p = 1.94 [1.91, 1.96]; no fit; needed 1 / 32 / > 3000, 4"
+    )
+
+
+def test_counts_and_spans_over_families():
+    text = (
+        "{{ sims-rates count greedy-local exponential }} of {{ sims-rates count greedy-local any }}"
+        ", {{ sims-rates count greedy-local any samples=5 }} with m = 5; "
+        "{{ sims-rates span greedy-local c exponential dim=10 }}; "
+        "{{ sims-rates span fixed-step p any }}"
+    )
+    assert fill(text, SUMMARIES, "p.md") == "1 of 2, 1 with m = 5; 0.016 to 0.016; 1.9 to 1.9"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{ sims-other config/seeds }}", "no summary sims-other.json"),
+        ("{{ sims-rates }}", "a placeholder is"),
+        ("{{ sims-rates config/seeds .2f x }}", "one FORMAT at most"),
+        ("{{ sims-rates needed 0 greedy-local 1e-5 }}", "not in the run's eps grid"),
+        ("{{ sims-rates rate 0 }}", "view rate: wrong arguments"),
+        ("{{ sims-rates span greedy-local q any }}", "SYMBOL is c or p"),
+        ("{{ sims-rates span fixed-step c exponential }}", "no family where fixed-step's"),
+        ("{{ sims-rates count omp power colour=red }}", "no field 'colour'"),
+        ("{{ sims-rates config/seeds .2q }}", "Unknown format code"),
+    ],
+)
+def test_bad_placeholders_are_named(text, message):
+    with pytest.raises(ValueError, match=message) as error:
+        fill(f"before {text} after", SUMMARIES, "results/pages/x.md")
+    assert "results/pages/x.md" in str(error.value)
+
+
+def test_only_decimals_outside_placeholders_and_code_count_as_typed():
+    text = (
+        "Statement 4 and n^-2, 10 seeds, eps 1e-6; `--flops 0.5` and\n"
+        "```sh\nrun --keep 0.775\n```\n"
+        "{{ sims-rates rows/0/c/0 .4f }} but 0.0163 and 1.5 typed."
+    )
+    assert typed_numbers(text) == ["0.0163", "1.5"]
+
+
+def test_a_page_says_it_is_written_and_refuses_typed_numbers(tmp_path):
+    template = tmp_path / "rates.md"
+    template.write_text("# Rates\n\n{{ sims-rates rate 0 greedy-local }}\n")
+    page = render_page(template, SUMMARIES)
+    assert page.startswith("<!-- written by `make results` from results/pages/rates.md")
+    assert page.endswith("# Rates\n\nexponential, c = 0.0163 [0.0139, 0.0186]\n")
+    template.write_text("c = 0.0163\n")
+    with pytest.raises(ValueError, match=r"rates\.md: decimal numbers typed by hand \(0\.0163\)"):
+        render_page(template, SUMMARIES)
+
+
+def test_above_bound_compares_each_instance_with_statement_4_at_the_upper_margin():
+    summary = {
+        "families": [{"spec": {"samples": 5}}, {"spec": {"samples": 50}}],
+        "instances": [
+            {"family": 0, "c": 0.2, "x_hi": 1e-3},  # bound -log(1 - 1e-3) = 1.0005e-3: 200x
+            {"family": 0, "c": 0.05, "x_hi": 1e-3},  # 50x
+            {"family": 1, "c": 3.0, "x_hi": 1e-4},  # 30,000x
+            {"family": 1, "c": 0.0, "x_hi": 1e-4},  # no positive fit: left out
+            {"family": 1, "c": 1.0, "x_hi": 0.0},  # r = 0: left out
+        ],
+    }
+    assert fill("{{ s above-bound }}", {"s": summary}, "p.md") == (
+        "50 times (median 200 times), 3 instances"
+    )
+    assert fill("{{ s above-bound samples=5 }}", {"s": summary}, "p.md") == (
+        "50 times (median 120 times), 2 instances"
+    )
+
+
+def test_comparison_cells_and_tables():
+    seeds = {"rows": {
+        "omp": {"accuracy": {"mean": 0.9513, "std": 0.0104, "values": [0.94, 0.95, 0.96]},
+                "flops": {"mean": 0.5, "std": 0.0, "values": [0.5]}},
+        "omp+refit": {"accuracy": {"mean": 0.96, "std": 0.0, "values": [0.96, 0.96]},
+                      "flops": {"mean": 0.4998, "std": 0.0, "values": [0.4998]}},
+    }}  # fmt: skip
+    one = {"rows": {"omp": {"agreement": 0.075, "kl": 1.8889}}}
+    summaries = {"m": seeds, "e": one}
+    assert fill("{{ m cell omp accuracy }}; {{ m cell omp flops }}; {{ e cell omp kl }}",
+                summaries, "p.md") == "0.951 +- 0.010; 0.500; 1.889"  # fmt: skip
+    assert fill("{{ m table accuracy,flops omp+refit }}", summaries, "p.md") == (
+        "| method | accuracy | flops |\n| --- | --- | --- |\n| omp+refit | 0.960 +- 0.000 | 0.500 |"
+    )
+    with pytest.raises(ValueError, match="no 'rows/tp-taylor/kl'"):
+        fill("{{ e table kl omp,tp-taylor }}", summaries, "p.md")
