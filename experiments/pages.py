@@ -1,12 +1,14 @@
 """Results pages written from templates whose numbers come from the committed summaries.
 
-A template (``results/pages/NAME.md``) is Markdown whose measured numbers are placeholders,
-filled from ``results/summaries/STEM.json`` into ``docs/results/NAME.md`` by ``make results``:
+A template (``results/pages/PATH.md``) is Markdown whose measured numbers are placeholders,
+filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make results``:
 
 - ``{{ STEM PATH [FORMAT] }}``: the value at PATH in summary STEM; PATH's parts are separated
-  by ``/``, each a key, a list index, or ``FIELD=VALUE[,FIELD=VALUE]`` picking the one element
-  of a list with those fields (``rows/family=0,method=omp/c/0``); FORMAT a Python format spec
-  (default ``.3g`` for a float);
+  by ``/``, each a key, a list index, ``FIELD=VALUE[,FIELD=VALUE]`` picking the one element
+  of a list with those fields (``rows/family=0,method=omp/c/0``), or ``*``: every element (the
+  path then gives a list); FORMAT a Python format spec (default ``.3g`` for a float);
+- ``{{ STEM sum|len|mean|range PATH [FORMAT] }}``: the sum, number, mean, or smallest and
+  largest (``0.08 to 0.15``) of the numbers at PATH (one, or a list, or lists of them);
 - ``{{ STEM rate FAMILY METHOD }}``: a simulation's fitted rate in words: its verdict and the
   rate that goes with it (``exponential, c = 0.0163 [0.0139, 0.0186]``);
 - ``{{ STEM needed FAMILY METHOD [EPS ...] }}``: the neurons a simulation's selector needed for
@@ -23,7 +25,9 @@ filled from ``results/summaries/STEM.json`` into ``docs/results/NAME.md`` by ``m
 - ``{{ STEM cell METHOD METRIC }}``: a comparison's METRIC for METHOD's row, ``0.956 +- 0.010``
   (mean +- standard deviation over seeds where the row has several, 3 decimals);
 - ``{{ STEM table METRIC[,METRIC...] [METHOD,...] }}``: those columns of a comparison's rows
-  (all rows, or the methods named) as a Markdown table.
+  (all rows, or the methods named) as a Markdown table;
+- ``{{ STEM mlp-table METRIC METRIC }}``: a deep run's families (rows) against its methods
+  (columns), each cell the two metrics' means over seeds, ``0.75 / 0.56``.
 
 A decimal number written in a template outside a placeholder or code is refused
 (:func:`typed_numbers`): every measured number on a results page comes from a summary.
@@ -31,9 +35,11 @@ A decimal number written in a template outside a placeholder or code is refused
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +65,55 @@ def _part(value: Any, part: str) -> Any:
     raise KeyError(f"{part} below a {type(value).__name__}")
 
 
+def _walk(value: Any, parts: list[str], path: str) -> Any:
+    if not parts:
+        return value
+    part, rest = parts[0], parts[1:]
+    if part == "*":
+        items = value.values() if isinstance(value, dict) else value
+        if not isinstance(items, list) and not isinstance(value, dict):
+            raise ValueError(f"no {path!r}: '*' below a {type(value).__name__}")
+        return [_walk(item, rest, path) for item in items]
+    try:
+        return _walk(_part(value, part), rest, path)
+    except (KeyError, IndexError, ValueError) as error:
+        if str(error).startswith("no "):
+            raise
+        raise ValueError(f"no {path!r}: at {part!r}: {error}") from None
+
+
 def lookup(summary: dict, path: str) -> Any:
-    """The value at ``path`` (``a/b/0/FIELD=VALUE/c``) in ``summary``."""
-    value: Any = summary
-    for part in path.split("/"):
-        try:
-            value = _part(value, part)
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"no {path!r}: at {part!r}: {error}") from None
-    return value
+    """The value at ``path`` (``a/b/0/FIELD=VALUE/c``; ``*`` for every element) in
+    ``summary``."""
+    return _walk(summary, path.split("/"), path)
+
+
+def _numbers(value: Any) -> list[float]:
+    """Every number in ``value`` (a number, or nested lists of them); None left out."""
+    if isinstance(value, list):
+        return [number for item in value for number in _numbers(item)]
+    if value is None:
+        return []
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    return [float(value)]
+
+
+def _aggregate(kind: str) -> Callable[..., str]:
+    def view(summary: dict, path: str, spec: str = ".3g") -> str:
+        values = _numbers(lookup(summary, path))
+        if kind == "len":
+            return str(len(values))
+        if not values:
+            raise ValueError(f"no numbers at {path!r}")
+        if kind == "range":
+            return f"{format(min(values), spec)} to {format(max(values), spec)}"
+        total = math.fsum(values)
+        if kind == "sum":
+            return format(total, spec) if total != int(total) else str(int(total))
+        return format(total / len(values), spec)
+
+    return view
 
 
 def _shown(value: Any, spec: str | None = None) -> str:
@@ -173,9 +219,23 @@ def _table(summary: dict, metrics: str, methods: str = "") -> str:
     return "\n".join(lines)
 
 
+def _mlp_table(summary: dict, first: str, second: str) -> str:
+    methods = summary["config"]["methods"]
+    lines = ["| MLP family | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
+    for entry in summary["families"]:
+        means = {
+            m: [statistics.fmean(_numbers(entry["methods"][m][k])) for k in (first, second)]
+            for m in methods
+        }
+        cells = [f"{means[m][0]:.2f} / {means[m][1]:.2f}" for m in methods]
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 VIEWS = {
     "rate": _rate, "needed": _needed, "count": _count, "span": _span, "above-bound": _above_bound,
-    "cell": _cell, "table": _table,
+    "cell": _cell, "table": _table, "mlp-table": _mlp_table,
+    **{kind: _aggregate(kind) for kind in ("sum", "len", "mean", "range")},
 }  # fmt: skip
 
 
@@ -188,10 +248,12 @@ def placeholder(text: str, summaries: dict[str, dict]) -> str:
     if stem not in summaries:
         raise ValueError(f"no summary {stem}.json")
     if what in VIEWS:
+        view = VIEWS[what]
         try:
-            return VIEWS[what](summaries[stem], *rest)
+            inspect.signature(view).bind(summaries[stem], *rest)
         except TypeError:
             raise ValueError(f"view {what}: wrong arguments {rest} (experiments.pages)") from None
+        return view(summaries[stem], *rest)
     if len(rest) > 1:
         raise ValueError("a value takes one FORMAT at most")
     try:
@@ -219,8 +281,9 @@ def typed_numbers(template: str) -> list[str]:
     return DECIMAL.findall(bare)
 
 
-def render_page(template: Path, summaries: dict[str, dict]) -> str:
-    """The page of ``template``: a notice that it is written, then the filled template."""
+def render_page(template: Path, summaries: dict[str, dict], where: str | None = None) -> str:
+    """The page of ``template`` (``where``: its path under results/pages/, default its name):
+    a notice that it is written, then the filled template."""
     text = template.read_text()
     typed = typed_numbers(text)
     if typed:
@@ -228,5 +291,6 @@ def render_page(template: Path, summaries: dict[str, dict]) -> str:
             f"{template}: decimal numbers typed by hand ({', '.join(typed[:5])}): take them "
             "from a summary with a placeholder"
         )
-    notice = f"<!-- written by `make results` from results/pages/{template.name}: edit that -->\n"
+    source = f"results/pages/{where or template.name}"
+    notice = f"<!-- written by `make results` from {source}: edit that -->\n"
     return notice + fill(text, summaries, str(template))

@@ -25,10 +25,11 @@ from sims.report import markdown as sims_report
 from sims.schema import flag, keys
 
 SUMMARIES = Path("results/summaries")
-TEMPLATES = Path("results/pages")
-DOCS = Path("docs/results")
-STORED = "stored.md"
+TEMPLATES = Path("results/pages")  # mirrors docs/: results/pages/X/Y.md is written to docs/X/Y.md
+DOCS = Path("docs")
+STORED = "results/stored.md"
 FIGURES = Path("figures")
+DECAY_KEPT = 8  # decay figures committed per run, at most (see _simulations)
 HEAD = """# Stored results
 
 Written by `make results` (`python -m experiments results`) from the summaries committed in
@@ -93,13 +94,18 @@ def _read(file: Path) -> dict:
         raise ValueError(f"{file} cannot be read as JSON: {error}") from None
 
 
-def _simulations(folder: Path) -> list[tuple[dict, dict]]:
-    """(summary, its figures by stem: :func:`sims.plots.planned`) of every simulation's
-    summary in ``folder``."""
+def simulations(folder: Path) -> list[tuple[dict, dict]]:
+    """(summary, its committed figures by stem) of every simulation's summary in ``folder``:
+    every figure of :func:`sims.plots.planned` (or the deep run's), but of a run with more
+    than DECAY_KEPT families only the first family's decay figure (``python -m sims plot
+    SUMMARY.json`` draws the others)."""
     found = []
     for summary in map(_read, sorted(Path(folder).glob("*.json"))):
         if summary.get("kind") in sims_summary.KINDS:
             plan = planned(summary) if summary["kind"] == "sims" else planned_deep(summary)
+            decay = [stem for stem in plan if stem.startswith("decay_f")]
+            if len(decay) > DECAY_KEPT:
+                plan = {k: v for k, v in plan.items() if k not in decay[1:]}
             found.append((summary, plan))
     return found
 
@@ -109,7 +115,7 @@ def draw(folder: Path = SUMMARIES, figures: Path = FIGURES) -> list[Path]:
     and no other figure there (a figure of an earlier run that its summary no longer gives
     is removed)."""
     paths = []
-    for summary, plan in _simulations(folder):
+    for summary, plan in simulations(folder):
         out = figures / summary["config"]["name"]
         for old in [*out.glob("*.png"), *out.glob("*.pdf")]:
             if old.stem not in plan:
@@ -131,14 +137,16 @@ def render(folder: Path = SUMMARIES) -> str:
 
 
 def pages(folder: Path = SUMMARIES, templates: Path = TEMPLATES) -> dict[str, str]:
-    """Every results page by file name: the stored results (:func:`render`) and one page per
-    template in ``templates`` (:func:`experiments.pages.render_page`)."""
+    """Every written page by its path under the docs folder: the stored results
+    (:func:`render`) and one page per template under ``templates``, at the same relative path
+    (:func:`experiments.pages.render_page`)."""
     summaries = {file.stem: _read(file) for file in sorted(Path(folder).glob("*.json"))}
     out = {STORED: render(folder)}
-    for template in sorted(Path(templates).glob("*.md")):
-        if template.name == STORED:
+    for template in sorted(Path(templates).rglob("*.md")):
+        where = template.relative_to(templates).as_posix()
+        if where == STORED:
             raise ValueError(f"{template}: {STORED} is written from the summaries alone")
-        out[template.name] = render_page(template, summaries)
+        out[where] = render_page(template, summaries, where)
     return out
 
 
@@ -146,8 +154,8 @@ def check(
     folder: Path = SUMMARIES, docs: Path = DOCS, figures: Path = FIGURES,
     templates: Path = TEMPLATES,
 ) -> None:  # fmt: skip
-    """A clear error unless every page in ``docs`` is what the summaries and templates give
-    and every figure of the summaries is in ``figures``."""
+    """A clear error unless every page in ``docs`` is what the summaries and templates give,
+    every figure of the summaries is in ``figures``, and nothing else is there."""
     for name, text in pages(folder, templates).items():
         page = Path(docs) / name
         if not page.is_file() or page.read_text() != text:
@@ -155,8 +163,17 @@ def check(
                 f"{page} is not what the summaries in {folder} give: run `make results` and "
                 "commit the page"
             )
-    for summary, plan in _simulations(folder):
+    drawn = set()
+    for summary, plan in simulations(folder):
         out = figures / summary["config"]["name"]
+        drawn.add(out.name)
         missing = [stem for stem in plan if not (out / f"{stem}.png").is_file()]
         if missing:
             raise ValueError(f"{out} lacks {', '.join(missing)}: run `make results`")
+    if Path(figures).is_dir():
+        stray = sorted(d.name for d in Path(figures).iterdir() if d.name not in drawn)
+        if stray:
+            raise ValueError(
+                f"{figures}/{', '.join(stray)}: figures that no summary gives; store their "
+                "run's summary in results/summaries/, or delete them"
+            )

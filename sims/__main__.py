@@ -33,7 +33,7 @@ from sims.runner import run
 from sims.schema import add_flags, flag, given, keys, reference
 from sims.spectrum import report as spectrum_report
 from sims.store import atomic_write, check_folder, read_config
-from sims.summary import dumps, summarize
+from sims.summary import dumps, read, summarize
 from theory.selectors import SELECTORS
 
 # The configurations whose fields are flags: the experiment's as --FIELD, the families' as
@@ -117,7 +117,8 @@ def parser() -> argparse.ArgumentParser:
                 ("summary", "write a run's summary: what its report and figures show"))  # fmt: skip
     for name, text in commands:
         p = sub.add_parser(name, help=text)
-        p.add_argument("run_dir", type=Path, help="a run folder of `run`")
+        where = "a run folder of `run`" + (", or its summary file" if name == "plot" else "")
+        p.add_argument("run_dir", type=Path, help=where)
         if name == "summary":
             p.add_argument("--out", type=Path, required=True,
                            help="the JSON file (results/summaries/NAME.json: kept)")  # fmt: skip
@@ -172,13 +173,14 @@ def _is_deep(run_dir: Path) -> bool:
 
 
 def _plot(run_dir: Path, figures: Path) -> None:
-    """Figures of run_dir into figures/NAME (NAME: the configuration's name)."""
-    if _is_deep(run_dir):
-        summary = summarize_deep(run_dir)
-        paths = deep_figure(summary, figures / summary["config"]["name"])
+    """Figures of a run folder, or of a summary file of one, into figures/NAME (NAME: the
+    configuration's name)."""
+    if run_dir.is_file():
+        summary = read(run_dir)
     else:
-        summary = summarize(run_dir)
-        paths = plot_run(summary, figures / summary["config"]["name"])
+        summary = summarize_deep(run_dir) if _is_deep(run_dir) else summarize(run_dir)
+    draw = deep_figure if summary["kind"] == "sims-deep" else plot_run
+    paths = draw(summary, figures / summary["config"]["name"])
     for path in paths:
         print(f"figure: {path}")
 

@@ -131,3 +131,33 @@ def test_comparison_cells_and_tables():
     )
     with pytest.raises(ValueError, match="no 'rows/tp-taylor/kl'"):
         fill("{{ e table kl omp,tp-taylor }}", summaries, "p.md")
+
+
+def test_aggregates_over_wildcard_paths_and_the_mlp_table():
+    deep = {
+        "config": {"methods": ["greedy-local", "global-imitation"]},
+        "families": [
+            {"label": "3-layer", "methods": {
+                "greedy-local": {"agreement": [0.6, 0.7], "change": [0.7, 0.6], "fewer": 0},
+                "global-imitation": {"agreement": [0.8, 0.7], "change": [0.5, 0.6], "fewer": 2},
+            }},
+            {"label": "4-layer", "methods": {
+                "greedy-local": {"agreement": [0.4, 0.4], "change": [0.8, 0.8], "fewer": 0},
+                "global-imitation": {"agreement": [0.6, 0.5], "change": [0.6, None], "fewer": 1},
+            }},
+        ],
+    }  # fmt: skip
+    text = (
+        "{{ d sum families/*/methods/global-imitation/fewer }} of "
+        "{{ d len families/*/methods/greedy-local/agreement/* }}; "
+        "{{ d mean families/*/methods/greedy-local/agreement .3f }}; "
+        "{{ d range families/*/methods/*/change .1f }}; "
+        "{{ d len families/1/methods/global-imitation/change }}"
+    )
+    assert fill(text, {"d": deep}, "p.md") == "3 of 4; 0.525; 0.5 to 0.8; 1"
+    assert fill("{{ d mlp-table agreement change }}", {"d": deep}, "p.md") == (
+        "| MLP family | greedy-local | global-imitation |\n| --- | --- | --- |\n"
+        "| 3-layer | 0.65 / 0.65 | 0.75 / 0.55 |\n| 4-layer | 0.40 / 0.80 | 0.55 / 0.60 |"
+    )
+    with pytest.raises(ValueError, match="'3-layer' is not a number"):
+        fill("{{ d sum families/*/label }}", {"d": deep}, "p.md")

@@ -37,11 +37,11 @@ def _copy(tmp_path: Path) -> tuple[Path, Path, Path]:
     tmp_path."""
     folder, templates, docs = tmp_path / "summaries", tmp_path / "pages", tmp_path / "docs"
     shutil.copytree(ROOT / results.SUMMARIES, folder)
-    templates.mkdir()
-    (templates / "simulations.md").write_text(
+    (templates / "results").mkdir(parents=True)
+    (templates / "results" / "simulations.md").write_text(
         "# Quick\n\nWith m = 4: {{ sims-quick rate 0 greedy-local }}.\n"
     )
-    docs.mkdir()
+    (docs / "results").mkdir(parents=True)
     for name, text in pages(folder, templates).items():
         (docs / name).write_text(text)
     return folder, templates, docs
@@ -58,7 +58,7 @@ def test_a_changed_summary_page_or_template_fails_the_check(tmp_path):
     with pytest.raises(ValueError, match=r"stored\.md is not what the summaries .* give"):
         check(folder, docs, figures, templates)
     folder, templates, docs = _copy(tmp_path / "again")
-    page = docs / "simulations.md"
+    page = docs / "results" / "simulations.md"
     page.write_text(page.read_text().replace("exponential", "power", 1))  # a hand edit
     with pytest.raises(ValueError, match=r"simulations\.md is not what the summaries"):
         check(folder, docs, figures, templates)
@@ -69,13 +69,13 @@ def test_a_changed_summary_page_or_template_fails_the_check(tmp_path):
 
 def test_a_number_typed_into_a_template_is_refused(tmp_path):
     folder, templates, _ = _copy(tmp_path)
-    template = templates / "simulations.md"
+    template = templates / "results" / "simulations.md"
     written = template.read_text()
     template.write_text(written + "\nThe rate is 0.0163 per neuron.\n")
     with pytest.raises(ValueError, match=r"decimal numbers typed by hand \(0\.0163\)"):
         pages(folder, templates)
     template.write_text(written)
-    (templates / results.STORED).write_text("# mine\n")
+    (templates / results.STORED).write_text("# mine\n")  # results/stored.md
     with pytest.raises(ValueError, match="written from the summaries alone"):
         pages(folder, templates)
 
@@ -120,7 +120,7 @@ def test_results_draw_the_simulations_figures_and_remove_stale_ones(tmp_path):
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
     docs, templates = tmp_path / "docs", tmp_path / "pages"
-    docs.mkdir()
+    (docs / "results").mkdir(parents=True)
     templates.mkdir()
     (docs / results.STORED).write_text(render(folder))
     with pytest.raises(ValueError, match="lacks decay_f000, decay_f001"):
@@ -130,3 +130,18 @@ def test_results_draw_the_simulations_figures_and_remove_stale_ones(tmp_path):
     check(folder, docs, tmp_path / "figures", templates)
     committed = ROOT / results.FIGURES / "quick"
     assert sorted(p.name for p in paths) == sorted(p.name for p in committed.iterdir())
+    (tmp_path / "figures" / "by-hand").mkdir()
+    with pytest.raises(ValueError, match="figures/by-hand: figures that no summary gives"):
+        check(folder, docs, tmp_path / "figures", templates)
+
+
+def test_a_run_of_many_families_commits_one_decay_figure(tmp_path):
+    folder = tmp_path / "summaries"
+    folder.mkdir()
+    shutil.copy(ROOT / results.SUMMARIES / "sims-regimes.json", folder)
+    shutil.copy(ROOT / results.SUMMARIES / "sims-quick.json", folder)
+    (_, every), (regimes, kept) = results.simulations(folder)  # file-name order: quick first
+    assert len(regimes["families"]) > results.DECAY_KEPT
+    assert [s for s in kept if s.startswith("decay_")] == ["decay_f000"]
+    assert {"rate_vs_margin", "regime_map_greedy-local"} <= set(kept)
+    assert [s for s in every if s.startswith("decay_")] == [f"decay_f00{f}" for f in range(3)]

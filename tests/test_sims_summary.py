@@ -91,3 +91,13 @@ def test_summary_command_writes_the_file_and_names_bad_input(run_dir, tmp_path, 
     other.write_text('{"experiment": "mnist-compare"}')
     with pytest.raises(ValueError, match="not the summary of a simulation run"):
         read(other)
+
+
+def test_plot_draws_a_stored_summary_file(run_dir, tmp_path, capsys):
+    path = tmp_path / "tiny.json"
+    path.write_text(dumps(summarize(run_dir)))
+    assert main(["plot", str(path), "--figures", str(tmp_path / "fig")]) == 0
+    drawn = sorted(p.name for p in (tmp_path / "fig" / "tiny").iterdir())
+    stems = planned(read(path))
+    assert drawn == sorted(f"{stem}.{ext}" for stem in stems for ext in ("png", "pdf"))
+    assert capsys.readouterr().out.count("figure: ") == len(drawn)
