@@ -21,7 +21,7 @@ filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make resu
 - ``{{ STEM above-bound [FIELD=VALUE,...] }}``: over a simulation's instances (of those
   families) with a positive fitted greedy-local c, the least and the median ratio of c to
   statement 4's guaranteed rate -log(1 - r^2/D^2) taken at the upper end of r's bracket,
-  ``83 times (median 840 times), 180 instances``;
+  ``83 times (median 840 times; 180 instances)``;
 - ``{{ STEM cell METHOD METRIC }}``: a comparison's METRIC for METHOD's row, ``0.956 +- 0.010``
   (mean +- standard deviation over seeds where the row has several, 3 decimals);
 - ``{{ STEM table METRIC[,METRIC...] [METHOD,...] }}``: those columns of a comparison's rows
@@ -191,7 +191,7 @@ def _above_bound(summary: dict, where: str = "") -> str:
     if not ratios:
         raise ValueError("no instance with a positive fitted c and r > 0")
     least, median = _round(min(ratios)), _round(statistics.median(ratios))
-    return f"{least} times (median {median} times), {len(ratios)} instances"
+    return f"{least} times (median {median} times; {len(ratios)} instances)"
 
 
 def _round(value: float) -> str:

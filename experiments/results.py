@@ -45,7 +45,7 @@ def command(name: str, config: dict) -> str:
     from the declared defaults, as flags."""
     parts = ["python -m experiments run", name]
     for key in keys(EXPERIMENTS[name].config):
-        if key.name not in config or key.name == "name":
+        if key.name not in config:
             continue
         value = config[key.name]
         default = key.default if key.default is not dataclasses.MISSING else None

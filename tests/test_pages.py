@@ -108,10 +108,10 @@ def test_above_bound_compares_each_instance_with_statement_4_at_the_upper_margin
         ],
     }
     assert fill("{{ s above-bound }}", {"s": summary}, "p.md") == (
-        "50 times (median 200 times), 3 instances"
+        "50 times (median 200 times; 3 instances)"
     )
     assert fill("{{ s above-bound samples=5 }}", {"s": summary}, "p.md") == (
-        "50 times (median 120 times), 2 instances"
+        "50 times (median 120 times; 2 instances)"
     )
 
 
