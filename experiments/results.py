@@ -3,11 +3,13 @@
 Every ``results/summaries/*.json`` is a run folder's summary (its configuration, commit,
 versions and machine inside): an experiment's summary.json, or a simulation's
 (``python -m sims summary RUN_DIR --out FILE``, :mod:`sims.summary`). :func:`render` turns them
-into one Markdown page, a section per summary: where and when it was made, the command that
-makes it again, and its table (each experiment's ``markdown``, a simulation's report);
-:func:`draw` draws every simulation's figures into ``figures/NAME/``. ``python -m experiments
-results`` writes both; ``--check`` (run by the tests) fails when the committed page is not
-what the summaries give, or a figure they give is missing.
+into the stored results page, a section per summary: where and when it was made, the command
+that makes it again, and its table (each experiment's ``markdown``, a simulation's report);
+:func:`pages` adds every page of the templates in ``results/pages/`` (its numbers filled from
+the summaries, :mod:`experiments.pages`); :func:`draw` draws every simulation's figures into
+``figures/NAME/``. ``python -m experiments results`` writes them all; ``--check`` (run by the
+tests) fails when a committed page is not what the summaries give, a figure they give is
+missing, or ``figures/`` holds one that none gives.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ TEMPLATES = Path("results/pages")  # mirrors docs/: results/pages/X/Y.md is writ
 DOCS = Path("docs")
 STORED = "results/stored.md"
 FIGURES = Path("figures")
-DECAY_KEPT = 8  # decay figures committed per run, at most (see _simulations)
+DECAY_KEPT = 8  # decay figures committed per run, at most (see simulations)
 HEAD = """# Stored results
 
 Written by `make results` (`python -m experiments results`) from the summaries committed in
