@@ -27,7 +27,11 @@ filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make resu
 - ``{{ STEM table METRIC[,METRIC...] [METHOD,...] }}``: those columns of a comparison's rows
   (all rows, or the methods named) as a Markdown table;
 - ``{{ STEM mlp-table METRIC METRIC }}``: a deep run's families (rows) against its methods
-  (columns), each cell the two metrics' means over seeds, ``0.75 / 0.56``.
+  (columns), each cell the two metrics' means over seeds, ``0.75 / 0.56``;
+- ``{{ STEM explain KEY HOLDOUT FEATURE[+FEATURE...] }}``: the held-out R^2 of those spectrum
+  and geometry features for greedy-local's decay (:mod:`sims.spectrum`), fitted on a
+  simulation's instances without HOLDOUT (FIELD=VALUE) and scored on those with it, from the
+  instance table KEY (``at50``, ``eps1e-06``) of its summary, ``0.69``.
 
 A decimal number written in a template outside a placeholder or code is refused
 (:func:`typed_numbers`): every measured number on a results page comes from a summary.
@@ -42,6 +46,8 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from sims.spectrum import explain, held_out
 
 PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
@@ -232,9 +238,16 @@ def _mlp_table(summary: dict, first: str, second: str) -> str:
     return "\n".join(lines)
 
 
+def _explain(summary: dict, key: str, holdout: str, features: str) -> str:
+    found = lookup(summary, f"explain/{key}")
+    table, names = found["table"], tuple(features.split("+"))
+    target = "decades" if "decades" in table[0] else "log_n_eps"
+    return f"{explain(table, names, ~held_out(table, holdout), target).test_r2:.2f}"
+
+
 VIEWS = {
     "rate": _rate, "needed": _needed, "count": _count, "span": _span, "above-bound": _above_bound,
-    "cell": _cell, "table": _table, "mlp-table": _mlp_table,
+    "cell": _cell, "table": _table, "mlp-table": _mlp_table, "explain": _explain,
     **{kind: _aggregate(kind) for kind in ("sum", "len", "mean", "range")},
 }  # fmt: skip
 

@@ -32,8 +32,9 @@ from sims.report import markdown
 from sims.runner import run
 from sims.schema import add_flags, flag, given, keys, reference
 from sims.spectrum import report as spectrum_report
+from sims.spectrum import report_table as spectrum_report_table
 from sims.store import atomic_write, check_folder, read_config
-from sims.summary import dumps, read, summarize
+from sims.summary import EXPLAINED, dumps, read, summarize
 from theory.selectors import SELECTORS
 
 # The configurations whose fields are flags: the experiment's as --FIELD, the families' as
@@ -102,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=("toml", "json"), default="toml", help="file format")
     _configuration_flags(show)
     explain = sub.add_parser("explain", help="spectrum summaries against decay, held-out test")
-    explain.add_argument("run_dir", type=Path, help="a run folder of `run`")
+    explain.add_argument("run_dir", type=Path,
+                         help="a run folder of `run`, or its summary file")  # fmt: skip
     explain.add_argument(
         "--method", default="greedy-local", choices=tuple(SELECTORS), metavar="METHOD",
         help="the selector whose decay is explained (default: greedy-local)",
@@ -185,6 +187,23 @@ def _plot(run_dir: Path, figures: Path) -> None:
         print(f"figure: {path}")
 
 
+def _explain_summary(args: argparse.Namespace) -> str:
+    """``explain`` of a summary file: from the instance tables it keeps (:data:`EXPLAINED`)."""
+    summary = read(args.run_dir)
+    kept = {(at if eps is None else None, eps): key for key, (at, eps) in EXPLAINED.items()}
+    key = kept.get((args.at if args.eps is None else None, args.eps))
+    tables = summary.get("explain", {})
+    if args.method != "greedy-local" or key not in tables:
+        have = ", ".join(tables) or "none"
+        raise ValueError(
+            f"{args.run_dir} keeps greedy-local's instance tables {have} (at50: --at 50, "
+            "eps1e-06: --eps 1e-6); explain the run folder for others"
+        )
+    found = tables[key]
+    return spectrum_report_table(found["table"], found["censored"], args.method, args.at,
+                                 args.holdout, args.eps)  # fmt: skip
+
+
 def _report(run_dir: Path) -> None:
     """Print the report of run_dir; also written to run_dir/report.md."""
     if _is_deep(run_dir):
@@ -219,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = summarize_deep(args.run_dir) if deep else summarize(args.run_dir)
             atomic_write(args.out, dumps(summary))
             print(f"summary: {args.out}")
+        elif args.command == "explain" and args.run_dir.is_file():
+            print(_explain_summary(args))
         elif args.command == "explain":
             print(spectrum_report(args.run_dir, args.method, args.at, args.holdout, args.eps))
         else:

@@ -150,6 +150,17 @@ def instance_table(
     return table, censored
 
 
+FEATURE_SETS = [(f,) for f in FEATURES + GEOMETRY] + [FEATURES, FEATURES + GEOMETRY]
+
+
+def held_out(table: list[dict], holdout: str) -> np.ndarray:
+    """bool (R,): the rows of ``table`` with ``holdout`` (FIELD=VALUE), the test set."""
+    field_name, _, value = holdout.partition("=")
+    if field_name not in table[0]:
+        raise ValueError(f"unknown field {field_name!r} in holdout; fields: {', '.join(table[0])}")
+    return np.array([str(row[field_name]) == value for row in table])
+
+
 def report(
     run_dir: Path,
     method: str = "greedy-local",
@@ -159,18 +170,30 @@ def report(
 ) -> str:
     """Markdown: each feature set fitted on the instances without ``holdout`` (FIELD=VALUE),
     scored on those with it; the target is decades at n = at, or log10 n_eps with ``eps``."""
-    field_name, _, value = holdout.partition("=")
     table, censored = instance_table(run_dir, method, at, eps)
+    return report_table(table, censored, method, at, holdout, eps)
+
+
+def report_table(
+    table: list[dict],
+    censored: list[dict],
+    method: str = "greedy-local",
+    at: int = 50,
+    holdout: str = "activation=tanh",
+    eps: float | None = None,
+) -> str:
+    """:func:`report` of an instance table (:func:`instance_table`), as a run's summary keeps
+    it."""
     target = "decades" if eps is None else "log_n_eps"
-    if field_name not in table[0]:
-        raise ValueError(f"unknown field {field_name!r} in holdout; fields: {', '.join(table[0])}")
-    held = np.array([str(row[field_name]) == value for row in table])
-    held_out = sum(str(row[field_name]) == value for row in censored)
+    held = held_out(table, holdout)
+    field_name, _, value = holdout.partition("=")
+    held_out_censored = sum(str(row[field_name]) == value for row in censored)
     what = (
         f"decades = log10(h_1 / h_{at})"
         if eps is None
         else f"log10 n_eps, the first n with h / sigma^2 <= {eps:g} (left out, never got "
-        f"there: {len(censored) - held_out} training and {held_out} held-out instances)"
+        f"there: {len(censored) - held_out_censored} training and {held_out_censored} held-out "
+        "instances)"
     )
     lines = [
         f"# Spectrum and geometry against decay: {method}, {what}",
@@ -181,7 +204,7 @@ def report(
         "| features | coefficients (intercept first) | train R^2 | held-out R^2 |",
         "| --- | --- | --- | --- |",
     ]
-    for features in [(f,) for f in FEATURES + GEOMETRY] + [FEATURES, FEATURES + GEOMETRY]:
+    for features in FEATURE_SETS:
         try:
             e = explain(table, features, ~held, target)
         except ValueError as error:

@@ -15,7 +15,10 @@ report and figures as the run it came from. It holds:
 - ``geometry``: per family, the medians over seeds of D, r, sigma^2 and greedy-local's first
   loss, and whether r is exact on every seed;
 - ``instances``: greedy-local's fitted rate c and r^2 / D^2 (both ends of r's bracket) of
-  every instance.
+  every instance;
+- ``explain``: greedy-local's instance tables of :func:`sims.spectrum.instance_table` (each
+  instance's network fields, spectrum and geometry features and target, and the instances
+  left out), by EXPLAINED key: decades at n = 50 (``at50``), log10 n_eps at 1e-6 (``eps1e-06``).
 
 A deep run's summary (kind ``sims-deep``) is :func:`sims.deep_report.summarize_deep`;
 :func:`dumps`, :func:`read` and :func:`command` take both kinds.
@@ -36,9 +39,11 @@ from sims.curves import Curve, RunCurves, family_title, load_curves, quantiles
 from sims.fit import fit_curve, local_rates
 from sims.report import rows
 from sims.schema import flag
+from sims.spectrum import instance_table
 
 DRAWN = 160  # points per summarised curve (evenly and log-spaced together)
 DIGITS = 4  # significant digits of the summarised curves
+EXPLAINED = {"at50": (50, None), "eps1e-06": (50, 1e-6)}  # (at, eps) of sims.spectrum
 KINDS = ("sims", "sims-deep")  # a two-layer run's summary, a deep run's (sims.deep_report)
 
 
@@ -114,6 +119,18 @@ def _instances(run: RunCurves) -> list[dict[str, Any]]:
     return out
 
 
+def _explain(run_dir: Path) -> dict[str, Any]:
+    """The instance tables EXPLAINED keeps of greedy-local (those the run can give)."""
+    tables = {}
+    for key, (at, eps) in EXPLAINED.items():
+        try:
+            table, censored = instance_table(run_dir, "greedy-local", at, eps)
+        except ValueError:  # greedy-local not run, or no instance reached eps
+            continue
+        tables[key] = {"table": table, "censored": censored}
+    return tables
+
+
 def plain(value: Any) -> Any:
     """Tuples as lists, NaN and infinities as None, numpy scalars as Python ones."""
     if isinstance(value, dict):
@@ -148,6 +165,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
             str(family): _geometry(methods) for family, methods in sorted(run.curves.items())
         },
         "instances": _instances(run),
+        "explain": _explain(run_dir),
     })  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from experiments.pages import fill, lookup, render_page, typed_numbers
@@ -161,3 +162,20 @@ def test_aggregates_over_wildcard_paths_and_the_mlp_table():
     )
     with pytest.raises(ValueError, match="'3-layer' is not a number"):
         fill("{{ d sum families/*/label }}", {"d": deep}, "p.md")
+
+
+def test_the_explain_view_is_the_held_out_r2_of_sims_explain():
+    from sims.spectrum import explain, held_out
+
+    rng = np.random.default_rng(0)
+    table = [
+        {"activation": a, "log_rank": float(r), "spectral_slope": float(s),
+         "decades": float(2 * r + 0.1 * s + rng.normal(0, 0.1))}
+        for a in ("relu", "tanh") for r, s in rng.uniform(0, 3, (6, 2))
+    ]  # fmt: skip
+    summary = {"explain": {"at50": {"table": table, "censored": []}}}
+    expected = explain(table, ("log_rank",), ~held_out(table, "activation=tanh"), "decades")
+    text = fill("{{ s explain at50 activation=tanh log_rank }}", {"s": summary}, "p.md")
+    assert text == f"{expected.test_r2:.2f}" and expected.test_r2 > 0.9
+    with pytest.raises(ValueError, match="unknown field 'colour'"):
+        fill("{{ s explain at50 colour=red log_rank }}", {"s": summary}, "p.md")

@@ -101,3 +101,21 @@ def test_plot_draws_a_stored_summary_file(run_dir, tmp_path, capsys):
     stems = planned(read(path))
     assert drawn == sorted(f"{stem}.{ext}" for stem in stems for ext in ("png", "pdf"))
     assert capsys.readouterr().out.count("figure: ") == len(drawn)
+
+
+def test_explain_reads_the_instance_tables_a_summary_keeps(run_dir, tmp_path, capsys):
+    from sims.spectrum import instance_table
+
+    summary = summarize(run_dir)
+    table, censored = instance_table(run_dir, "greedy-local", 50, None)
+    assert summary["explain"]["at50"] == {"table": table, "censored": censored}
+    path = tmp_path / "tiny.json"
+    path.write_text(dumps(summary))
+    flags = {"at50": ["--at", "50"], "eps1e-06": ["--eps", "1e-6"]}
+    for key in summary["explain"]:  # at50 always; eps1e-06 where an instance reached 1e-6
+        assert main(["explain", str(run_dir), *flags[key]]) == 0
+        from_run = capsys.readouterr().out
+        assert main(["explain", str(path), *flags[key]]) == 0
+        assert capsys.readouterr().out == from_run and "held-out R^2" in from_run
+    assert main(["explain", str(path), "--at", "20"]) == 2
+    assert "keeps greedy-local's instance tables at50" in capsys.readouterr().err
