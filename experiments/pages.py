@@ -54,12 +54,21 @@ CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+")
 
 
+def _fields(text: str) -> dict[str, str]:
+    """``FIELD=VALUE[,FIELD=VALUE...]`` as a mapping (empty text: no condition)."""
+    return dict(pair.split("=", 1) for pair in text.split(",")) if text else {}
+
+
+def _has(item: dict, wanted: dict[str, str]) -> bool:
+    """Whether ``item`` has every field of ``wanted`` (values compared as text)."""
+    return all(str(item.get(k)) == v for k, v in wanted.items())
+
+
 def _part(value: Any, part: str) -> Any:
     if isinstance(value, list) and "=" in part:
-        wanted = dict(pair.split("=", 1) for pair in part.split(","))
+        wanted = _fields(part)
         found = [
-            item for item in value
-            if isinstance(item, dict) and all(str(item.get(k)) == v for k, v in wanted.items())
+            item for item in value if isinstance(item, dict) and _has(item, wanted)
         ]  # fmt: skip
         if len(found) != 1:
             raise KeyError(f"{len(found)} elements with {part}")
@@ -159,7 +168,7 @@ def _needed(summary: dict, family: str, method: str, *eps: str) -> str:
 def _families(summary: dict, method: str, verdict: str, where: str = "") -> list[dict]:
     """METHOD's rows in the families whose specification has the fields of ``where``
     (``FIELD=VALUE,...``) and whose verdict is ``verdict`` (``any``: every verdict)."""
-    wanted = dict(pair.split("=", 1) for pair in where.split(",")) if where else {}
+    wanted = _fields(where)
     specs = [family["spec"] for family in summary["families"]]
     for field in wanted:
         if field not in specs[0]:
@@ -167,7 +176,7 @@ def _families(summary: dict, method: str, verdict: str, where: str = "") -> list
     return [
         row for row in summary["rows"]
         if row["method"] == method
-        and all(str(specs[row["family"]][k]) == v for k, v in wanted.items())
+        and _has(specs[row["family"]], wanted)
         and (verdict == "any" or row.get("verdict") == verdict)
     ]  # fmt: skip
 
@@ -186,13 +195,13 @@ def _span(summary: dict, method: str, symbol: str, verdict: str, where: str = ""
 
 
 def _above_bound(summary: dict, where: str = "") -> str:
-    wanted = dict(pair.split("=", 1) for pair in where.split(",")) if where else {}
+    wanted = _fields(where)
     specs = [family["spec"] for family in summary["families"]]
     ratios = [
         point["c"] / -math.log1p(-min(point["x_hi"], 1.0))
         for point in summary["instances"]
         if point["c"] > 0 and point["x_hi"] > 0
-        and all(str(specs[point["family"]][k]) == v for k, v in wanted.items())
+        and _has(specs[point["family"]], wanted)
     ]  # fmt: skip
     if not ratios:
         raise ValueError("no instance with a positive fitted c and r > 0")

@@ -42,9 +42,11 @@ def family_title(spec: dict[str, Any]) -> str:
     )
 
 
-def load_curves(run_dir: Path) -> RunCurves:
+def load_curves(run_dir: Path, instances: tuple[list[dict], list[dict]] | None = None) -> RunCurves:
+    """The curves of a run folder; ``instances``: its :func:`sims.store.read_instances`, when
+    the caller has read them already."""
     record = store.read_config(run_dir)
-    rows, metas = store.read_instances(run_dir)
+    rows, metas = instances if instances is not None else store.read_instances(run_dir)
     if not metas:
         raise ValueError(f"{run_dir} has no finished instances yet: run it first")
     by_key: dict[tuple[int, int, str], list[tuple[int, float]]] = defaultdict(list)

@@ -106,17 +106,22 @@ FLOOR = 1e-16  # losses below this fraction of h_1 are round-off: decades are ca
 
 
 def instance_table(
-    run_dir: Path, method: str, at: int = 50, eps: float | None = None
+    run_dir: Path,
+    method: str,
+    at: int = 50,
+    eps: float | None = None,
+    instances: tuple[list[dict], list[dict]] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """One row per instance: its network fields, spectrum and geometry features, and the
     target: ``decades`` at n = at (from the last loss at or before n = at when the run stopped
     earlier, capped at 16), or with ``eps`` ``log_n_eps``. Returns (rows, the network fields
-    of the instances left out because they never reached eps)."""
+    of the instances left out because they never reached eps). ``instances``: the run's
+    :func:`sims.store.read_instances`, when the caller has read them already."""
     if is_deep(store.read_config(run_dir)["config"]):
         raise ValueError(f"{run_dir} is a deep run: explain reads two-layer runs")
     if at < 1 or (eps is not None and not 0 < eps < np.inf):
         raise ValueError(f"at must be >= 1 and eps a finite loss > 0; got at={at}, eps={eps}")
-    rows, metas = store.read_instances(run_dir)
+    rows, metas = instances if instances is not None else store.read_instances(run_dir)
     curves: dict[tuple[int, int], list[tuple[int, float, float]]] = {}
     for row in rows:
         if row["method"] == method:

@@ -119,12 +119,12 @@ def _instances(run: RunCurves) -> list[dict[str, Any]]:
     return out
 
 
-def _explain(run_dir: Path) -> dict[str, Any]:
+def _explain(run_dir: Path, instances: tuple[list[dict], list[dict]]) -> dict[str, Any]:
     """The instance tables EXPLAINED keeps of greedy-local (those the run can give)."""
     tables = {}
     for key, (at, eps) in EXPLAINED.items():
         try:
-            table, censored = instance_table(run_dir, "greedy-local", at, eps)
+            table, censored = instance_table(run_dir, "greedy-local", at, eps, instances)
         except ValueError:  # greedy-local not run, or no instance reached eps
             continue
         tables[key] = {"table": table, "censored": censored}
@@ -147,7 +147,8 @@ def plain(value: Any) -> Any:
 def summarize(run_dir: Path) -> dict[str, Any]:
     """The summary of a finished (or partly finished) two-layer run folder."""
     record = store.read_config(run_dir)
-    run = load_curves(run_dir)
+    instances = store.read_instances(run_dir)  # read once: the curves and the tables
+    run = load_curves(run_dir, instances)
     return plain({
         "kind": "sims",
         "run": Path(run_dir).name,
@@ -165,7 +166,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
             str(family): _geometry(methods) for family, methods in sorted(run.curves.items())
         },
         "instances": _instances(run),
-        "explain": _explain(run_dir),
+        "explain": _explain(run_dir, instances),
     })  # fmt: skip
 
 
