@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from experiments import effnet_compare, effnet_path, mnist_compare, mnist_folding
+from experiments import (
+    bench_core,
+    bench_torch,
+    effnet_compare,
+    effnet_path,
+    mnist_compare,
+    mnist_folding,
+)
 from experiments.registry import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -12,5 +19,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         mnist_compare.EXPERIMENT,
         effnet_path.EXPERIMENT,
         mnist_folding.EXPERIMENT,
+        bench_core.EXPERIMENT,
+        bench_torch.EXPERIMENT,
     )
 }

@@ -261,3 +261,67 @@ def test_mnist_folding_gives_both_accuracies_per_seed(tmp_path, monkeypatch):
     accuracy = {k: v["mean"] for k, v in summary["accuracy"].items()}
     assert accuracy["folded_tuned"] != accuracy["folded"]  # the fine-tune ran on each
     assert accuracy["original_tuned"] != accuracy["original"]
+
+
+def test_bench_core_times_every_row_against_its_baseline(tmp_path):
+    """bench-core at a tiny size: every selector at every N, the Gram build against the
+    product of its shape, the gamma solver against cvxpy; the results page's table of it."""
+    from experiments.bench_core import markdown
+    from theory.bench import STEP_METHODS
+
+    argv = ["run", "bench-core", "--sizes", "50", "100", "--steps", "5", "--repeat", "1",
+            "--gram-n", "64", "--gram-width", "128", "--gamma-n", "80", "--gamma-support", "6",
+            "--runs", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["commit"] and summary["versions"]["numpy"]
+    steps = summary["step_costs"]
+    assert {(r["method"], r["N"]) for r in steps} == {
+        (m, n) for m in STEP_METHODS for n in (50, 100)
+    }
+    first = {r["method"]: r["seconds_per_step"] for r in steps if r["N"] == 50}
+    for row in steps:
+        assert row["us_per_step"] == pytest.approx(1e6 * row["seconds_per_step"])
+        assert row["ratio_to_smallest_N"] == pytest.approx(
+            row["seconds_per_step"] / first[row["method"]]
+        )
+    gram, gamma = summary["gram_build"], summary["gamma_solver"]
+    assert gram["throughput_vs_matmul"] == pytest.approx(
+        gram["matmul_seconds"] / gram["from_features_seconds"]
+    )
+    assert gamma["supports"] == 5 and gamma["largest_support"] == 6
+    assert gamma["speedup_warm"] == pytest.approx(
+        gamma["cvxpy_seconds"] / gamma["active_set_warm_seconds"]
+    )
+    table = markdown(summary)
+    assert table.count("\n| greedy-local |") == 1 and "N = 100" in table and "cvxpy" in table
+
+
+def test_bench_torch_units_and_tables_follow_the_rows_asked():
+    """bench-torch's units: per network for the per-network rows, ``end`` with its
+    multiply-add count; its table gives each end-to-end row as a ratio to that network's
+    forward passes."""
+    from experiments.bench_torch import BenchTorch, markdown, summary, units
+
+    config = BenchTorch(rows=("end", "gram", "flops"), networks=("mnist-resnet18",))
+    assert units(config) == ["work-mnist-resnet18", "end-mnist-resnet18", "gram",
+                             "flops-mnist-resnet18"]  # fmt: skip
+    results = {
+        "work-mnist-resnet18": {"network": "mnist-resnet18", "forward_macs": 10,
+                                "gram_macs": 25, "gram_over_forward": 2.5},
+        "end-mnist-resnet18": {"rows": [
+            {"network": "mnist-resnet18", "task": "forward passes", "seconds": 2.0},
+            {"network": "mnist-resnet18", "task": "greedy-local", "seconds": 7.0,
+             "flops": 0.5, "real_probes": 3},
+        ]},
+        "gram": {"N": 8, "values": 16, "matmul64_s": 1.0, "matmul32_s": 0.5, "gram_s": 2.0,
+                 "gram_vs_matmul64": 0.5, "gram_vs_matmul32": 0.25},
+    }  # fmt: skip
+    found = summary(config, results)
+    assert set(found["rows"]) == {"work", "end", "gram"}
+    assert len(found["rows"]["end"]) == 2 and found["rows"]["gram"]["N"] == 8
+    table = markdown(found)
+    assert "| mnist-resnet18 | greedy-local | 7.00 | 3.5 |" in table
+    assert "| 8 | 16 | 1.00 | 0.50 | 2.00 | 50% | 25% |" in table
+    assert "Rows `flops`" not in table
