@@ -1,4 +1,4 @@
 """Named experiments: each a configuration (declared with :mod:`sims.schema`) and the
 functions that compute its units of work and summarise them, run by one command into a run
-folder (:mod:`experiments.runner`). Not installed with the package: run from the checkout,
+folder (:mod:`sims.experiment`). Not installed with the package: run from the checkout,
 ``python -m experiments list`` and ``python -m experiments run NAME [flags]``."""

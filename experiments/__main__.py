@@ -6,7 +6,7 @@
     python -m experiments config NAME --reference              (every key: type, default, help)
     python -m experiments results [--check]    (the results page from results/summaries/)
 
-``run`` writes (or resumes) the run folder RUNS/NAME-HASH (:mod:`experiments.runner`) and
+``run`` writes (or resumes) the run folder RUNS/NAME-HASH (:mod:`sims.experiment`) and
 prints its summary; every flag is a field of the experiment's configuration, declared once
 with its type, range and help (:mod:`sims.schema`).
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from experiments import results
 from experiments.catalog import EXPERIMENTS
-from experiments.runner import run
 from sims.config import dumps
+from sims.experiment import run
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import atomic_write, check_folder
 

@@ -14,8 +14,8 @@ from typing import Annotated
 
 from annotated_types import Ge, MinLen
 
-from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
+from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from theory.bench import gamma_solver, gram_build, step_costs
 
@@ -63,26 +63,28 @@ def summary(config: BenchCore, results: dict[str, dict]) -> dict:
             "gamma_solver": results["gamma"]}  # fmt: skip
 
 
-def markdown(found: dict) -> str:
+def tables(found: dict) -> dict[str, str]:
+    """The three rows as Markdown tables: ``steps``, ``gram``, ``gamma``."""
     sizes = sorted({r["N"] for r in found["step_costs"]})
     methods = list(dict.fromkeys(r["method"] for r in found["step_costs"]))
     cell = {(r["method"], r["N"]): r for r in found["step_costs"]}
-    lines = ["| us per step | " + " | ".join(f"N = {n:,}" for n in sizes) + " |",
+    steps = ["| us per step (ratio to the smallest N) | "
+             + " | ".join(f"N = {n:,}" for n in sizes) + " |",
              "| --- |" + " --- |" * len(sizes)]  # fmt: skip
     for method in methods:
-        lines.append(f"| {method} | " + " | ".join(
+        steps.append(f"| {method} | " + " | ".join(
             f"{cell[method, n]['us_per_step']:.1f} (x{cell[method, n]['ratio_to_smallest_N']:.2f})"
             for n in sizes) + " |")  # fmt: skip
     g, q = found["gram_build"], found["gamma_solver"]
-    lines += [
-        "",
+    gram = [
         "| Gram build | seconds | share of the matrix product's throughput |",
         "| --- | --- | --- |",
         f"| matrix product ({g['N']} x {g['values_per_neuron']}) @ ({g['values_per_neuron']} x "
         f"{g['N']}) | {g['matmul_seconds']:.3g} | 100% ({g['matmul_gflops']:.0f} GFLOP/s) |",
         f"| `LayerProblem.from_features` | {g['from_features_seconds']:.3g} | "
         f"{100 * g['throughput_vs_matmul']:.0f}% |",
-        "",
+    ]
+    gamma = [
         f"| gamma subproblem: {q['supports']} supports up to {q['largest_support']}, "
         f"N = {q['N']} | seconds | speed-up |",
         "| --- | --- | --- |",
@@ -92,7 +94,12 @@ def markdown(found: dict) -> str:
         f"| active set, warm start | {q['active_set_warm_seconds']:.3g} | "
         f"{q['speedup_warm']:.0f} |",
     ]
-    return "\n".join(lines) + "\n"
+    return {name: "\n".join(lines) + "\n"
+            for name, lines in (("steps", steps), ("gram", gram), ("gamma", gamma))}  # fmt: skip
+
+
+def markdown(found: dict) -> str:
+    return "\n".join(tables(found).values())
 
 
 EXPERIMENT = Experiment(

@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 
 from annotated_types import Gt, Le, MinLen
 
-from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
+from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from torchbridge.bench import (
     NETWORKS,
@@ -94,7 +94,8 @@ def unit(config: BenchTorch, key: str, cache: dict) -> dict:
 
 
 def summary(config: BenchTorch, results: dict[str, dict]) -> dict:
-    """The rows by group: a list of rows (one per network, or the group's own), or one row."""
+    """The rows by group: a list of rows (one per network, or the group's own, with their
+    ratios to the forward passes, :func:`derived`), or one row."""
     found: dict = {}
     for key, result in results.items():
         group = key.partition("-")[0]
@@ -105,7 +106,8 @@ def summary(config: BenchTorch, results: dict[str, dict]) -> dict:
             found[group] = result
         if "profile_top" in result:
             found["profile_top"] = result["profile_top"]
-    return {"rows": found}
+    return {"rows": {g: derived(g, rows) if isinstance(rows, list) else rows
+                     for g, rows in found.items()}}  # fmt: skip
 
 
 # Each group's columns: (header, key, format).
@@ -145,7 +147,8 @@ COLUMNS = {
 
 
 def derived(group: str, rows: list[dict]) -> list[dict]:
-    """The rows with their ratios to the forward passes (``end``: each network's own)."""
+    """The rows with their ratios to the forward passes (``end``: each network's own): the
+    scaling rows' ``ratio``, the end-to-end rows' ``over_forward``."""
     if group in ("scaling", "widths"):
         return [row | {"ratio": row["prune_s"] / row["forward_s"]} for row in rows]
     if group == "end":
@@ -160,19 +163,23 @@ def _cell(value: object, spec: str) -> str:
     return format(value, spec) if spec and not isinstance(value, bool) else str(value)
 
 
-def markdown(found: dict) -> str:
-    parts = []
+def tables(found: dict) -> dict[str, str]:
+    """Each timed group's rows as a Markdown table, by group."""
+    out = {}
     for group, columns in COLUMNS.items():
         if group not in found["rows"]:
             continue
         rows = found["rows"][group]
-        rows = derived(group, rows if isinstance(rows, list) else [rows])
         lines = ["| " + " | ".join(h for h, _, _ in columns) + " |",
                  "|" + " --- |" * len(columns)]  # fmt: skip
         lines += ["| " + " | ".join(_cell(row.get(k), f) for _, k, f in columns) + " |"
-                  for row in rows]  # fmt: skip
-        parts.append(f"Rows `{group}`:\n\n" + "\n".join(lines) + "\n")
-    return "\n".join(parts)
+                  for row in (rows if isinstance(rows, list) else [rows])]  # fmt: skip
+        out[group] = "\n".join(lines) + "\n"
+    return out
+
+
+def markdown(found: dict) -> str:
+    return "\n".join(f"Rows `{group}`:\n\n{table}" for group, table in tables(found).items())
 
 
 EXPERIMENT = Experiment(

@@ -10,7 +10,8 @@ from experiments import (
     mnist_compare,
     mnist_folding,
 )
-from experiments.registry import Experiment
+from sims.experiment import Experiment
+from torchbridge import rates_study
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
@@ -21,5 +22,6 @@ EXPERIMENTS: dict[str, Experiment] = {
         mnist_folding.EXPERIMENT,
         bench_core.EXPERIMENT,
         bench_torch.EXPERIMENT,
+        rates_study.EXPERIMENT,
     )
 }

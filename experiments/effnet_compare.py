@@ -16,8 +16,8 @@ from annotated_types import Ge
 
 from experiments.comparison import Comparison, markdown_table, table
 from experiments.effnet_data import effnet_setup
-from experiments.registry import Experiment, headline
 from sims.config import RunName
+from sims.experiment import Experiment, headline
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import pick_chains

@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le, MinLen
 
 from experiments.effnet_data import effnet_setup
-from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
+from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import METHODS, spec
 from torchbridge.chains import pick_chains

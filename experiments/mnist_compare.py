@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge
 
 from experiments.comparison import Comparison, markdown_table, over_seeds, table
-from experiments.registry import Experiment, headline
 from sims.config import RunName
+from sims.experiment import Experiment, headline
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import block_chains, pick_chains, sequential_chains

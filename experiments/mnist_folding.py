@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from annotated_types import Ge, Gt, Le
 
 from experiments.comparison import over_seeds
-from experiments.registry import Experiment, headline
 from sims.config import Named, RunName
+from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import LOCAL_METHODS
 from torchbridge.budget import ALLOCATIONS

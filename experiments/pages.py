@@ -31,7 +31,9 @@ filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make resu
 - ``{{ STEM explain KEY HOLDOUT FEATURE[+FEATURE...] }}``: the held-out R^2 of those spectrum
   and geometry features for greedy-local's decay (:mod:`sims.spectrum`), fitted on a
   simulation's instances without HOLDOUT (FIELD=VALUE) and scored on those with it, from the
-  instance table KEY (``at50``, ``eps1e-06``) of its summary, ``0.69``.
+  instance table KEY (``at50``, ``eps1e-06``) of its summary, ``0.69``;
+- ``{{ STEM bench GROUP }}``: one timed group of a benchmark's summary (``bench-core``:
+  steps, gram, gamma; ``bench-torch``: its row groups) as its Markdown table.
 
 A decimal number written in a template outside a placeholder or code is refused
 (:func:`typed_numbers`): every measured number on a results page comes from a summary.
@@ -47,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments import bench_core, bench_torch
 from sims.spectrum import explain, held_out
 
 PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
@@ -254,9 +257,22 @@ def _explain(summary: dict, key: str, holdout: str, features: str) -> str:
     return f"{explain(table, names, ~held_out(table, holdout), target).test_r2:.2f}"
 
 
+BENCH_TABLES = {"bench-core": bench_core.tables, "bench-torch": bench_torch.tables}
+
+
+def _bench(summary: dict, group: str) -> str:
+    name = summary.get("experiment")
+    if name not in BENCH_TABLES:
+        raise ValueError(f"not a benchmark's summary (its experiment is {name!r})")
+    found = BENCH_TABLES[name](summary)
+    if group not in found:
+        raise ValueError(f"no group {group!r} in {name} (it has {', '.join(found)})")
+    return found[group].rstrip("\n")
+
+
 VIEWS = {
     "rate": _rate, "needed": _needed, "count": _count, "span": _span, "above-bound": _above_bound,
-    "cell": _cell, "table": _table, "mlp-table": _mlp_table, "explain": _explain,
+    "cell": _cell, "table": _table, "mlp-table": _mlp_table, "explain": _explain, "bench": _bench,
     **{kind: _aggregate(kind) for kind in ("sum", "len", "mean", "range")},
 }  # fmt: skip
 

@@ -314,6 +314,13 @@ def fit_rates(
     )
 
 
+def corrective_cap(limit: int, fraction: float) -> int:
+    """Where a corrective selector's fit stops: n < fraction * limit, at least 2. ``limit``
+    is where its loss becomes exactly 0 (the affine rank, or the samples): beyond, the exact
+    interpolation is a cliff that a fit would read as a huge rate."""
+    return max(int(fraction * limit), 2)
+
+
 def n_eps(n: np.ndarray, h: np.ndarray, eps: float) -> float:
     """The smallest n with h <= eps (eps > 0); nan when the curve never gets there."""
     n, h = _check_curve(n, h)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from sims.curves import Curve, RunCurves
-from sims.fit import fit_rates, n_eps_curve, n_eps_slope
+from sims.fit import corrective_cap, fit_rates, n_eps_curve, n_eps_slope
 from theory.bounds import linear_rate
 
 CORRECTIVE = ("fully-corrective", "omp")
@@ -27,8 +27,7 @@ CORRECTIVE = ("fully-corrective", "omp")
 def _cap(method: str, curves: list[Curve], fraction: float) -> int | None:
     if method not in CORRECTIVE:
         return None
-    limit = min(min(c.samples, c.geometry["rank"]) for c in curves)
-    return max(int(fraction * limit), 2)
+    return corrective_cap(min(min(c.samples, c.geometry["rank"]) for c in curves), fraction)
 
 
 def _median_bound(curves: list[Curve], margin: str) -> float:

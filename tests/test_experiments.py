@@ -13,10 +13,9 @@ import pytest
 from annotated_types import Ge
 
 from experiments.__main__ import main
-from experiments.registry import Experiment
-from experiments.runner import run
 from sims import store
 from sims.config import Named
+from sims.experiment import Experiment, run
 from sims.schema import STRICT, about, check_fields
 
 
@@ -320,7 +319,8 @@ def test_bench_torch_units_and_tables_follow_the_rows_asked():
     }  # fmt: skip
     found = summary(config, results)
     assert set(found["rows"]) == {"work", "end", "gram"}
-    assert len(found["rows"]["end"]) == 2 and found["rows"]["gram"]["N"] == 8
+    assert [r["over_forward"] for r in found["rows"]["end"]] == [1.0, 3.5]
+    assert found["rows"]["gram"]["N"] == 8
     table = markdown(found)
     assert "| mnist-resnet18 | greedy-local | 7.00 | 3.5 |" in table
     assert "| 8 | 16 | 1.00 | 0.50 | 2.00 | 50% | 25% |" in table

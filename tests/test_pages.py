@@ -179,3 +179,18 @@ def test_the_explain_view_is_the_held_out_r2_of_sims_explain():
     assert text == f"{expected.test_r2:.2f}" and expected.test_r2 > 0.9
     with pytest.raises(ValueError, match="unknown field 'colour'"):
         fill("{{ s explain at50 colour=red log_rank }}", {"s": summary}, "p.md")
+
+
+def test_the_bench_view_gives_one_group_of_a_benchmark_as_its_table():
+    """``bench GROUP``: that group's table of a benchmark summary; a group it lacks, or a
+    summary that is not a benchmark's, named."""
+    bench = {"experiment": "bench-torch", "rows": {
+        "surgery": [{"network": "resnet18", "chains": 8, "ours_s": 0.04, "torch_pruning_s": 0.1,
+                     "torch_pruning_over_ours": 2.5, "same_shapes": True}]}}  # fmt: skip
+    summaries = SUMMARIES | {"bench-torch": bench}
+    text = fill("{{ bench-torch bench surgery }}", summaries, "x.md")
+    assert text.splitlines()[2] == "| resnet18 | 8 | 0.040 | 0.100 | 2.5 | True |"
+    with pytest.raises(ValueError, match="no group 'gram' in bench-torch"):
+        fill("{{ bench-torch bench gram }}", summaries, "x.md")
+    with pytest.raises(ValueError, match="not a benchmark's summary"):
+        fill("{{ sims-rates bench gram }}", summaries, "x.md")

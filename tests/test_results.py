@@ -14,10 +14,10 @@ from experiments import results
 from experiments.__main__ import configuration, main, parser
 from experiments.catalog import EXPERIMENTS
 from experiments.results import check, command, draw, pages, render
-from experiments.runner import record
 from sims import summary as sims_summary
 from sims.__main__ import configuration as sims_configuration
 from sims.__main__ import parser as sims_parser
+from sims.experiment import record
 
 ROOT = Path(__file__).resolve().parents[1]
 

