@@ -39,9 +39,11 @@ docs: $(STAMP)
 results: $(STAMP)
 	$(BIN)/python -m experiments results
 
+# The benchmarks into runs/ (about 20 minutes on 2 cores); docs/benchmarks.md is written from
+# their summaries once copied into results/summaries/ (see that page).
 bench: $(STAMP)
-	$(BIN)/python -m theory.bench
-	$(BIN)/python -m torchbridge.bench
+	$(BIN)/python -m experiments run bench-core
+	$(BIN)/python -m experiments run bench-torch
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis site
