@@ -33,7 +33,9 @@ filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make resu
   simulation's instances without HOLDOUT (FIELD=VALUE) and scored on those with it, from the
   instance table KEY (``at50``, ``eps1e-06``) of its summary, ``0.69``;
 - ``{{ STEM bench GROUP }}``: one timed group of a benchmark's summary (``bench-core``:
-  steps, gram, gamma; ``bench-torch``: its row groups) as its Markdown table.
+  steps, gram, gamma; ``bench-torch``: its row groups) as its Markdown table;
+- ``verdicts``, ``layer-span``, ``needed-ratio``, ``layer-table``: views of a ``rates``
+  summary (:mod:`experiments.layer_views`).
 
 A decimal number written in a template outside a placeholder or code is refused
 (:func:`typed_numbers`): every measured number on a results page comes from a summary.
@@ -49,7 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments import bench_core, bench_torch
+from experiments import bench_core, bench_torch, layer_views
 from sims.spectrum import explain, held_out
 
 PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
@@ -274,6 +276,7 @@ VIEWS = {
     "rate": _rate, "needed": _needed, "count": _count, "span": _span, "above-bound": _above_bound,
     "cell": _cell, "table": _table, "mlp-table": _mlp_table, "explain": _explain, "bench": _bench,
     **{kind: _aggregate(kind) for kind in ("sum", "len", "mean", "range")},
+    **layer_views.VIEWS,
 }  # fmt: skip
 
 

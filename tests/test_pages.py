@@ -194,3 +194,47 @@ def test_the_bench_view_gives_one_group_of_a_benchmark_as_its_table():
         fill("{{ bench-torch bench gram }}", summaries, "x.md")
     with pytest.raises(ValueError, match="not a benchmark's summary"):
         fill("{{ sims-rates bench gram }}", summaries, "x.md")
+
+
+RATES = {"eps_grid": [0.1, 0.01], "layers": [
+    {"chain": "a", "N": 10, "rank": [9, 9], "methods": {
+        "greedy-local": {"verdict": "exponential", "c": [0.5, [0.4, 0.6]], "p": [1.0, [0.9, 1.1]],
+                         "n_eps": [2.0, 6.0]},
+        "omp": {"verdict": "power", "c": [0.2, [0.1, 0.3]], "p": [0.5, [0.4, 0.6]],
+                "n_eps": [1.0, 3.0]}}},
+    {"chain": "b", "N": 20, "rank": [18, 19], "methods": {
+        "greedy-local": {"verdict": "unresolved", "c": [0.1, [0.05, 0.15]],
+                         "p": [1.5, [1.2, 1.8]], "n_eps": [4.0, None]},
+        "omp": {"error": "only 2 usable points", "n_eps": [2.0, 8.0]}}},
+]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{ r verdicts greedy-local }}", "exponential in 1, unresolved in 1 of 2 layers"),
+        ("{{ r verdicts omp }}", "power law in 1, no fit in 1 of 2 layers"),
+        ("{{ r layer-span greedy-local cN }}", "2 to 5"),
+        ("{{ r layer-span greedy-local p unresolved }}", "1.5 to 1.5"),
+        ("{{ r needed-ratio omp greedy-local 0.1 }}", "0.5 (from 0.5 to 0.5 over 2 layers)"),
+        ("{{ r needed-ratio omp greedy-local 0.01 }}", "0.5 (from 0.5 to 0.5 over 1 layer)"),
+    ],
+)
+def test_rates_views_count_span_and_compare_the_layers(text, expected):
+    assert fill(text, {"r": RATES}, "x.md") == expected
+
+
+def test_the_layer_table_and_bad_rates_placeholders():
+    table = fill("{{ r layer-table greedy-local,omp }}", {"r": RATES}, "x.md").splitlines()
+    assert table[2] == ("| a | 10 | 9 | exponential, c = 0.5 [0.4, 0.6] | "
+                        "power, p = 0.5 [0.4, 0.6] |")  # fmt: skip
+    assert table[3] == ("| b | 20 | 18-19 | unresolved, c = 0.1 [0.05, 0.15], "
+                        "p = 1.5 [1.2, 1.8] | no fit |")  # fmt: skip
+    for text, message in [
+        ("{{ r verdicts random }}", "no layer was run with 'random'"),
+        ("{{ r needed-ratio omp greedy-local 0.5 }}", "not in the run's eps grid"),
+        ("{{ r layer-span omp q }}", "SYMBOL is c, p or cN"),
+        ("{{ sims-rates verdicts omp }}", "not a rates summary"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fill(text, SUMMARIES | {"r": RATES}, "x.md")

@@ -1,0 +1,98 @@
+"""Views of a ``rates`` summary (:mod:`torchbridge.rates_study`) for the results pages: every
+layer's verdicts counted, fitted rates spanned, channels needed compared, and a compact table.
+
+- ``{{ STEM verdicts METHOD }}``: ``exponential in 6, power law in 1, unresolved in 1 of 8
+  layers`` (a layer without a fit counts as ``no fit``);
+- ``{{ STEM layer-span METHOD SYMBOL [VERDICT] }}``: the smallest and largest fitted SYMBOL (c,
+  p, or cN: c times the layer's width) of METHOD over the layers (with that verdict);
+- ``{{ STEM needed-ratio METHOD BASE EPS }}``: the channels METHOD needs for h <= EPS over those
+  BASE needs, median and range over the layers where both reach EPS;
+- ``{{ STEM layer-table METHOD[,METHOD...] }}``: per layer, N, the affine rank and each
+  method's verdict with its rate.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+VERDICTS = ("exponential", "power", "unresolved", "no fit")
+
+
+def _verdict(row: dict) -> str:
+    return row.get("verdict", "no fit")
+
+
+def _rows(summary: dict, method: str) -> list[tuple[dict, dict]]:
+    if "layers" not in summary:
+        raise ValueError("not a rates summary (it has no layers)")
+    found = [(layer, layer["methods"][method]) for layer in summary["layers"]
+             if method in layer["methods"]]  # fmt: skip
+    if not found:
+        raise ValueError(f"no layer was run with {method!r}")
+    return found
+
+
+def verdicts(summary: dict, method: str) -> str:
+    rows = _rows(summary, method)
+    counts = {v: sum(_verdict(row) == v for _, row in rows) for v in VERDICTS}
+    words = {"power": "power law"}
+    parts = [f"{words.get(v, v)} in {n}" for v, n in counts.items() if n]
+    return f"{', '.join(parts)} of {len(rows)} layers"
+
+
+def layer_span(summary: dict, method: str, symbol: str, verdict: str = "") -> str:
+    if symbol not in ("c", "p", "cN"):
+        raise ValueError(f"SYMBOL is c, p or cN, got {symbol!r}")
+    values = [
+        row["c"][0] * layer["N"] if symbol == "cN" else row[symbol][0]
+        for layer, row in _rows(summary, method)
+        if "verdict" in row and verdict in ("", row["verdict"])
+    ]  # fmt: skip
+    if not values:
+        raise ValueError(f"no layer where {method} has a fit{' ' + verdict if verdict else ''}")
+    return f"{min(values):.2g} to {max(values):.2g}"
+
+
+def needed_ratio(summary: dict, method: str, base: str, eps: str) -> str:
+    grid = summary["eps_grid"]
+    if float(eps) not in grid:
+        raise ValueError(f"eps {eps} is not in the run's eps grid {grid}")
+    k = grid.index(float(eps))
+    bases = {layer["chain"]: row["n_eps"][k] for layer, row in _rows(summary, base)}
+    ratios = [
+        row["n_eps"][k] / bases[layer["chain"]]
+        for layer, row in _rows(summary, method)
+        if row["n_eps"][k] is not None and bases.get(layer["chain"]) is not None
+    ]  # fmt: skip
+    if not ratios:
+        raise ValueError(f"no layer where both {method} and {base} reach {eps}")
+    layers = f"{len(ratios)} layer{'s' if len(ratios) > 1 else ''}"
+    return (f"{statistics.median(ratios):.2g} (from {min(ratios):.2g} to {max(ratios):.2g} "
+            f"over {layers})")  # fmt: skip
+
+
+def _rate(row: dict) -> str:
+    verdict = _verdict(row)
+    if verdict == "no fit":
+        return "no fit"
+    shown = {"exponential": ("c",), "power": ("p",)}.get(verdict, ("c", "p"))
+    rates = (f"{s} = {row[s][0]:.2g} [{row[s][1][0]:.2g}, {row[s][1][1]:.2g}]" for s in shown)
+    return f"{verdict}, {', '.join(rates)}"
+
+
+def layer_table(summary: dict, methods: str) -> str:
+    names = methods.split(",")
+    for name in names:
+        _rows(summary, name)
+    lines = ["| layer | N | affine rank | " + " | ".join(names) + " |",
+             "| --- | --- | --- |" + " --- |" * len(names)]  # fmt: skip
+    for layer in summary["layers"]:
+        low, high = min(layer["rank"]), max(layer["rank"])
+        rank = str(low) if low == high else f"{low}-{high}"
+        cells = [_rate(layer["methods"][m]) if m in layer["methods"] else "" for m in names]
+        lines.append(f"| {layer['chain']} | {layer['N']} | {rank} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+VIEWS = {"verdicts": verdicts, "layer-span": layer_span, "needed-ratio": needed_ratio,
+         "layer-table": layer_table}  # fmt: skip
