@@ -21,7 +21,7 @@ from pathlib import Path
 from experiments import results
 from experiments.catalog import EXPERIMENTS
 from sims.config import dumps
-from sims.experiment import run
+from sims.experiment import add_run_flags, run
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import atomic_write, check_folder
 
@@ -51,9 +51,7 @@ def parser() -> argparse.ArgumentParser:
             )  # fmt: skip
             add_flags(each, found.config)
             if command == "run":
-                each.add_argument("--runs", type=Path, default=Path("runs"),
-                                  help="where run folders go (default: runs)")  # fmt: skip
-                each.add_argument("--no-progress", action="store_true", help="no progress bar")
+                add_run_flags(each)
             else:
                 each.add_argument("--reference", action="store_true",
                                   help="every key: type, default, range, help")  # fmt: skip

@@ -18,6 +18,7 @@ experiment's) is refused rather than mixed.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,13 @@ def headline(doc: str) -> str:
     """What ``list`` shows of an experiment: its module docstring's first line, after the
     name (``"``NAME``: does this." -> "does this."``)."""
     return doc.splitlines()[0].split(": ", 1)[-1]
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that runs an experiment: ``--runs`` and ``--no-progress``."""
+    parser.add_argument("--runs", type=Path, default=Path("runs"),
+                        help="where run folders go (default: runs)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def record(experiment: Experiment, config: Any) -> dict:

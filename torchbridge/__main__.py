@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 from sims.config import dumps
-from sims.experiment import run
+from sims.experiment import add_run_flags, run
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import check_folder
 from torchbridge.job import PruneConfig, eval_job, prune_job
@@ -85,6 +85,15 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps(row, indent=2))
 
 
+def _flags_and_file(parser: argparse.ArgumentParser, cls: type, keys: str) -> None:
+    """``--config FILE`` (a .toml or .json file of ``keys``) and a flag per field of ``cls``."""
+    parser.add_argument(
+        "--config", type=Path, default=None,
+        help=f"a .toml or .json file of {keys}; flags override it",
+    )  # fmt: skip
+    add_flags(parser, cls)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's parser, every subcommand with its flags."""
     parser = argparse.ArgumentParser(
@@ -92,11 +101,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     prune = sub.add_parser("prune", help="prune a pretrained CNN; write pruned.pt, report.json")
-    prune.add_argument(
-        "--config", type=Path, default=None,
-        help="a .toml or .json file of the fields below (`config --reference`); flags override it",
-    )  # fmt: skip
-    add_flags(prune, PruneConfig)
+    _flags_and_file(prune, PruneConfig, "the fields below (`config --reference`)")
     prune.add_argument("--out", type=Path, required=True, help="folder for pruned.pt, report.json")
     show = sub.add_parser("config", help="print a prune configuration as TOML, or the reference")
     show.add_argument(
@@ -105,14 +110,8 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_flags(show, PruneConfig)
     rates = sub.add_parser("rates", help="fit the decay of every layer of a real network")
-    rates.add_argument(
-        "--config", type=Path, default=None,
-        help="a .toml or .json file of the keys (`rates` flags); flags override it",
-    )  # fmt: skip
-    add_flags(rates, LayerRates)
-    rates.add_argument("--runs", type=Path, default=Path("runs"),
-                       help="where run folders go (default: runs)")  # fmt: skip
-    rates.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _flags_and_file(rates, LayerRates, "the keys (the flags below)")
+    add_run_flags(rates)
     evaluate = sub.add_parser("eval", help="count and compare a pruned model")
     evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
     evaluate.add_argument(
