@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from sims.strategies import gaussian_points, instances
 from theory import LayerProblem, diameter, geometry, margin, sigma2
-from theory.geometry import affine_rank, margin_bound, margin_upper
+from theory.geometry import affine_rank, facet_normal, margin_bound, margin_upper
 
 
 def _points(xy) -> LayerProblem:
@@ -163,3 +163,23 @@ def test_upper_bound_is_exact_on_the_cross_polytope_and_the_simplex(dim):
     simplex = geometry(LayerProblem.from_features(np.eye(dim + 1)))
     circumradius = np.sqrt(1 - 1 / (dim + 1)) / np.sqrt(dim + 1)
     assert simplex.margin_upper == pytest.approx(circumradius / dim, rel=1e-9)
+
+
+def test_facet_normals_solve_square_systems_and_fall_back_to_least_squares():
+    """The facet through d points: LU where the square system is regular (the same v as
+    least squares) or singular but consistent (a hyperplane through the points all the
+    same), least squares where LU cannot pass through them, or the system is not square."""
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(6, 6))
+    reference = np.linalg.lstsq(points, np.ones(6), rcond=None)[0]
+    np.testing.assert_allclose(facet_normal(points), reference, rtol=1e-10)
+    repeated = points.copy()
+    repeated[5] = repeated[4]  # consistent: every solution is a hyperplane through the points
+    np.testing.assert_allclose(repeated @ facet_normal(repeated), np.ones(6), rtol=1e-8)
+    doubled = points.copy()
+    doubled[5] = 2 * doubled[4]  # no hyperplane <y, v> = 1 passes through both
+    reference = np.linalg.lstsq(doubled, np.ones(6), rcond=None)[0]
+    np.testing.assert_allclose(facet_normal(doubled), reference, rtol=1e-8, atol=1e-10)
+    tall = rng.normal(size=(8, 3))
+    reference = np.linalg.lstsq(tall, np.ones(8), rcond=None)[0]
+    np.testing.assert_allclose(facet_normal(tall), reference)

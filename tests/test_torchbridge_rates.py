@@ -184,6 +184,7 @@ def test_a_killed_run_resumes_and_gives_the_same_summary(tmp_path, cache, monkey
         (["--images", "3", "--resamples", "4"], "3 calibration images cannot make 4 disjoint"),
         (["--resamples", "1"], "--resamples must be >= 2"),
         (["--methods", "omp", "omp"], "methods listed twice"),
+        (["--weights", "w.pt"], "--weights and --data are for the ImageNet networks"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, capsys, more, message):
@@ -199,3 +200,31 @@ def test_unknown_networks_and_selectors_are_refused(tmp_path, capsys, flag, valu
     with pytest.raises(SystemExit):
         main(_argv(tmp_path, flag, value))
     assert f"invalid choice: '{value}'" in capsys.readouterr().err
+
+
+def test_an_imagenet_network_at_its_initialisation_on_the_shipped_photos(tmp_path, capsys):
+    """Any torchvision architecture: MobileNetV3-Small at its initialisation, 4 views of the
+    calibration photos in 2 resamples, 4 steps: a row per chain the pruning finds."""
+    pytest.importorskip("skimage")  # the photos ship inside scikit-image
+    from torchbridge.chains import block_chains
+    from torchbridge.models import build
+
+    argv = ["rates", "--network", "mobilenet_v3_small", "--training", "random",
+            "--images", "4", "--resamples", "2", "--depth", "4", "--runs", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    chains = block_chains(build("mobilenet_v3_small"))
+    assert [layer["chain"] for layer in summary["layers"]] == [c.producer for c in chains]
+    for layer in summary["layers"]:
+        assert len(layer["methods"]["greedy-local"]["median_curve"]) == 4
+    assert summary["config"]["data"] == "photos"
+
+
+def test_missing_imagenet_weights_are_named_not_downloaded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    argv = ["rates", "--network", "resnet18", "--images", "4", "--resamples", "2",
+            "--runs", str(tmp_path / "runs"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "torchvision weights for resnet18 not found: put resnet18-" in capsys.readouterr().err

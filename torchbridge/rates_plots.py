@@ -100,7 +100,8 @@ def rate_depth_figure(summary: dict, out: Path) -> list[Path]:
         ax.set_ylabel(f"fitted {symbol} ({model})")
         ax.grid(True, alpha=0.25)
     axes[0].set_yscale("log")
-    axes[1].legend(fontsize=7)
+    if axes[1].get_legend_handles_labels()[0]:  # a run too short to fit has nothing to label
+        axes[1].legend(fontsize=7)
     fig.suptitle(_title(summary, "fitted rates by layer, 95% intervals"), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out, "rate_depth")

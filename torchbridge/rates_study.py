@@ -1,17 +1,19 @@
 """``rates``: the decay of every layer of a real network, fitted with intervals over resamples.
 
 ``python -m torchbridge rates --network mnist-resnet18`` (or ``python -m experiments run
-rates``): the network (an MNIST network trained here, cached, or EfficientNet-Lite0 with its
-ImageNet weights; or either at its random initialisation); its calibration images split
-into disjoint resamples; per resample, every chain's layer problem and each selector's curve
-(:func:`torchbridge.rates.resample_layers`); the summary fits each layer over the resamples
-(:func:`torchbridge.rates.fit_layer`); the figures (:mod:`torchbridge.rates_plots`). Units:
-one per resample, so a killed run keeps the resamples it finished.
+rates``): the network (an MNIST network trained here, cached, or an ImageNet one, torchvision's
+or EfficientNet-Lite0, with its weights; or any at its random initialisation); its calibration
+images split into disjoint resamples; per resample, every chain's layer problem and each
+selector's curve (:func:`torchbridge.rates.resample_layers`); the summary fits each layer over
+the resamples (:func:`torchbridge.rates.fit_layer`); the figures
+(:mod:`torchbridge.rates_plots`). Units: one per resample, so a killed run keeps the
+resamples it finished.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
@@ -24,14 +26,13 @@ from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
 from theory.selectors import LOCAL_METHODS
 from torchbridge.chains import Chain, block_chains, sequential_chains
-from torchbridge.efficientnet import load_efficientnet_lite0
-from torchbridge.images import photo_sets
+from torchbridge.images import folder_sets, photo_sets
 from torchbridge.mnist import split, trained
-from torchbridge.models import build, views
+from torchbridge.models import ARCHS, load, views
 from torchbridge.rates import fit_layer, resample_layers, resamples
 from torchbridge.rates_plots import FIGURES, plot_rates
 
-NETWORKS = ("mnist-resnet18", "mnist-cnn", "efficientnet-lite0")
+NETWORKS = ("mnist-resnet18", "mnist-cnn", *ARCHS)
 TRAINING = ("trained", "random")
 
 
@@ -44,15 +45,28 @@ class LayerRates(Named):
     name: RunName = "rates"
     network: Annotated[
         Literal[NETWORKS],
-        about("an MNIST network (trained on MNIST-5k here), or EfficientNet-Lite0 (ImageNet)"),
+        about(
+            "an MNIST network (trained on MNIST-5k here), or an ImageNet one: torchvision's "
+            "or efficientnet_lite0"
+        ),
     ] = "mnist-resnet18"
     training: Annotated[
         Literal[TRAINING],
         about(
-            "trained (MNIST: here, cached; EfficientNet-Lite0: the package's ImageNet "
-            "weights), or random: the network at its initialisation"
+            "trained (MNIST: here, cached; ImageNet: its weights), or random: the network "
+            "at its initialisation"
         ),
     ] = "trained"
+    weights: Annotated[
+        str | None,
+        about(
+            "ImageNet networks: a file of the weights (default: the package's for "
+            "efficientnet_lite0, torchvision's cache for the others)"
+        ),
+    ] = None
+    data: Annotated[
+        str, about("ImageNet networks: photos (shipped inside packages) or an ImageFolder tree")
+    ] = "photos"
     seed: Annotated[
         int, Ge(0), about("seed of the split, the training, the resamples and the selectors")
     ] = 0
@@ -60,8 +74,8 @@ class LayerRates(Named):
         int,
         Ge(2),
         about(
-            "calibration images (MNIST: of the training split; EfficientNet-Lite0: "
-            "random-resized views of the 6 calibration photos)"
+            "calibration images (MNIST: of the training split; photos: random-resized views "
+            "of the 6 calibration photos)"
         ),
     ] = 512
     resamples: Annotated[
@@ -94,6 +108,11 @@ class LayerRates(Named):
         check_fields(self, where, as_flags)
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice in {', '.join(self.methods)}")
+        if self.network not in ARCHS and (self.weights is not None or self.data != "photos"):
+            raise ValueError(
+                f"--weights and --data are for the ImageNet networks; {self.network} is "
+                "trained here on MNIST-5k"
+            )
         if self.images < self.resamples:
             raise ValueError(
                 f"{self.images} calibration images cannot make {self.resamples} disjoint "
@@ -104,14 +123,21 @@ class LayerRates(Named):
 def network(config: LayerRates) -> tuple[nn.Module, list[Chain], torch.Tensor]:
     """(the network in eval mode, its chains, the calibration images): an MNIST network
     trained here (cached) or at its initialisation under the seed, with images of its
-    training split; EfficientNet-Lite0 with the package's ImageNet weights or timm's
-    initialisation under the seed, with random-resized views of the calibration photos."""
+    training split; an ImageNet network with its weights (``weights``: a file; by default
+    the package's for EfficientNet-Lite0, torchvision's cache for the others) or at its
+    initialisation under the seed, with views of ``data`` (the shipped photos or an
+    ImageFolder tree)."""
     trained_here = config.training == "trained"
-    if config.network == "efficientnet-lite0":
+    if config.network in ARCHS:
         torch.manual_seed(config.seed)
-        model = load_efficientnet_lite0() if trained_here else build("efficientnet_lite0")
-        images = photo_sets(views("efficientnet_lite0"), config.images, seed=config.seed)[0]
-        return model, block_chains(model), images
+        default = "package" if config.network == "efficientnet_lite0" else "torchvision"
+        model = load(config.network, (config.weights or default) if trained_here else "none")
+        transform = views(config.network)
+        if config.data == "photos":
+            images = photo_sets(transform, config.images, seed=config.seed)[0]
+        else:
+            images = folder_sets(Path(config.data), transform, config.images, 0, config.seed)[0]
+        return model.eval(), block_chains(model), images
     net = config.network.removeprefix("mnist-")
     model = trained(net, config.seed, *(() if trained_here else (0,)))
     chains = sequential_chains(model) if net == "cnn" else block_chains(model)
