@@ -95,6 +95,24 @@ def test_fit_layer_caps_corrective_selectors_and_names_what_cannot_be_fitted():
     assert "verdict" not in found["methods"]["fixed-step"]
 
 
+def test_the_summary_keeps_each_median_curve_at_160_points_at_most():
+    """A long curve is kept at evenly and log-spaced n (its first and last step among them),
+    the median over the resamples to 4 digits; the fit uses every step."""
+    from torchbridge.rates_study import LayerRates, summary
+
+    n = np.arange(1, 401)
+    curves = [np.exp(-0.01 * n) * (1 + k / 100) for k in range(2)]
+    results = {f"resample{k}": {"layers": {"x": _layer({"greedy-local": h.tolist()}, rank=399)}}
+               for k, h in enumerate(curves)}  # fmt: skip
+    found = summary(LayerRates(resamples=2), results)["layers"][0]["methods"]["greedy-local"]
+    kept = np.asarray(found["curve_n"])
+    assert 100 < kept.size <= 160 and kept[0] == 1 and kept[-1] == 400
+    assert np.all(np.diff(kept) > 0) and found["steps"] == 400
+    expected = np.exp(-0.01 * kept) * 1.005
+    np.testing.assert_allclose(found["median_curve"], expected, rtol=5e-4)  # 4 digits
+    assert found["c"][0] == pytest.approx(0.01, rel=1e-6)
+
+
 def _argv(tmp_path, *more: str) -> list[str]:
     return ["rates", "--network", "mnist-cnn", "--training", "random", "--images", "16",
             "--resamples", "2", "--depth", "12", "--batch", "8", "--runs", str(tmp_path / "runs"),
@@ -121,11 +139,9 @@ def test_the_command_fits_every_layer_of_a_small_network(tmp_path, cache, capsys
         assert len(layer["rank"]) == 2 and layer["c_bound"][0] >= 0
         for method, row in layer["methods"].items():
             assert ("verdict" in row) != ("error" in row)
-            assert (
-                len(row["median_curve"])
-                == row["steps"]
-                == (min(12, layer["N"]) if method == "omp" else 12)
-            )
+            steps = min(12, layer["N"]) if method == "omp" else 12
+            assert row["steps"] == steps and row["curve_n"] == list(range(1, steps + 1))
+            assert len(row["median_curve"]) == steps
         assert layer["methods"]["greedy-local"]["median_curve"][-1] < 1.0
     assert out.count("| greedy-local |") == 3 and f"run folder: {run_dir}" in out
     assert sorted(p.stem for p in (run_dir / "figures").glob("*.png")) == sorted(FIGURES)

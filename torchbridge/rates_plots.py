@@ -28,7 +28,7 @@ def _floor(layer: dict) -> float:
     """The lowest point of the selectors' curves that do not fall to exactly 0 at the end
     (omp, fixed-step: their cliff is cut off), and not below 1e-10."""
     values = [v for method, row in layer["methods"].items() if row["cap"] is None
-              for v in row["median_curve"] if v > 0]  # fmt: skip
+              for v in row["median_curve"] if v is not None and v > 0]  # fmt: skip
     return max(min(values, default=1e-10), 1e-10)
 
 
@@ -40,14 +40,13 @@ def decay_figure(summary: dict, out: Path, scale: str) -> list[Path]:
     fig, axes = _grid(len(layers))
     for ax, layer in zip(axes, layers, strict=False):
         for method, row in layer["methods"].items():
-            h = np.asarray(row["median_curve"])
-            ax.plot(np.arange(1, h.size + 1), h, color=COLOURS[method], lw=1,
-                    label=LABELS[method])  # fmt: skip
-        first = layer["methods"].get("greedy-local", {}).get("median_curve")
+            h = np.array([np.nan if v is None else v for v in row["median_curve"]])
+            ax.plot(row["curve_n"], h, color=COLOURS[method], lw=1, label=LABELS[method])
+        first = layer["methods"].get("greedy-local")
         c = layer["c_bound"][1] if layer["c_bound"][1] is not None else layer["c_bound"][0]
         if first and c is not None:
-            n = np.arange(1, len(first) + 1)
-            ax.plot(n, first[0] * np.exp(-c * (n - 1)), "k--", lw=0.8,
+            n = np.asarray(first["curve_n"])
+            ax.plot(n, first["median_curve"][0] * np.exp(-c * (n - 1)), "k--", lw=0.8,
                     label="statement 4's guarantee")  # fmt: skip
         ax.set_yscale("log")
         if scale == "loglog":

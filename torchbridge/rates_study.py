@@ -24,6 +24,7 @@ from torch import nn
 from sims.config import Named, RunName
 from sims.experiment import Experiment, headline
 from sims.schema import STRICT, about, check_fields
+from sims.summary import drawn_points, rounded
 from theory.selectors import LOCAL_METHODS
 from torchbridge.chains import Chain, block_chains, sequential_chains
 from torchbridge.images import folder_sets, photo_sets
@@ -166,7 +167,8 @@ def unit(config: LayerRates, key: str, cache: dict) -> dict:
 
 def summary(config: LayerRates, results: dict[str, dict]) -> dict:
     """Per layer (network order): :func:`torchbridge.rates.fit_layer` over the resamples,
-    and each selector's median curve over them."""
+    and each selector's median curve over them at n = ``curve_n`` (every step of a curve of
+    up to 160, else 160 of them, as a simulation's summary keeps its curves; 4 digits)."""
     runs = [results[key]["layers"] for key in units(config)]
     layers = []
     for chain in runs[0]:
@@ -176,7 +178,9 @@ def summary(config: LayerRates, results: dict[str, dict]) -> dict:
         for method, found in row["methods"].items():
             curves = [layer["curves"][method] for layer in each]
             steps = min(len(h) for h in curves)
-            found["median_curve"] = np.median([h[:steps] for h in curves], axis=0).tolist()
+            kept = drawn_points(steps)  # all of a short curve, else 160 even and log-spaced
+            found["curve_n"] = (kept + 1).tolist()
+            found["median_curve"] = rounded(np.median([h[:steps] for h in curves], axis=0)[kept])
         layers.append(row)
     return {"layers": layers, "eps_grid": list(config.eps_grid)}
 
