@@ -29,7 +29,7 @@ from sims.deep import run_deep_instance
 from sims.deep_report import deep_figure, deep_markdown, summarize_deep
 from sims.plots import plot_run
 from sims.report import markdown
-from sims.runner import run
+from sims.runner import add_parallel_flags, run
 from sims.schema import add_flags, flag, given, keys, reference
 from sims.spectrum import report as spectrum_report
 from sims.spectrum import report_table as spectrum_report_table
@@ -79,13 +79,7 @@ def parser() -> argparse.ArgumentParser:
     )
     source.add_argument("--config", type=Path, help="a .toml or .json configuration file")
     _configuration_flags(run)
-    run.add_argument("--jobs", type=int, default=2, help="local processes (-1: all cores)")
-    run.add_argument(
-        "--cluster",
-        default=None,
-        help="a Dask scheduler (tcp://host:8786) or a Ray cluster (ray:auto, ray:HOST:6379, "
-        "ray://HOST:10001)",
-    )
+    add_parallel_flags(run, jobs=2)
     run.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     run.add_argument("--figures", type=Path, default=FIGURES,
                      help=f"where figures go, into FIGURES/NAME (default: {FIGURES})")  # fmt: skip

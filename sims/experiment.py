@@ -98,10 +98,16 @@ def read_unit(run_dir: Path, key: str) -> dict | None:
 
 
 def run(
-    experiment: Experiment, config: Any, root: Path = Path("runs"), progress: bool = True
+    experiment: Experiment,
+    config: Any,
+    root: Path = Path("runs"),
+    progress: bool = True,
+    options: dict | None = None,
 ) -> Path:
     """Run (or resume) ``experiment`` at ``config`` under ``root``; returns the run folder,
-    whose summary.json holds the summary."""
+    whose summary.json holds the summary. ``options``: how to run, not what (the number of
+    processes, say), given to the units in their shared cache; they are not part of the
+    configuration, and must not change a result."""
     config.check()
     run_dir = root / config.run_name
     wanted = record(experiment, config)
@@ -117,7 +123,7 @@ def run(
     store.write_config(run_dir, wanted)
     keys = experiment.units(config)
     results = {key: read_unit(run_dir, key) for key in keys}
-    cache: dict = {}
+    cache: dict = dict(options or {})
     todo = [key for key in keys if results[key] is None]
     bar = tqdm(total=len(keys), initial=len(keys) - len(todo), desc=config.run_name,
                unit="unit", disable=not progress)  # fmt: skip

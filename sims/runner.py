@@ -19,6 +19,7 @@ flight.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator
@@ -43,9 +44,21 @@ def _work(config: Any, work: Work | None, instance: Instance) -> tuple[Instance,
     return instance, rows, meta
 
 
+def add_parallel_flags(parser: argparse.ArgumentParser, jobs: int) -> None:
+    """``--jobs`` (default ``jobs``) and ``--cluster``: where :func:`unordered_map` runs."""
+    parser.add_argument("--jobs", type=int, default=jobs, help="local processes (-1: all cores)")
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        help="a Dask scheduler (tcp://host:8786) or a Ray cluster (ray:auto, ray:HOST:6379, "
+        "ray://HOST:10001)",
+    )
+
+
 @contextlib.contextmanager
-def _unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
-    """``map(f, items)`` yielding f(item) as each finishes, locally or on a cluster."""
+def unordered_map(jobs: int, cluster: str | None) -> Iterator[UnorderedMap]:
+    """``map(f, items)`` yielding f(item) as each finishes, locally (``jobs`` processes of
+    joblib, -1: all cores) or on a cluster (a Dask scheduler's address, or ``ray:ADDRESS``)."""
     if cluster is not None and cluster.startswith("ray:"):
         with _ray_pool(cluster) as pool:
             yield pool.imap_unordered
@@ -123,8 +136,8 @@ def run(
         unit="instance",
         disable=not progress,
     )
-    with bar, _unordered_map(jobs, cluster) as unordered_map:
-        for instance, rows, meta in unordered_map(functools.partial(_work, config, work), todo):
+    with bar, unordered_map(jobs, cluster) as each_done:
+        for instance, rows, meta in each_done(functools.partial(_work, config, work), todo):
             store.write_instance(run_dir, instance.key, rows, meta)
             bar.update(1)
     return run_dir

@@ -244,3 +244,15 @@ def test_missing_imagenet_weights_are_named_not_downloaded(tmp_path, capsys, mon
             "--runs", str(tmp_path / "runs"), "--no-progress"]  # fmt: skip
     assert main(argv) == 2
     assert "torchvision weights for resnet18 not found: put resnet18-" in capsys.readouterr().err
+
+
+def test_layers_in_two_processes_give_the_same_summary(tmp_path, cache):
+    """--jobs 2 spreads each resample's layers over two processes: the same summary as one
+    process, and the same run folder (how to run is not part of the configuration)."""
+    assert main(_argv(tmp_path, "--jobs", "2")) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    parallel = json.loads((run_dir / "summary.json").read_text())
+    assert main(_argv(tmp_path, "--runs", str(tmp_path / "serial"))) == 0
+    (serial_dir,) = (tmp_path / "serial").iterdir()
+    assert serial_dir.name == run_dir.name
+    assert json.loads((serial_dir / "summary.json").read_text())["layers"] == parallel["layers"]

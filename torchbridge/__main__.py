@@ -35,6 +35,7 @@ from pathlib import Path
 
 from sims.config import dumps
 from sims.experiment import add_run_flags, run
+from sims.runner import add_parallel_flags
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import check_folder
 from torchbridge.job import PruneConfig, eval_job, prune_job
@@ -55,7 +56,8 @@ def _config(args: argparse.Namespace, cls: type = PruneConfig, command: str = "p
 def _rates(args: argparse.Namespace) -> None:
     config = _config(args, LayerRates, "rates")
     config.check()
-    run_dir = run(RATES, config, args.runs, progress=not args.no_progress)
+    options = {"jobs": args.jobs, "cluster": args.cluster}  # how to run: not in the hash
+    run_dir = run(RATES, config, args.runs, progress=not args.no_progress, options=options)
     print(RATES.table(json.loads((run_dir / "summary.json").read_text())))
     print(f"run folder: {run_dir}")
 
@@ -112,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     rates = sub.add_parser("rates", help="fit the decay of every layer of a real network")
     _flags_and_file(rates, LayerRates, "the keys (the flags below)")
     add_run_flags(rates)
+    add_parallel_flags(rates, jobs=1)
     evaluate = sub.add_parser("eval", help="count and compare a pruned model")
     evaluate.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
     evaluate.add_argument(

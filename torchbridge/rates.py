@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sims.fit import corrective_cap, fit_rates, n_eps_curve
+from sims.runner import unordered_map
 from theory.bounds import linear_rate
 from theory.geometry import geometry_and_spectrum
 from theory.problem import LayerProblem
@@ -71,6 +72,11 @@ def layer_curves(
     return {"geometry": geo.as_dict(), "spectrum_top": top[:8].tolist(), "curves": curves}
 
 
+def _layer_job(job: tuple) -> tuple[int, dict]:
+    index, problem, methods, depth, seed = job
+    return index, layer_curves(problem, methods, depth, seed)
+
+
 def resample_layers(
     model: nn.Module,
     chains: Sequence[Chain],
@@ -79,14 +85,17 @@ def resample_layers(
     depth: int | None,
     batch: int,
     seed: int,
+    jobs: int = 1,
+    cluster: str | None = None,
 ) -> dict[str, dict]:
     """{producer: :func:`layer_curves`} of every chain, on one resample's ``images`` (one
-    pass through the unpruned network)."""
+    pass through the unpruned network); the layers' selectors and geometry in ``jobs``
+    processes or on a cluster (:func:`sims.runner.unordered_map`: the same results)."""
     problems = layer_problems(model, list(chains), images.split(batch))
-    return {
-        chain.producer: layer_curves(problem, methods, depth, seed)
-        for chain, problem in zip(chains, problems, strict=True)
-    }
+    work = [(k, problem, tuple(methods), depth, seed) for k, problem in enumerate(problems)]
+    with unordered_map(jobs, cluster) as each_done:
+        found = dict(each_done(_layer_job, work))
+    return {chain.producer: found[k] for k, chain in enumerate(chains)}
 
 
 def _number(value: float) -> float | None:

@@ -7,7 +7,9 @@ images split into disjoint resamples; per resample, every chain's layer problem 
 selector's curve (:func:`torchbridge.rates.resample_layers`); the summary fits each layer over
 the resamples (:func:`torchbridge.rates.fit_layer`); the figures
 (:mod:`torchbridge.rates_plots`). Units: one per resample, so a killed run keeps the
-resamples it finished.
+resamples it finished. ``--jobs`` and ``--cluster`` (how to run, not part of the
+configuration) spread each resample's layers over processes or a cluster as ``sims run``
+does.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def units(config: LayerRates) -> list[str]:
 def unit(config: LayerRates, key: str, cache: dict) -> dict:
     made, k = _setup(config, cache), int(key.removeprefix("resample"))
     layers = resample_layers(made["model"], made["chains"], made["subsets"][k], config.methods,
-                             config.depth, config.batch, config.seed + k)  # fmt: skip
+                             config.depth, config.batch, config.seed + k,
+                             cache.get("jobs", 1), cache.get("cluster"))  # fmt: skip
     return {"layers": layers}
 
 
