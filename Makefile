@@ -39,7 +39,7 @@ docs: $(STAMP)
 results: $(STAMP)
 	$(BIN)/python -m experiments results
 
-# The benchmarks into runs/ (about 20 minutes on 2 cores); docs/benchmarks.md is written from
+# The benchmarks into runs/ (about 15 minutes on 2 cores); docs/benchmarks.md is written from
 # their summaries once copied into results/summaries/ (see that page).
 bench: $(STAMP)
 	$(BIN)/python -m experiments run bench-core

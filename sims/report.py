@@ -48,13 +48,15 @@ def _num(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _bound(row: dict) -> str:
-    """Statement 4's c: one number where r is exact, else the bracket from r's two bounds."""
-    low, high = _num(row["c_bound"]), _num(row["c_bound_upper"])
+def bound(low: float | None, high: float | None) -> str:
+    """Statement 4's c from r's lower and upper bounds: one number where they agree (r
+    exact, or the upper bound unknown), else the bracket."""
+    low, high = _num(low), _num(high)
     return f"{low:.2g}" if not high > low else f"{low:.2g} to {high:.2g}"
 
 
-def _interval(mean: float, ci: tuple[float, float]) -> str:
+def interval(mean: float | None, ci: tuple[float | None, float | None]) -> str:
+    """A fitted value with its 95% interval, ``0.0163 [0.0139, 0.0186]``."""
     return f"{_num(mean):.3g} [{_num(ci[0]):.3g}, {_num(ci[1]):.3g}]"
 
 
@@ -125,9 +127,10 @@ def markdown(summary: dict, level: int = 1) -> str:
                 lines.append(f"| {row['method']} | {row['seeds']} | no fit: {row['error']} ||||||")
                 continue
             lines.append(
-                f"| {row['method']} | {row['seeds']} | {_interval(*row['c'])} | "
-                f"{_interval(*row['p'])} | {_interval(*row['log_ratio'])} | {row['verdict']} | "
-                f"{_bound(row)} | {_num(row['n_eps_slope']):.3g} ({_num(row['n_eps_r2']):.3f}) |"
+                f"| {row['method']} | {row['seeds']} | {interval(*row['c'])} | "
+                f"{interval(*row['p'])} | {interval(*row['log_ratio'])} | {row['verdict']} | "
+                f"{bound(row['c_bound'], row['c_bound_upper'])} | "
+                f"{_num(row['n_eps_slope']):.3g} ({_num(row['n_eps_r2']):.3f}) |"
             )
         lines += ["", *_neurons_needed(config["eps_grid"], table, family), ""]
     return "\n".join(lines)

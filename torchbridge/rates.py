@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sims.fit import corrective_cap, fit_rates, n_eps_curve
+from sims.report import CORRECTIVE
 from sims.runner import unordered_map
 from theory.bounds import linear_rate
 from theory.geometry import geometry_and_spectrum
@@ -32,10 +33,9 @@ from torchbridge.chains import Chain
 from torchbridge.prune import layer_problems
 
 # Selectors whose loss becomes exactly 0 at a known n, beyond which a fit would read the cliff
-# as a huge rate: they are fitted below cap_fraction times it. The corrective ones are exact
-# once they hold the affine rank's channels; the ones with uniform weights over their picks are
-# the layer itself once they have picked all N channels once.
-CORRECTIVE = ("fully-corrective", "omp")
+# as a huge rate: they are fitted below cap_fraction times it. The corrective ones
+# (sims.report.CORRECTIVE) are exact once they hold the affine rank's channels; the ones with
+# uniform weights over their picks are the layer itself once they have picked all N once.
 UNIFORM = ("fixed-step", "magnitude")
 MARGINS = ("margin", "margin_upper")  # r's lower and upper bounds (equal where r is exact)
 
@@ -125,9 +125,7 @@ def fit_layer(
         "rank": [g["rank"] for g in geometry],
         "diameter": float(np.median([g["diameter"] for g in geometry])),
         "sigma2": float(np.median([g["sigma2"] for g in geometry])),
-        "margin": [
-            _number(np.median([g[k] for g in geometry])) for k in ("margin", "margin_upper")
-        ],
+        "margin": [_number(np.median([g[m] for g in geometry])) for m in MARGINS],
         "c_bound": [_number(_statement4(layers, m)) for m in MARGINS],
         "methods": {},
     }

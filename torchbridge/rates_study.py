@@ -25,6 +25,7 @@ from torch import nn
 
 from sims.config import Named, RunName
 from sims.experiment import Experiment, headline
+from sims.report import bound, interval
 from sims.schema import STRICT, about, check_fields
 from sims.summary import drawn_points, rounded
 from theory.selectors import LOCAL_METHODS
@@ -188,19 +189,8 @@ def summary(config: LayerRates, results: dict[str, dict]) -> dict:
     return {"layers": layers, "eps_grid": list(config.eps_grid)}
 
 
-def _interval(value: list) -> str:
-    mean, (low, high) = value
-    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
-
-
 def _needed(values: list, steps: int) -> str:
     return " / ".join(f"> {steps}" if n is None else f"{n:.0f}" for n in values)
-
-
-def _bound(low: float | None, high: float | None) -> str:
-    if low is None:
-        return "n/a"
-    return f"{low:.2g}" if high is None or not high > low else f"{low:.2g} to {high:.2g}"
 
 
 def markdown(found: dict) -> str:
@@ -214,12 +204,12 @@ def markdown(found: dict) -> str:
         ranks = str(low) if low == high else f"{low}-{high}"
         for method, row in layer["methods"].items():
             fitted = (
-                [row["verdict"], _interval(row["c"]), _interval(row["p"])]
+                [row["verdict"], interval(*row["c"]), interval(*row["p"])]
                 if "verdict" in row
                 else ["no fit", "", ""]
             )
             cells = [layer["chain"], str(layer["N"]), ranks, method, *fitted,
-                     _needed(row["n_eps"], row["steps"]), _bound(*layer["c_bound"])]  # fmt: skip
+                     _needed(row["n_eps"], row["steps"]), bound(*layer["c_bound"])]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
