@@ -105,6 +105,11 @@ def explain(
 FLOOR = 1e-16  # losses below this fraction of h_1 are round-off: decades are capped at 16
 
 
+def decades(h1: float, h: float) -> float:
+    """log10(h_1 / h): the orders of magnitude from the first loss to ``h``, capped at 16."""
+    return float(np.log10(h1 / max(h, FLOOR * h1)))
+
+
 def instance_table(
     run_dir: Path,
     method: str,
@@ -140,7 +145,7 @@ def instance_table(
         )
         if eps is None:
             h1, h = points[0][1], [loss for n, loss, _ in points if n <= at][-1]
-            table.append(features | {"decades": float(np.log10(h1 / max(h, FLOOR * h1)))})
+            table.append(features | {"decades": decades(h1, h)})
             continue
         reached = [n for n, _, rel in points if rel <= eps]
         if not reached:

@@ -51,13 +51,17 @@ def test_layer_curves_are_the_selectors_losses_over_sigma2():
     # the first greedy-local step keeps the single channel nearest the layer's output
     first = min(problem.loss(np.eye(12)[j]) for j in range(12))
     assert found["curves"]["greedy-local"][0] == pytest.approx(first / sigma2)
-    assert found["spectrum_top"][0] == 1.0 and len(found["spectrum_top"]) == 8
+    eigenvalues = np.linalg.eigvalsh(problem.centred)[::-1][:11]
+    assert found["spectrum"]["log_rank"] == pytest.approx(np.log(11))
+    ratio = eigenvalues.sum() ** 2 / (eigenvalues**2).sum()
+    assert found["spectrum"]["log_effective_rank"] == pytest.approx(np.log(ratio), rel=1e-9)
 
 
 def _layer(curves: dict, rank: int = 30) -> dict:
     geometry = {"diameter": 2.0, "margin": 0.5, "margin_upper": 0.5, "sigma2": 1.0,
                 "rank": rank, "n_neurons": 40}  # fmt: skip
-    return {"geometry": geometry, "curves": curves}
+    spectrum = {"log_rank": np.log(rank), "log_effective_rank": 1.0, "spectral_slope": 2.0}
+    return {"geometry": geometry, "spectrum": spectrum, "curves": curves, "psi_dim": 900}
 
 
 def test_fit_layer_recovers_known_rates_over_resamples():
@@ -81,6 +85,13 @@ def test_fit_layer_recovers_known_rates_over_resamples():
     assert exp["n_eps"][0] == pytest.approx(23, abs=1) and exp["n_eps"][1] is None
     assert found["c_bound"] == [pytest.approx(-np.log(1 - 0.25 / 4))] * 2
     assert found["N"] == 40 and found["rank"] == [30] * 5 and exp["cap"] is None
+    # each resample's features and decades at n = 50, the simulations' target
+    assert found["psi_dim"] == 900 and len(found["instances"]) == 5
+    for layer, instance in zip(layers, found["instances"], strict=True):
+        h = layer["curves"]["greedy-local"]
+        assert instance["decades"] == pytest.approx(np.log10(h[0] / h[49]))
+        assert instance["log_d_over_upper_r"] == pytest.approx(np.log(4.0))
+        assert instance["log_rank"] == pytest.approx(np.log(30))
 
 
 def test_fit_layer_caps_corrective_selectors_and_names_what_cannot_be_fitted():
@@ -134,6 +145,9 @@ def test_the_command_fits_every_layer_of_a_small_network(tmp_path, cache, capsys
     assert summary["experiment"] == "rates" and summary["commit"]
     chains = [layer["chain"] for layer in summary["layers"]]
     assert chains == ["0", "4", "8"]  # the CNN's three inner chains, in network order
+    # psi's dimension: 8 images per resample times the consumer's output, 32 x 14 x 14 (after
+    # the first pooling), 32 x 7 x 7 (after the second), the classifier's 10
+    assert [layer["psi_dim"] for layer in summary["layers"]] == [8 * 6272, 8 * 1568, 8 * 10]
     for layer in summary["layers"]:
         assert set(layer["methods"]) == {"greedy-local", "fixed-step", "random", "omp"}
         assert len(layer["rank"]) == 2 and layer["c_bound"][0] >= 0

@@ -7,8 +7,10 @@ fixed step and n^-1 for random sampling? The intervals come from R disjoint subs
 calibration images (:func:`resamples`): each gives every layer its own problem and so its own
 curve, and :func:`sims.fit.fit_rates` fits each curve and takes the t interval over them, as
 it does over the seeds of a simulation. Beside the fits, each layer's geometry (N, the affine
-rank of its channels' outputs, D, the bracket of r, sigma^2) and statement 4's guaranteed rate
--log(1 - r^2/D^2) (:func:`theory.bounds.linear_rate`).
+rank of its channels' outputs, D, the bracket of r, sigma^2, the dimension of the space psi
+lives in) and statement 4's guaranteed rate -log(1 - r^2/D^2) (:func:`theory.bounds.linear_rate`);
+and per resample the spectrum and geometry features and the decades bought by n = AT channels
+that :mod:`sims.spectrum` fits on generated networks, so that each side predicts the other.
 
 :func:`resample_layers` is one resample (one pass of its images through the network);
 :func:`fit_layer` fits one layer over the resamples.
@@ -25,6 +27,7 @@ from torch import nn
 from sims.fit import corrective_cap, fit_rates, n_eps_curve
 from sims.report import CORRECTIVE
 from sims.runner import unordered_map
+from sims.spectrum import decades, geometry_features, summarise
 from theory.bounds import linear_rate
 from theory.geometry import geometry_and_spectrum
 from theory.problem import LayerProblem
@@ -38,6 +41,7 @@ from torchbridge.prune import layer_problems
 # uniform weights over their picks are the layer itself once they have picked all N once.
 UNIFORM = ("fixed-step", "magnitude")
 MARGINS = ("margin", "margin_upper")  # r's lower and upper bounds (equal where r is exact)
+AT = 50  # the n of the decades target, as in the simulations' summaries (sims.summary.EXPLAINED)
 
 
 def resamples(images: torch.Tensor, count: int, seed: int) -> list[torch.Tensor]:
@@ -60,7 +64,7 @@ def layer_curves(
 ) -> dict:
     """One layer problem's geometry and each selector's curve h_n = L(a_n) / sigma^2, n = 1,
     2, ... up to ``depth`` steps (None: the layer's width N; a selector that cannot repeat a
-    channel stops at N)."""
+    channel stops at N), and the summaries of its spectrum (:func:`sims.spectrum.summarise`)."""
     geo, eigenvalues = geometry_and_spectrum(problem)
     steps = depth or problem.n_neurons
     scale = geo.sigma2 if geo.sigma2 > 0 else 1.0  # all channels alike: every loss is 0
@@ -68,8 +72,24 @@ def layer_curves(
     for method in methods:
         n = steps if SELECTORS[method].repeats else min(steps, problem.n_neurons)
         curves[method] = (select(problem, n, method, seed=seed).losses / scale).tolist()
-    top = eigenvalues / eigenvalues[0] if eigenvalues.size else eigenvalues
-    return {"geometry": geo.as_dict(), "spectrum_top": top[:8].tolist(), "curves": curves}
+    spectrum = summarise(eigenvalues) if eigenvalues.size else {}
+    return {"geometry": geo.as_dict(), "spectrum": spectrum, "curves": curves}
+
+
+def psi_dimensions(model: nn.Module, chains: Sequence[Chain], image: torch.Tensor) -> list[int]:
+    """Per chain, the size of its consumer's output for one image (C_out x H x W of a
+    convolution): psi_i lives in that space times the images, as a generated layer's in
+    samples x outputs."""
+    sizes: list[int] = []
+    hooks = [model.get_submodule(chain.consumer).register_forward_hook(
+        lambda _, __, out: sizes.append(out[0].numel())) for chain in chains]  # fmt: skip
+    try:
+        with torch.no_grad():
+            model(image[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
 
 
 def _layer_job(job: tuple) -> tuple[int, dict]:
@@ -90,12 +110,16 @@ def resample_layers(
 ) -> dict[str, dict]:
     """{producer: :func:`layer_curves`} of every chain, on one resample's ``images`` (one
     pass through the unpruned network); the layers' selectors and geometry in ``jobs``
-    processes or on a cluster (:func:`sims.runner.unordered_map`: the same results)."""
+    processes or on a cluster (:func:`sims.runner.unordered_map`: the same results), each
+    with ``psi_dim``, the dimension of the space its psi lives in (:func:`psi_dimensions` times
+    the images)."""
     problems = layer_problems(model, list(chains), images.split(batch))
     work = [(k, problem, tuple(methods), depth, seed) for k, problem in enumerate(problems)]
     with unordered_map(jobs, cluster) as each_done:
         found = dict(each_done(_layer_job, work))
-    return {chain.producer: found[k] for k, chain in enumerate(chains)}
+    sizes = psi_dimensions(model, chains, images[0])
+    return {chain.producer: found[k] | {"psi_dim": sizes[k] * len(images)}
+            for k, chain in enumerate(chains)}  # fmt: skip
 
 
 def _number(value: float) -> float | None:
@@ -109,6 +133,15 @@ def _statement4(layers: Sequence[dict], margin: str) -> float:
                             (layer["geometry"] for layer in layers)]))  # fmt: skip
 
 
+def _instance(layer: dict) -> dict:
+    """One resample's features and target, as :func:`sims.spectrum.instance_table`'s rows."""
+    h = layer["curves"].get("greedy-local", [])
+    features = layer["spectrum"] | geometry_features(layer["geometry"])
+    return {k: _number(v) for k, v in features.items()} | {
+        "decades": decades(h[0], h[AT - 1]) if len(h) >= AT else None
+    }
+
+
 def fit_layer(
     layers: Sequence[dict], fit_from: int, eps_grid: Sequence[float], cap_fraction: float
 ) -> dict:
@@ -117,7 +150,10 @@ def fit_layer(
     with their 95% intervals over the resamples, the held-out verdict (exponential, power,
     unresolved) and the median n_eps at each eps of ``eps_grid``; a selector whose curves
     cannot be fitted gets the reason instead. The corrective selectors are fitted below
-    ``cap_fraction`` times the affine rank, those with uniform weights below that of N."""
+    ``cap_fraction`` times the affine rank, those with uniform weights below that of N.
+    ``instances``: per resample, the spectrum and geometry features of
+    :mod:`sims.spectrum` and greedy-local's decades at n = AT (None where it ran fewer
+    steps)."""
     geometry = [layer["geometry"] for layer in layers]
     rank = min(g["rank"] for g in geometry)
     out = {
@@ -127,6 +163,8 @@ def fit_layer(
         "sigma2": float(np.median([g["sigma2"] for g in geometry])),
         "margin": [_number(np.median([g[m] for g in geometry])) for m in MARGINS],
         "c_bound": [_number(_statement4(layers, m)) for m in MARGINS],
+        "psi_dim": layers[0]["psi_dim"],
+        "instances": [_instance(layer) for layer in layers],
         "methods": {},
     }
     for method in layers[0]["curves"]:
