@@ -8,12 +8,20 @@ layer's verdicts counted, fitted rates spanned, channels needed compared, and a 
 - ``{{ STEM needed-ratio METHOD BASE EPS }}``: the channels METHOD needs for h <= EPS over those
   BASE needs, median and range over the layers where both reach EPS;
 - ``{{ STEM layer-table METHOD[,METHOD...] }}``: per layer, N, the affine rank and each
-  method's verdict with its rate.
+  method's verdict with its rate;
+- ``{{ SIMS transfer KEY STEM[,STEM...] }}``: :mod:`sims.spectrum`'s least squares of
+  greedy-local's decades at n = 50 on each set of spectrum and geometry features, fitted on
+  the generated instances of simulation SIMS's table KEY (``at50``) and scored on the real
+  layers' resamples of the ``rates`` summaries STEM, and the reverse, as a Markdown table.
 """
 
 from __future__ import annotations
 
 import statistics
+
+import numpy as np
+
+from sims.spectrum import FEATURE_SETS, explain
 
 VERDICTS = ("exponential", "power", "unresolved", "no fit")
 
@@ -94,5 +102,39 @@ def layer_table(summary: dict, methods: str) -> str:
     return "\n".join(lines)
 
 
+def _finite(rows: list[dict], features: tuple[str, ...]) -> list[dict]:
+    """The rows whose features and decades are all known and finite."""
+    wanted = (*features, "decades")
+    return [row for row in rows if all(row[f] is not None and np.isfinite(row[f]) for f in wanted)]
+
+
+def transfer(summary: dict, key: str, stems: str, *, summaries: dict[str, dict]) -> str:
+    generated = summary.get("explain", {}).get(key, {}).get("table")
+    if not generated or "decades" not in generated[0]:
+        raise ValueError(f"no instance table {key!r} with the decades target in the summary")
+    real = []
+    for stem in stems.split(","):
+        if stem not in summaries:
+            raise ValueError(f"no summary {stem}.json")
+        real += [row for layer in _rates(summaries[stem]) for row in layer["instances"]]
+    lines = ["| features | generated -> real: R^2 (rows) | real -> generated: R^2 (rows) |",
+             "| --- | --- | --- |"]  # fmt: skip
+    for features in FEATURE_SETS:
+        ours, theirs = _finite(generated, features), _finite(real, features)
+        train = np.arange(len(ours) + len(theirs)) < len(ours)
+        cells = []
+        for mask in (train, ~train):
+            fit = explain(ours + theirs, features, mask, "decades")
+            cells.append(f"{fit.test_r2:.2f} ({fit.n_train} -> {fit.n_test})")
+        lines.append(f"| {' + '.join(features)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _rates(summary: dict) -> list[dict]:
+    if "layers" not in summary or not all("instances" in layer for layer in summary["layers"]):
+        raise ValueError("not a rates summary with each resample's features (rerun it)")
+    return summary["layers"]
+
+
 VIEWS = {"verdicts": verdicts, "layer-span": layer_span, "needed-ratio": needed_ratio,
-         "layer-table": layer_table}  # fmt: skip
+         "layer-table": layer_table, "transfer": transfer}  # fmt: skip

@@ -35,7 +35,8 @@ filled from ``results/summaries/STEM.json`` into ``docs/PATH.md`` by ``make resu
 - ``{{ STEM bench GROUP }}``: one timed group of a benchmark's summary (``bench-core``:
   steps, gram, gamma; ``bench-torch``: its row groups) as its Markdown table;
 - ``verdicts``, ``layer-span``, ``needed-ratio``, ``layer-table``: views of a ``rates``
-  summary (:mod:`experiments.layer_views`).
+  summary; ``transfer``: a simulation's decay model carried to real layers and back
+  (:mod:`experiments.layer_views`).
 
 A decimal number written in a template outside a placeholder or code is refused
 (:func:`typed_numbers`): every measured number on a results page comes from a summary.
@@ -290,11 +291,13 @@ def placeholder(text: str, summaries: dict[str, dict]) -> str:
         raise ValueError(f"no summary {stem}.json")
     if what in VIEWS:
         view = VIEWS[what]
+        # a view with a keyword ``summaries`` reads other summaries too (by the stems it is given)
+        more = {"summaries": summaries} if "summaries" in inspect.signature(view).parameters else {}
         try:
-            inspect.signature(view).bind(summaries[stem], *rest)
+            inspect.signature(view).bind(summaries[stem], *rest, **more)
         except TypeError:
             raise ValueError(f"view {what}: wrong arguments {rest} (experiments.pages)") from None
-        return view(summaries[stem], *rest)
+        return view(summaries[stem], *rest, **more)
     if len(rest) > 1:
         raise ValueError("a value takes one FORMAT at most")
     try:

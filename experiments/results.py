@@ -27,6 +27,7 @@ from sims.deep_report import deep_markdown, planned_deep
 from sims.plots import planned
 from sims.report import markdown as sims_report
 from sims.schema import flag, keys
+from torchbridge.rates_plots import regime_placement_figure
 
 SUMMARIES = Path("results/summaries")
 TEMPLATES = Path("results/pages")  # mirrors docs/: results/pages/X/Y.md is written to docs/X/Y.md
@@ -112,11 +113,16 @@ def figures_of(folder: Path) -> list[Figures]:
     """The committed figures of every summary in ``folder``: a simulation's (every figure of
     :func:`sims.plots.planned`, or the deep run's, into its configuration's name; of a run
     with more than DECAY_KEPT families only the first family's decay figure: ``python -m
-    sims plot SUMMARY.json`` draws the others), and an experiment's that declares its figures
-    (into the summary's file name)."""
-    found = []
+    sims plot SUMMARY.json`` draws the others), an experiment's that declares its figures
+    (into the summary's file name), and the real layers of every ``rates`` summary placed on
+    the regime map of the simulation named ``regimes`` (into ``real-layers``)."""
+    found, rates, regimes = [], {}, None
     for file in sorted(Path(folder).glob("*.json")):
         summary = _read(file)
+        if summary.get("experiment") == "rates":
+            rates[file.stem] = summary
+        if summary.get("kind") == "sims" and summary["config"]["name"] == "regimes":
+            regimes = summary
         if summary.get("kind") in sims_summary.KINDS:
             plan = planned(summary) if summary["kind"] == "sims" else planned_deep(summary)
             decay = [stem for stem in plan if stem.startswith("decay_f")]
@@ -129,6 +135,9 @@ def figures_of(folder: Path) -> list[Figures]:
         if experiment is not None and experiment.figure_stems:
             found.append(Figures(file.stem, experiment.figure_stems,
                                  functools.partial(experiment.figures, summary)))  # fmt: skip
+    if rates and regimes is not None:
+        found.append(Figures("real-layers", ("regime_map",), functools.partial(
+            regime_placement_figure, regimes, rates)))  # fmt: skip
     return found
 
 

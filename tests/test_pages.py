@@ -238,3 +238,48 @@ def test_the_layer_table_and_bad_rates_placeholders():
     ]:
         with pytest.raises(ValueError, match=message):
             fill(text, SUMMARIES | {"r": RATES}, "x.md")
+
+
+def _instances(rng: np.random.Generator, count: int, slope: float) -> list[dict]:
+    """Rows with every feature of sims.spectrum and decades = slope * (log_rank - 2.5) + 5 +
+    noise (log_rank from 1 to 4: the mean is 5 for any slope)."""
+    rows = []
+    for r in rng.uniform(1, 4, count):
+        features = {"log_rank": r, "log_effective_rank": r / 2 + rng.normal(0, 0.3),
+                    "spectral_slope": rng.uniform(0, 3), "log_d_over_upper_r": rng.uniform(2, 9),
+                    "log_d_over_lower_r": rng.uniform(2, 9)}  # fmt: skip
+        rows.append(features | {"decades": slope * (r - 2.5) + 5 + rng.normal(0, 0.05)})
+    return rows
+
+
+@pytest.mark.parametrize(("slope", "transfers"), [(2.0, True), (-2.0, False)])
+def test_the_transfer_view_carries_a_decay_model_between_generated_and_real_layers(
+    slope, transfers
+):
+    """Generated instances whose decades grow with log_rank: real layers that follow the same
+    law are predicted in both directions (R^2 near 1 on log_rank), real layers that follow the
+    opposite law are not (R^2 < -1: worse than the training mean); a resample without decades
+    (too few steps) or with an unknown feature is left out of the sets that need it."""
+    rng = np.random.default_rng(3)
+    generated = {"explain": {"at50": {"table": _instances(rng, 30, 2.0), "censored": []}}}
+    real = _instances(rng, 12, slope)
+    real[0]["decades"] = None
+    real[1]["log_d_over_upper_r"] = None
+    layers = [{"chain": "a", "N": 64, "methods": {}, "instances": real[:6]},
+              {"chain": "b", "N": 96, "methods": {}, "instances": real[6:]}]  # fmt: skip
+    summaries = {"g": generated, "r": {"layers": layers}}
+    lines = fill("{{ g transfer at50 r }}", summaries, "x.md").splitlines()
+    assert lines[0].startswith("| features | generated -> real")
+    rank = next(line for line in lines if line.startswith("| log_rank |")).split("|")
+    forward, back = (float(cell.split()[0]) for cell in rank[2:4])
+    assert (forward > 0.9 and back > 0.9) if transfers else (forward < -1 and back < -1)
+    assert "(30 -> 11)" in rank[2] and "(11 -> 30)" in rank[3]
+    upper = next(line for line in lines if line.startswith("| log_d_over_upper_r |"))
+    assert "(30 -> 10)" in upper
+    for text, message in [
+        ("{{ g transfer eps1e-06 r }}", "no instance table 'eps1e-06' with the decades"),
+        ("{{ g transfer at50 q }}", "no summary q.json"),
+        ("{{ g transfer at50 g }}", "not a rates summary with each resample's features"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fill(text, summaries, "x.md")

@@ -270,3 +270,35 @@ def test_layers_in_two_processes_give_the_same_summary(tmp_path, cache):
     (serial_dir,) = (tmp_path / "serial").iterdir()
     assert serial_dir.name == run_dir.name
     assert json.loads((serial_dir / "summary.json").read_text())["layers"] == parallel["layers"]
+
+
+def test_real_layers_are_placed_on_the_regime_map_at_their_psi_dimension(tmp_path, monkeypatch):
+    """Each generated family at (samples x outputs, N), those of one cell side by side; each
+    real layer at (psi_dim, N), coloured by greedy-local's verdict, hollow at initialisation."""
+    from matplotlib.colors import to_rgba
+
+    from sims.plots import VERDICT_COLOURS
+    from torchbridge import rates_plots
+
+    regimes = {"config": {"name": "regimes"}, "families": [
+        {"spec": {"neurons": 100, "samples": 5, "outputs": None}},
+        {"spec": {"neurons": 100, "samples": 5, "outputs": None}},
+        {"spec": {"neurons": 1000, "samples": 50, "outputs": 10}}],
+        "rows": [{"family": 0, "method": "greedy-local", "verdict": "exponential"},
+                 {"family": 2, "method": "greedy-local", "verdict": "power"}]}  # fmt: skip
+    layer = {"N": 16, "psi_dim": 8000, "methods": {"greedy-local": {"verdict": "power"}}}
+    rates = {"a": {"config": {"network": "mnist-cnn", "training": "random"}, "layers": [layer]}}
+    drawn = {}
+    monkeypatch.setattr(rates_plots, "save_figure", lambda fig, out, stem: drawn.update(
+        fig=fig, stem=stem) or [out / f"{stem}.png"])  # fmt: skip
+    assert rates_plots.regime_placement_figure(regimes, rates, tmp_path) == [
+        tmp_path / "regime_map.png"
+    ]
+    points = [c for c in drawn["fig"].axes[0].collections if len(c.get_offsets())]
+    offsets = [tuple(c.get_offsets()[0]) for c in points]
+    assert offsets == [(5, 100), (5 * 1.18, 100), (500, 1000), (8000, 16)]
+    colours = [tuple(c.get_facecolor()[0]) if len(c.get_facecolor()) else None for c in points]
+    assert colours[:3] == [to_rgba(VERDICT_COLOURS[v]) for v in
+                           ("exponential", "unresolved", "power")]  # fmt: skip
+    assert colours[3] is None  # hollow: at initialisation
+    assert tuple(points[3].get_edgecolor()[0]) == to_rgba(VERDICT_COLOURS["power"])

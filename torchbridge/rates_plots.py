@@ -1,7 +1,8 @@
 """Figures of a ``rates`` summary (:mod:`torchbridge.rates_study`): every layer's decay
 curves (semi-log and log-log, each selector's median over the resamples, statement 4's
 guarantee overlaid), the fitted rates against depth, and greedy-local's rate against the
-layer's geometry."""
+layer's geometry; and the real layers of several summaries placed on a simulation's regime
+map (:func:`regime_placement_figure`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sims.plots import COLOURS, LABELS, plt, save_figure
+from sims.plots import COLOURS, LABELS, VERDICT_COLOURS, plt, save_figure
 from theory.bounds import linear_rate
 
 FIGURES = ("decay_semilog", "decay_loglog", "rate_depth", "rate_geometry")
@@ -143,6 +144,51 @@ def rate_geometry_figure(summary: dict, out: Path) -> list[Path]:
     fig.suptitle(_title(summary, "greedy-local's rate against the geometry"), fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out, "rate_geometry")
+
+
+MARKERS = {"mnist-resnet18": "o", "mnist-cnn": "^"}  # any other network: "D"
+
+
+def regime_placement_figure(regimes: dict, rates: dict[str, dict], out: Path) -> list[Path]:
+    """Greedy-local's verdict on the axes of a simulation's regime map (``regimes``, a sims
+    summary over N and m): N, the neurons or channels, against the dimension of the space psi
+    lives in (samples x outputs of a generated layer; images x the consumer's output of a
+    real one). Squares: the generated families (those of one cell side by side); other
+    markers: every layer of the ``rates`` summaries (hollow: at initialisation)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    verdicts = {r["family"]: r.get("verdict", "unresolved") for r in regimes["rows"]
+                if r["method"] == "greedy-local"}  # fmt: skip
+    cells: dict[tuple[int, int], int] = {}
+    for family, entry in enumerate(regimes["families"]):
+        spec = entry["spec"]
+        x, y = spec["samples"] * (spec["outputs"] or 1), spec["neurons"]
+        k = cells[x, y] = cells.get((x, y), -1) + 1
+        ax.scatter(x * 1.18**k, y, marker="s", s=22, edgecolors="none",
+                   color=VERDICT_COLOURS[verdicts.get(family, "unresolved")])  # fmt: skip
+    shown = set()
+    for summary in rates.values():
+        network, training = summary["config"]["network"], summary["config"]["training"]
+        marker = MARKERS.get(network, "D")
+        for layer in summary["layers"]:
+            colour = VERDICT_COLOURS[layer["methods"]["greedy-local"].get("verdict", "unresolved")]
+            style = {"color": colour} if training == "trained" else {
+                "facecolors": "none", "edgecolors": colour}  # fmt: skip
+            label = None if (network, training) in shown else f"{network} ({training})"
+            shown.add((network, training))
+            ax.scatter(layer["psi_dim"], layer["N"], marker=marker, s=26, label=label,
+                       linewidths=0.9, **style)  # fmt: skip
+    ax.plot([], [], "s", color="0.5", label=f"generated ({regimes['config']['name']})")
+    for verdict, colour in VERDICT_COLOURS.items():
+        ax.plot([], [], "o", color=colour, label=verdict)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("dimension of psi: samples x outputs (generated), images x output size (real)")
+    ax.set_ylabel("N, neurons or channels")
+    ax.grid(True, which="major", alpha=0.25)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title("greedy-local's verdict: real layers on the generated regime map", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, out, "regime_map")
 
 
 def plot_rates(summary: dict, out: Path) -> list[Path]:
