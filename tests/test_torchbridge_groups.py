@@ -1,0 +1,143 @@
+"""Chains of any CNN from Torch-Pruning's dependency graph (:mod:`torchbridge.groups`): the
+same chains as the hand-written finders where those exist, every chain of torchvision's
+EfficientNet-B0 (squeeze-excitation inside), the groups kept whole with their reasons, and
+surgery on every chain at once equal to the masked computation in float64."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("torch_pruning")
+torchvision = pytest.importorskip("torchvision")
+
+from torchbridge.chains import Chain, block_chains  # noqa: E402
+from torchbridge.groups import graph_chains  # noqa: E402
+from torchbridge.prune import apply_weights  # noqa: E402
+from torchbridge.surgery import is_squeeze_excitation  # noqa: E402
+
+
+def _effnet_b0_chains() -> list[Chain]:
+    """EfficientNet-B0's single-producer chains, read off torchvision's block structure: the
+    stem into the first block's projection (through its depthwise convolution and
+    squeeze-excitation); each expanding block's expansion into its projection; the
+    projections of the two one-block stages (no residual: the stream has one producer) into
+    the next convolution; the head convolution into the classifier."""
+
+    def inner(b: str) -> tuple[str, ...]:  # depthwise conv, its norm, squeeze-excitation
+        return (f"{b}.block.0.1", f"{b}.block.1.0", f"{b}.block.1.1", f"{b}.block.2")
+
+    blocks = [f"features.{s}.{k}" for s, count in enumerate((1, 2, 2, 3, 3, 4, 1), 1)
+              for k in range(count)]  # fmt: skip
+    stem = Chain("features.0.0", ("features.0.1", "features.1.0.block.0.0",
+                                  "features.1.0.block.0.1", "features.1.0.block.1"),
+                 "features.1.0.block.2.0")  # fmt: skip
+    chains = [stem, Chain("features.1.0.block.2.0", ("features.1.0.block.2.1",),
+                          "features.2.0.block.0.0")]  # fmt: skip
+    chains += [Chain(f"{b}.block.0.0", inner(b), f"{b}.block.3.0") for b in blocks[1:]]
+    chains += [Chain("features.7.0.block.3.0", ("features.7.0.block.3.1",), "features.8.0"),
+               Chain("features.8.0", ("features.8.1",), "classifier.1")]  # fmt: skip
+    return chains
+
+
+def test_resnet18_groups_are_its_block_chains_and_its_residual_streams_stay_whole():
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    found = graph_chains(model, torch.randn(1, 3, 64, 64))
+    assert found.chains == block_chains(model)
+    # the stem and every stage's stream: each block's last convolution (and the downsample)
+    # adds into it
+    assert list(found.kept_whole) == ["conv1", "layer2.0.conv2", "layer3.0.conv2",
+                                      "layer4.0.conv2"]  # fmt: skip
+    assert found.kept_whole["conv1"].startswith(
+        "3 producers add into it (conv1, layer1.0.conv2, layer1.1.conv2)"
+    )
+    assert "layer2.0.downsample.0" in found.kept_whole["layer2.0.conv2"]
+
+
+def test_efficientnet_b0_chains_with_squeeze_excitation_inside():
+    model = torchvision.models.efficientnet_b0(num_classes=10).eval()
+    found = graph_chains(model, torch.randn(1, 3, 64, 64))
+    assert found.chains == _effnet_b0_chains()
+    assert all(is_squeeze_excitation(model.get_submodule(c.between[-1]))
+               for c in found.chains if c.between[-1].endswith("block.2"))  # fmt: skip
+    streams = [f"features.{s}.0.block.3.0" for s in (2, 3, 4, 5, 6)]
+    assert list(found.kept_whole) == streams
+    assert all("producers add into it" in found.kept_whole[s] for s in streams)
+
+
+class _Branches(nn.Module):
+    """Two branches concatenated, then one output read by two convolutions that add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3), nn.Conv2d(3, 8, 3)
+        self.c, self.d, self.e = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 5, 1), nn.Conv2d(4, 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c(torch.cat([self.a(x), self.b(x)], dim=1))
+        return self.d(y) + self.e(y)
+
+
+def test_groups_that_are_not_one_chain_are_kept_whole_with_the_reason():
+    found = graph_chains(_Branches().eval(), torch.randn(1, 3, 8, 8))
+    assert found.chains == []
+    assert found.kept_whole == {
+        "a": "a concatenation", "b": "a concatenation", "c": "2 consumers (d, e)",
+        "d": "the network's output; 2 producers add into it (d, e); 0 consumers (none)",
+    }  # fmt: skip
+
+
+def test_a_graph_torch_pruning_cannot_build_is_named():
+    model = torchvision.models.shufflenet_v2_x0_5().eval()
+    with pytest.raises(ValueError, match="cannot build the dependency graph of ShuffleNetV2"):
+        graph_chains(model, torch.randn(1, 3, 64, 64))
+
+
+def _squeeze_zeroing(model: nn.Module, chain: Chain, dropped: torch.Tensor) -> list:
+    """Hooks that zero the dropped channels' pooled values entering each squeeze-excitation
+    of ``chain``: what surgery does when it drops them from the squeeze without means."""
+    hooks = []
+    for name in chain.between:
+        module = model.get_submodule(name)
+        if is_squeeze_excitation(module):
+            keep = (~dropped).to(torch.float64).reshape(1, -1, 1, 1)
+            hooks.append(module.fc1.register_forward_pre_hook(
+                lambda _, args, k=keep: (args[0] * k,)))  # fmt: skip
+    return hooks
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
+def test_every_graph_chain_pruned_at_once_equals_the_masked_computation(arch):
+    """Every chain keeps a random subset of its channels with convex weights a: the pruned
+    network equals the original whose consumers see their inputs scaled by N a_i (and whose
+    squeezes see the dropped channels at 0), in float64. On EfficientNet-B0 a one-block
+    stage's projection is one chain's consumer and the next chain's producer."""
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=10).double().eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    chains = graph_chains(model, x[:1]).chains
+    rng = np.random.default_rng(0)
+    pruned, hooks = copy.deepcopy(model), []
+    for chain in chains:
+        n = model.get_submodule(chain.producer).out_channels
+        a = rng.dirichlet(np.ones(n))
+        a[rng.random(n) < 0.5] = 0.0
+        a[rng.integers(n)] = 1.0  # at least one channel kept
+        a /= a.sum()
+        consumer = model.get_submodule(chain.consumer)
+        shape = (1, -1, 1, 1) if isinstance(consumer, nn.Conv2d) else (1, -1)
+        gates = torch.as_tensor(n * a).reshape(shape)
+        hooks.append(consumer.register_forward_pre_hook(lambda _, args, g=gates: (args[0] * g,)))
+        hooks += _squeeze_zeroing(model, chain, torch.as_tensor(a == 0.0))
+        apply_weights(pruned, chain, a)
+        assert pruned.get_submodule(chain.producer).out_channels == np.count_nonzero(a)
+    with torch.no_grad():
+        masked = model(x)
+        for hook in hooks:
+            hook.remove()
+        assert not torch.allclose(model(x), masked)  # the masks do change the output
+        assert torch.allclose(pruned(x), masked, rtol=1e-10, atol=1e-10 * masked.abs().max())
