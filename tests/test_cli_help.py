@@ -109,6 +109,6 @@ def test_choices_agree_with_their_registry(tool, name, flag, valid):
 
 def test_a_value_outside_the_choices_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
-        torchbridge_parser().parse_args(["prune", "--arch", "vgg16", "--out", "x"])
+        torchbridge_parser().parse_args(["prune", "--arch", "resnet19", "--out", "x"])
     assert stopped.value.code == 2
-    assert "invalid choice: 'vgg16'" in capsys.readouterr().err
+    assert "invalid choice: 'resnet19'" in capsys.readouterr().err

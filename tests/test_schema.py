@@ -147,7 +147,10 @@ def test_prune_configuration_file_with_flags_over_it(tmp_path, capsys):
     assert torchbridge(argv) == 2
     assert f"{path} with the flags: seed must be >= 0; got -1" in capsys.readouterr().err
     assert torchbridge(["prune", "--keep", "0.5", "--out", str(tmp_path / "o")]) == 2
-    assert "prune: give --arch, one of: resnet18" in capsys.readouterr().err
+    assert (
+        "prune: give --arch, a torchvision classifier's name (resnet18, efficientnet_b0"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "o" / "pruned.pt").exists()
 
 

@@ -141,3 +141,35 @@ def test_every_graph_chain_pruned_at_once_equals_the_masked_computation(arch):
             hook.remove()
         assert not torch.allclose(model(x), masked)  # the masks do change the output
         assert torch.allclose(pruned(x), masked, rtol=1e-10, atol=1e-10 * masked.abs().max())
+
+
+def test_prune_and_eval_a_network_the_block_finder_does_not_know(tmp_path, capsys):
+    """``prune --arch efficientnet_b0``: its 19 chains from the dependency graph, each at half
+    its channels; ``eval`` rebuilds the saved model from the same chains and counts the same
+    FLOPs and parameters."""
+    import json
+
+    from torchbridge.__main__ import main
+
+    out = tmp_path / "run"
+    small = ["--weights", "none", "--size", "32", "--images", "4", "--test-images", "2"]
+    assert main(["prune", "--arch", "efficientnet_b0", *small, "--keep", "0.5",
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    chains = [Chain(**{k: tuple(v) if k == "between" else v for k, v in layer["chain"].items()})
+              for layer in report["layers"]]  # fmt: skip
+    assert chains == _effnet_b0_chains()
+    assert all(layer["kept"] == round(layer["total"] / 2) for layer in report["layers"])
+    assert report["after"]["flops"] < report["before"]["flops"]
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "pruned.pt"), *small]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert (evaluated["flops"], evaluated["params"]) == (
+        report["after"]["flops"], report["after"]["params"])  # fmt: skip
+
+
+def test_a_network_without_any_chain_is_named():
+    from torchbridge.models import build, chains_of
+
+    with pytest.raises(ValueError, match=r"vit_b_16: none of its \d+ channel groups is one chain"):
+        chains_of(build("vit_b_16", num_classes=10), "vit_b_16")

@@ -224,7 +224,7 @@ def test_bad_settings_are_named(tmp_path, capsys, more, message):
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--network", "alexnet"), ("--methods", "taylor"), ("--training", "x")]
+    ("flag", "value"), [("--network", "resnet19"), ("--methods", "taylor"), ("--training", "x")]
 )
 def test_unknown_networks_and_selectors_are_refused(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit):

@@ -31,12 +31,21 @@ from torchbridge.budget import (
     prune_to_flops,
     uniform_keep,
 )
-from torchbridge.chains import Chain, block_chains
+from torchbridge.chains import Chain
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.methods import METHODS, check_settings
-from torchbridge.models import ARCHS, load, load_pruned, pruned_metadata, save_pruned, views
+from torchbridge.models import (
+    ARCHS,
+    ARCHS_IN_WORDS,
+    chains_of,
+    load,
+    load_pruned,
+    pruned_metadata,
+    save_pruned,
+    views,
+)
 from torchbridge.oracle import OBJECTIVES
 from torchbridge.prune import LayerReport, prune_chains
 from torchbridge.refit import TOWARD, refit_chains
@@ -79,8 +88,9 @@ class PruneConfig:
     arch: Annotated[
         Literal[ARCHS] | None,
         about(
-            "the network (torchvision's, or timm's EfficientNet-Lite0); required by prune "
-            "(none: a network given in Python)"
+            "the network: any torchvision classifier (the seven of the block finder, or chains "
+            "from the dependency graph) or timm's EfficientNet-Lite0; required by prune (none: "
+            "a network given in Python)"
         ),
     ] = None
     weights: Annotated[
@@ -296,13 +306,13 @@ def _labels_of(model: nn.Module, test: torch.Tensor, labels, about: dict):
 def prune_job(config: PruneConfig, out: Path) -> dict:
     """Run one prune job; write ``out/pruned.pt`` and ``out/report.json``; return the report."""
     if config.arch is None:
-        raise ValueError(f"prune: give --arch, one of: {', '.join(ARCHS)}")
+        raise ValueError(f"prune: give --arch, {ARCHS_IN_WORDS}")
     config.check()
     config = replace(config, device=resolve_device(config.device))
     start = time.perf_counter()
     device = torch.device(config.device)
     model = load(config.arch, config.weights).to(device).eval()
-    chains = block_chains(model)
+    chains = chains_of(model, config.arch)
     calibration, test, labels, about = _data(config)
     calibration, test = calibration.to(device), test.to(device)
     labels = _labels_of(model, test, labels, about)

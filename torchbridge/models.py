@@ -24,19 +24,28 @@ from torchbridge.checkpoints import (
     save_atomically,
 )
 from torchbridge.efficientnet import load_efficientnet_lite0
+from torchbridge.groups import graph_chains
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
-TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small",
-               "mobilenet_v3_large")  # fmt: skip
+# the networks whose chains the block finder knows (torchbridge.chains.block_chains); every other
+# network's come from the dependency graph (torchbridge.groups.graph_chains)
+BLOCKS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_small",
+          "mobilenet_v3_large", "efficientnet_lite0")  # fmt: skip
+TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))  # classifiers
 ARCHS = (*TORCHVISION, "efficientnet_lite0")
+ARCHS_IN_WORDS = (
+    "a torchvision classifier's name (resnet18, efficientnet_b0, ...: `python -m "
+    "torchbridge prune --help` lists them) or efficientnet_lite0"
+)
+TRACE_SIZE = 224  # the side of the image the dependency graph is traced on
 FORMAT = "logtickets-pruned-1"
 
 
 def build(arch: str, num_classes: int = 1000) -> nn.Module:
     """``arch`` with random weights, in eval mode."""
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; valid: {', '.join(ARCHS)}")
+        raise ValueError(f"unknown architecture {arch!r}; valid: {ARCHS_IN_WORDS}")
     if arch == "efficientnet_lite0":
         try:
             import timm  # noqa: PLC0415 (optional: EfficientNet-Lite0 only)
@@ -44,6 +53,23 @@ def build(arch: str, num_classes: int = 1000) -> nn.Module:
             raise ValueError("efficientnet_lite0 needs timm: pip install timm") from None
         return timm.create_model("tf_efficientnet_lite0", num_classes=num_classes).eval()
     return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
+
+
+def chains_of(model: nn.Module, arch: str) -> list[Chain]:
+    """The chains of ``model``, an ``arch``: the block finder's for the networks it knows
+    (BLOCKS), else the dependency graph's (a clear error when it finds none)."""
+    if arch in BLOCKS:
+        return block_chains(model)
+    weight = next(model.parameters())
+    example = torch.zeros(1, 3, TRACE_SIZE, TRACE_SIZE, dtype=weight.dtype, device=weight.device)
+    found = graph_chains(model, example)
+    if not found.chains:
+        reasons = sorted(set(found.kept_whole.values()))[:3]
+        raise ValueError(
+            f"{arch}: none of its {len(found.kept_whole)} channel groups is one chain "
+            f"(producer, channel-wise modules, consumer); for example: {'; '.join(reasons)}"
+        )
+    return found.chains
 
 
 def views(arch: str, size: int = 224) -> Views:
@@ -126,7 +152,7 @@ def load_pruned(path: Path) -> nn.Module:
     arch, state = saved["arch"], saved["state_dict"]
     weights = [v for k, v in state.items() if k.endswith("weight")]
     model = build(arch, num_classes=weights[-1].shape[0])
-    model = resize(model, block_chains(model), saved["widths"])
+    model = resize(model, chains_of(model, arch), saved["widths"])
     modules = dict(model.named_modules())
     for key, value in state.items():  # biases added by --compensate, --refit, whole-output
         owner, _, name = key.rpartition(".")

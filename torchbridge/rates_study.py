@@ -32,7 +32,7 @@ from theory.selectors import LOCAL_METHODS
 from torchbridge.chains import Chain, block_chains, sequential_chains
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.mnist import split, trained
-from torchbridge.models import ARCHS, load, views
+from torchbridge.models import ARCHS, chains_of, load, views
 from torchbridge.rates import fit_layer, resample_layers, resamples
 from torchbridge.rates_plots import FIGURES, plot_rates
 
@@ -141,7 +141,7 @@ def network(config: LayerRates) -> tuple[nn.Module, list[Chain], torch.Tensor]:
             images = photo_sets(transform, config.images, seed=config.seed)[0]
         else:
             images = folder_sets(Path(config.data), transform, config.images, 0, config.seed)[0]
-        return model.eval(), block_chains(model), images
+        return model.eval(), chains_of(model, config.network), images
     net = config.network.removeprefix("mnist-")
     model = trained(net, config.seed, *(() if trained_here else (0,)))
     chains = sequential_chains(model) if net == "cnn" else block_chains(model)
