@@ -6,30 +6,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from psi_reference import explicit_psi  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.nn import functional  # noqa: E402
 
 from theory import LayerProblem  # noqa: E402
 from torchbridge.counting import count  # noqa: E402
 from torchbridge.gram import GramAccumulator, consumer_gram  # noqa: E402
-
-
-def _explicit_psi(consumer: nn.Module, h: torch.Tensor) -> np.ndarray:
-    """psi_i = N * consumer(h with only channel i kept), minus the bias: (N, B, ...) float64."""
-    n = h.shape[1]
-    out = []
-    for i in range(n):
-        only = torch.zeros_like(h)
-        only[:, i] = h[:, i]
-        if isinstance(consumer, nn.Linear):
-            y = functional.linear(only, consumer.weight)
-        else:
-            y = functional.conv2d(
-                only, consumer.weight, None, consumer.stride, consumer.padding, consumer.dilation
-            )
-        out.append(n * y.detach().reshape(h.shape[0], -1).numpy())
-    return np.stack(out)
-
 
 CONSUMERS = {
     "conv3x3_stride2_pad1": lambda: nn.Conv2d(5, 4, 3, stride=2, padding=1),
@@ -43,14 +25,14 @@ CONSUMERS = {
 
 
 @pytest.mark.parametrize("name", sorted(CONSUMERS))
-def test_gram_from_activations_equals_gram_of_explicit_psi(name):
+def test_gram_from_activations_equals_gram_ofexplicit_psi(name):
     torch.manual_seed(0)
     consumer = CONSUMERS[name]().double()
     shape = (7, 5) if name == "linear" else (7, 5, 9, 8)
     h = torch.randn(shape, dtype=torch.float64)
     batches = [h[:3], h[3:5], h[5:]]  # accumulated batch by batch
     gram = consumer_gram(consumer, batches)
-    reference = LayerProblem.from_features(_explicit_psi(consumer, h)).gram
+    reference = LayerProblem.from_features(explicit_psi(consumer, h)).gram
     assert np.allclose(gram, reference, rtol=1e-8, atol=1e-8 * np.abs(reference).max())
 
 
@@ -59,7 +41,7 @@ def test_float32_activations_are_accumulated_in_float64():
     consumer = nn.Conv2d(6, 4, 3, padding=1)
     h = torch.randn(4, 6, 10, 10) * 100 + 1000  # a large mean: float32 sums would lose digits
     gram = consumer_gram(consumer, [h])
-    reference = LayerProblem.from_features(_explicit_psi(consumer.double(), h.double())).gram
+    reference = LayerProblem.from_features(explicit_psi(consumer.double(), h.double())).gram
     assert np.allclose(gram, reference, rtol=1e-6)
 
 

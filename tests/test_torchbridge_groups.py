@@ -15,9 +15,10 @@ from torch import nn
 pytest.importorskip("torch_pruning")
 torchvision = pytest.importorskip("torchvision")
 
-from torchbridge.chains import Chain, block_chains  # noqa: E402
-from torchbridge.groups import graph_chains  # noqa: E402
-from torchbridge.prune import apply_weights  # noqa: E402
+from theory import LayerProblem  # noqa: E402
+from torchbridge.chains import Chain, Group, block_chains  # noqa: E402
+from torchbridge.groups import graph_chains, graph_groups  # noqa: E402
+from torchbridge.prune import apply_weights, layer_problems  # noqa: E402
 from torchbridge.surgery import is_squeeze_excitation  # noqa: E402
 
 
@@ -87,7 +88,7 @@ def test_groups_that_are_not_one_chain_are_kept_whole_with_the_reason():
     assert found.chains == []
     assert found.kept_whole == {
         "a": "a concatenation", "b": "a concatenation", "c": "2 consumers (d, e)",
-        "d": "the network's output; 2 producers add into it (d, e); 0 consumers (none)",
+        "d": "the network's output; no layer reads them",
     }  # fmt: skip
 
 
@@ -110,37 +111,112 @@ def _squeeze_zeroing(model: nn.Module, chain: Chain, dropped: torch.Tensor) -> l
     return hooks
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "efficientnet_b0"])
-def test_every_graph_chain_pruned_at_once_equals_the_masked_computation(arch):
-    """Every chain keeps a random subset of its channels with convex weights a: the pruned
-    network equals the original whose consumers see their inputs scaled by N a_i (and whose
-    squeezes see the dropped channels at 0), in float64. On EfficientNet-B0 a one-block
-    stage's projection is one chain's consumer and the next chain's producer."""
+@pytest.mark.parametrize(
+    ("arch", "finder"),
+    [
+        ("resnet18", "chains"),
+        ("efficientnet_b0", "chains"),
+        ("resnet18", "groups"),
+        ("efficientnet_b0", "groups"),
+    ],
+)
+def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation(arch, finder):
+    """Every chain (or every group: residual streams included) keeps a random subset of its
+    channels with convex weights a: the pruned network equals the original whose consumers
+    see their inputs scaled by N a_i (and whose squeezes see the dropped channels at 0), in
+    float64. On EfficientNet-B0 a one-block stage's projection is one chain's consumer and the
+    next chain's producer; on ResNet-18 a downsample convolution reads one stream and writes
+    the next."""
     torch.manual_seed(0)
     model = getattr(torchvision.models, arch)(num_classes=10).double().eval()
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    chains = graph_chains(model, x[:1]).chains
+    found = graph_chains(model, x[:1]).chains if finder == "chains" else graph_groups(
+        model, x[:1]).groups  # fmt: skip
     rng = np.random.default_rng(0)
     pruned, hooks = copy.deepcopy(model), []
-    for chain in chains:
-        n = model.get_submodule(chain.producer).out_channels
+    for group in found:
+        n = model.get_submodule(group.producer).out_channels
         a = rng.dirichlet(np.ones(n))
         a[rng.random(n) < 0.5] = 0.0
         a[rng.integers(n)] = 1.0  # at least one channel kept
         a /= a.sum()
-        consumer = model.get_submodule(chain.consumer)
-        shape = (1, -1, 1, 1) if isinstance(consumer, nn.Conv2d) else (1, -1)
-        gates = torch.as_tensor(n * a).reshape(shape)
-        hooks.append(consumer.register_forward_pre_hook(lambda _, args, g=gates: (args[0] * g,)))
-        hooks += _squeeze_zeroing(model, chain, torch.as_tensor(a == 0.0))
-        apply_weights(pruned, chain, a)
-        assert pruned.get_submodule(chain.producer).out_channels == np.count_nonzero(a)
+        for name in group.consumers:
+            consumer = model.get_submodule(name)
+            shape = (1, -1, 1, 1) if isinstance(consumer, nn.Conv2d) else (1, -1)
+            gates = torch.as_tensor(n * a).reshape(shape)
+            hooks.append(consumer.register_forward_pre_hook(
+                lambda _, args, g=gates: (args[0] * g,)))  # fmt: skip
+        hooks += _squeeze_zeroing(model, group, torch.as_tensor(a == 0.0))
+        apply_weights(pruned, group, a)
+        for name in group.producers:
+            assert pruned.get_submodule(name).out_channels == np.count_nonzero(a)
     with torch.no_grad():
         masked = model(x)
         for hook in hooks:
             hook.remove()
         assert not torch.allclose(model(x), masked)  # the masks do change the output
         assert torch.allclose(pruned(x), masked, rtol=1e-10, atol=1e-10 * masked.abs().max())
+
+
+def test_resnet18_groups_are_its_chains_and_its_four_residual_streams():
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    found = graph_groups(model, torch.randn(1, 3, 64, 64))
+    assert found.kept_whole == {}
+    chains = [Group(c.producers, c.between, c.consumers) for c in block_chains(model)]
+    streams = [g for g in found.groups if g not in chains]
+    assert [g for g in found.groups if g in chains] == chains
+    assert streams[0] == Group(
+        ("conv1", "layer1.0.conv2", "layer1.1.conv2"),
+        ("bn1", "layer1.0.bn2", "layer1.1.bn2"),
+        ("layer1.0.conv1", "layer1.1.conv1", "layer2.0.conv1", "layer2.0.downsample.0"),
+    )
+    assert streams[1].producers == ("layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2")
+    assert streams[3].consumers == ("layer4.1.conv1", "fc")  # the last stream: and the classifier
+    assert len(streams) == 4
+
+
+class _Stream(nn.Module):
+    """A residual stream of 6 channels: a stem and one block add into it; the block's first
+    convolution (3x3), a strided 1x1 and a linear layer after pooling read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.norm = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.inner, self.out = nn.Conv2d(6, 4, 3, padding=1), nn.Conv2d(4, 6, 1)
+        self.down, self.fc = nn.Conv2d(6, 5, 1, stride=2), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.norm(self.stem(x)))
+        s = s + self.out(torch.relu(self.inner(s)))
+        pooled = s.mean(dim=(2, 3))
+        return self.fc(pooled) + self.down(s).mean(dim=(1, 2, 3))[:, None]
+
+
+def test_a_groups_layer_problem_is_the_one_of_every_consumers_output_concatenated():
+    """psi_i of a group stacks channel i's contribution to each consumer's output (as the
+    theory's layer problem over their concatenation): the Gram matrix from the activations
+    equals that of the explicit psi, in float64."""
+    from psi_reference import explicit_psi
+
+    torch.manual_seed(2)
+    model = _Stream().double().eval()
+    model.norm.running_mean.uniform_(-0.5, 0.5)
+    x = torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    (group,) = [g for g in graph_groups(model, x[:1]).groups if len(g.producers) == 2]
+    assert group == Group(("stem", "out"), ("norm",), ("inner", "down", "fc"))
+    (problem,) = layer_problems(model, [group], [x[:2], x[2:]])
+    inputs, hooks = {}, []
+    for name in group.consumers:
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(
+            lambda _, args, name=name: inputs.__setitem__(name, args[0])))  # fmt: skip
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    psi = np.concatenate([explicit_psi(model.get_submodule(name), inputs[name])
+                          for name in group.consumers], axis=2)  # fmt: skip
+    reference = LayerProblem.from_features(psi).gram
+    assert np.allclose(problem.gram, reference, rtol=1e-10, atol=1e-10 * np.abs(reference).max())
 
 
 def test_prune_and_eval_a_network_the_block_finder_does_not_know(tmp_path, capsys):

@@ -34,6 +34,33 @@ class Chain:
     between: tuple[str, ...]
     consumer: str
 
+    @property
+    def producers(self) -> tuple[str, ...]:
+        """As a channel group's (:class:`Group`): the one producer."""
+        return (self.producer,)
+
+    @property
+    def consumers(self) -> tuple[str, ...]:
+        """As a channel group's (:class:`Group`): the one consumer."""
+        return (self.consumer,)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A channel group: every convolution that writes or adds into its N channels
+    (``producers``; a residual stream has one per block), the channel-wise modules to slice
+    (``between``), and every layer that reads them (``consumers``). A :class:`Chain` is a
+    group of one producer and one consumer."""
+
+    producers: tuple[str, ...]
+    between: tuple[str, ...]
+    consumers: tuple[str, ...]
+
+    @property
+    def producer(self) -> str:
+        """The first producer: the group's name."""
+        return self.producers[0]
+
 
 def chain_widths(model: nn.Module, chains: list[Chain]) -> dict[str, int]:
     """{producer: N}, the channels each chain has in ``model``."""

@@ -1,14 +1,16 @@
 """Channel groups of any CNN from Torch-Pruning's dependency graph.
 
 Torch-Pruning traces a network once and, for any convolution's output channels, returns the
-group of every module whose channels must go with them. :func:`graph_chains` reads each dense
-convolution's group and keeps those that are one chain (:class:`torchbridge.chains.Chain`):
-one producer (the convolution), channel-wise modules that surgery slices (batch norms,
-depthwise convolutions, squeeze-excitation blocks), and one consumer (a dense convolution, or
-a linear layer after global pooling). Activations and the squeeze-excitation's product are
-element-wise nodes of the graph and need nothing. Every other group is kept whole, with the
-reason: several producers (a residual stream: each block's last convolution adds into it),
-several consumers, a concatenation or split, or a module surgery cannot slice.
+group of every module whose channels must go with them. :func:`graph_groups` reads each dense
+convolution's group and keeps those that surgery can prune
+(:class:`torchbridge.chains.Group`): dense convolutions that write or add into the channels
+(the producers: one, or one per block of a residual stream), channel-wise modules that surgery
+slices (batch norms, depthwise convolutions, squeeze-excitation blocks), and the layers that
+read them (the consumers: dense convolutions, or linear layers after global pooling).
+Activations, the squeeze-excitation's product and a residual addition are element-wise nodes
+of the graph and need nothing. Every other group is kept whole, with the reason: a
+concatenation or split, channels that are the network's output, a module surgery cannot slice.
+:func:`graph_chains` keeps the groups that are one chain (one producer, one consumer).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, Group
 from torchbridge.surgery import is_squeeze_excitation
 
 
@@ -29,6 +31,15 @@ class GraphChains:
     producer: why}."""
 
     chains: list[Chain]
+    kept_whole: dict[str, str]
+
+
+@dataclass(frozen=True)
+class GraphGroups:
+    """The groups surgery can prune, in network order (of their first producer), and every
+    other group kept whole: {its first producer: why}."""
+
+    groups: list[Group]
     kept_whole: dict[str, str]
 
 
@@ -101,15 +112,15 @@ def _classify(group, modules: dict[str, nn.Module], n: int) -> tuple[list, list,
     )
 
 
-def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
+def graph_groups(model: nn.Module, example: torch.Tensor) -> GraphGroups:
     """Every dense convolution's channel group of ``model`` (traced on ``example``, a batch of
-    inputs): the chains, and the groups kept whole with the reason (see the module
-    docstring)."""
+    inputs): the groups surgery can prune, and those kept whole with the reason (see the
+    module docstring)."""
     graph = dependency_graph(model, example)
     import torch_pruning as tp  # noqa: PLC0415
 
     modules = dict(model.named_modules())
-    chains, kept_whole, seen = [], {}, set()
+    groups, kept_whole, seen = [], {}, set()
     for name, module in modules.items():
         inside = name.endswith((".fc1", ".fc2")) and is_squeeze_excitation(
             modules[name.rpartition(".")[0]])  # fmt: skip
@@ -119,16 +130,32 @@ def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
         n = module.out_channels
         producers, between, consumers, reasons = _classify(group, modules, n)
         seen.update(producers)
-        if len(producers) > 1:
-            reasons.append(f"{len(producers)} producers add into it ({', '.join(producers)})")
-        if len(consumers) != 1:
-            reasons.append(f"{len(consumers)} consumers ({', '.join(consumers) or 'none'})")
-        elif (
-            isinstance(modules[consumers[0]], nn.Linear) and modules[consumers[0]].in_features != n
-        ):
-            reasons.append(f"{consumers[0]} reads {n} channels flattened with their pixels")
+        if not consumers:
+            reasons.append("no layer reads them")
+        flat = [c for c in consumers if getattr(modules[c], "in_features", n) != n]
+        reasons += [f"{c} reads {n} channels flattened with their pixels" for c in flat]
         if reasons:
-            kept_whole[name] = "; ".join(reasons)
+            kept_whole[producers[0] if producers else name] = "; ".join(reasons)
         else:
-            chains.append(Chain(name, tuple(between), consumers[0]))
-    return GraphChains(chains, kept_whole)
+            groups.append(Group(tuple(producers), tuple(between), tuple(consumers)))
+    return GraphGroups(groups, kept_whole)
+
+
+def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
+    """The groups of :func:`graph_groups` that are one chain (one producer, one consumer);
+    every other group kept whole, with the reason."""
+    found = graph_groups(model, example)
+    chains, kept_whole = [], dict(found.kept_whole)
+    for group in found.groups:
+        reasons = []
+        if len(group.producers) > 1:
+            reasons.append(f"{len(group.producers)} producers add into it "
+                           f"({', '.join(group.producers)})")  # fmt: skip
+        if len(group.consumers) > 1:
+            reasons.append(f"{len(group.consumers)} consumers ({', '.join(group.consumers)})")
+        if reasons:
+            kept_whole[group.producer] = "; ".join(reasons)
+        else:
+            chains.append(Chain(group.producer, group.between, group.consumers[0]))
+    order = list(dict(model.named_modules())).index
+    return GraphChains(chains, dict(sorted(kept_whole.items(), key=lambda kv: order(kv[0]))))

@@ -28,12 +28,12 @@ from theory import LayerProblem, select
 from theory.output_problem import OutputProblem
 from theory.selectors import spec
 from theory.selectors.fully_corrective import resolved
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, Group
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
 from torchbridge.refit import TOWARD, Inputs, RefitMoments, refit_consumer
-from torchbridge.surgery import is_squeeze_excitation, prune_chain
+from torchbridge.surgery import is_squeeze_excitation, prune_group
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
@@ -77,26 +77,31 @@ def run_capturing(
 
 def apply_weights(
     model: nn.Module,
-    chain: Chain,
+    chain: Chain | Group,
     weights: np.ndarray,
     squeeze_means: dict[int, torch.Tensor] | None = None,
     bias_shift: np.ndarray | None = None,
 ) -> None:
-    """Prune ``chain`` of ``model`` in place to the channels with weights != 0, folded N a_i
-    (``squeeze_means``: see :func:`torchbridge.surgery.prune_chain`); ``bias_shift``
-    (C_out,) is added to the consumer's bias (created if it has none)."""
-    names = (chain.producer, *chain.between, chain.consumer)
-    modules = [model.get_submodule(name) for name in names]
-    producer, between, consumer = prune_chain(
-        modules[0], modules[1:-1], modules[-1], weights, squeeze_means
-    )
+    """Prune ``chain`` (or a group) of ``model`` in place to the channels with weights != 0,
+    folded N a_i into every consumer (``squeeze_means``: see
+    :func:`torchbridge.surgery.prune_chain`); ``bias_shift`` (C_out,) is added to a chain's
+    consumer's bias (created if it has none)."""
+    names = (*chain.producers, *chain.between, *chain.consumers)
+    producers, between, consumers = prune_group(
+        [model.get_submodule(name) for name in chain.producers],
+        [model.get_submodule(name) for name in chain.between],
+        [model.get_submodule(name) for name in chain.consumers], weights, squeeze_means,
+    )  # fmt: skip
     if bias_shift is not None:
+        if len(consumers) != 1:
+            raise ValueError("a bias shift is for a chain's one consumer, not a group's")
+        consumer = consumers[0]
         shift = torch.as_tensor(
             bias_shift, dtype=consumer.weight.dtype, device=consumer.weight.device
         )
         bias = consumer.bias.detach() if consumer.bias is not None else torch.zeros_like(shift)
         consumer.bias = nn.Parameter(bias + shift)
-    for name, module in zip(names, (producer, *between, consumer), strict=True):
+    for name, module in zip(names, (*producers, *between, *consumers), strict=True):
         model.set_submodule(name, module)
 
 
@@ -140,15 +145,19 @@ class SqueezeMeans:
 
 
 def layer_problems(
-    model: nn.Module, chains: list[Chain], batches: Iterable[torch.Tensor]
+    model: nn.Module, chains: list[Chain | Group], batches: Iterable[torch.Tensor]
 ) -> list[LayerProblem]:
-    """Every chain's layer problem on ``model`` as it is (no chain pruned), in one pass."""
+    """Every chain's (or group's) layer problem on ``model`` as it is (nothing pruned), in one
+    pass. A group's psi_i is channel i's contribution to every consumer's output, concatenated:
+    its Gram matrix is the sum of the consumers' (each a mean over the images)."""
     accumulators, handles = [], []
     for chain in chains:
-        accumulator = GramAccumulator(model.get_submodule(chain.consumer))
-        accumulators.append(accumulator)
-        hook = functools.partial(lambda acc, _, args: acc.update(args[0]), accumulator)
-        handles.append(model.get_submodule(chain.consumer).register_forward_pre_hook(hook))
+        accumulators.append([])
+        for name in chain.consumers:
+            accumulator = GramAccumulator(model.get_submodule(name))
+            accumulators[-1].append(accumulator)
+            hook = functools.partial(lambda acc, _, args: acc.update(args[0]), accumulator)
+            handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
             for batch in batches:
@@ -156,7 +165,7 @@ def layer_problems(
     finally:
         for handle in handles:
             handle.remove()
-    return [LayerProblem.from_gram(a.gram()) for a in accumulators]
+    return [LayerProblem.from_gram(sum(a.gram() for a in each)) for each in accumulators]
 
 
 def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> None:

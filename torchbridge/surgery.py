@@ -43,13 +43,19 @@ def is_squeeze_excitation(module: nn.Module, n: int | None = None) -> bool:
     return fc1.in_channels == fc2.out_channels and (n is None or fc1.in_channels == n)
 
 
-def _check(producer: nn.Module, between: Sequence[nn.Module], consumer: nn.Module, n: int) -> None:
-    if not isinstance(producer, nn.Conv2d) or producer.groups != 1:
-        raise ValueError(f"unsupported producer {type(producer).__name__}: need a dense nn.Conv2d")
-    if producer.out_channels != n:
-        raise ValueError(
-            f"weights have {n} entries; the producer has {producer.out_channels} outputs"
-        )
+def _check(
+    producers: Sequence[nn.Module], between: Sequence[nn.Module], consumers: Sequence[nn.Module],
+    n: int,
+) -> None:  # fmt: skip
+    for producer in producers:
+        if not isinstance(producer, nn.Conv2d) or producer.groups != 1:
+            raise ValueError(
+                f"unsupported producer {type(producer).__name__}: need a dense nn.Conv2d"
+            )
+        if producer.out_channels != n:
+            raise ValueError(
+                f"weights have {n} entries; the producer has {producer.out_channels} outputs"
+            )
     for module in between:
         norm = isinstance(module, nn.BatchNorm2d) and module.num_features == n
         if not (norm or _is_depthwise(module, n) or is_squeeze_excitation(module, n)):
@@ -58,16 +64,17 @@ def _check(producer: nn.Module, between: Sequence[nn.Module], consumer: nn.Modul
                 f"Conv2d({n}, {n}, groups={n}) and squeeze-excitation over {n} channels can "
                 f"be sliced; got {module!r}"
             )
-    if isinstance(consumer, nn.Conv2d):
-        if consumer.groups != 1 or consumer.in_channels != n:
-            raise ValueError(f"consumer must be a dense nn.Conv2d with {n} input channels")
-    elif isinstance(consumer, nn.Linear):
-        if consumer.in_features != n:
-            raise ValueError(f"consumer must be an nn.Linear with {n} input features")
-    else:
-        raise ValueError(
-            f"unsupported consumer {type(consumer).__name__}: use nn.Conv2d or nn.Linear"
-        )
+    for consumer in consumers:
+        if isinstance(consumer, nn.Conv2d):
+            if consumer.groups != 1 or consumer.in_channels != n:
+                raise ValueError(f"consumer must be a dense nn.Conv2d with {n} input channels")
+        elif isinstance(consumer, nn.Linear):
+            if consumer.in_features != n:
+                raise ValueError(f"consumer must be an nn.Linear with {n} input features")
+        else:
+            raise ValueError(
+                f"unsupported consumer {type(consumer).__name__}: use nn.Conv2d or nn.Linear"
+            )
 
 
 def _slice(module: nn.Module, keep: torch.Tensor) -> nn.Module:
@@ -112,6 +119,50 @@ def _slice_squeeze(module: nn.Module, keep: torch.Tensor, mean: torch.Tensor | N
     return new
 
 
+def _slice_consumer(consumer: nn.Module, keep: torch.Tensor, a: np.ndarray) -> nn.Module:
+    """A copy of a consumer with only input channels ``keep``, each scaled by N a_i."""
+    scale = torch.as_tensor(
+        a.size * a[a != 0], dtype=consumer.weight.dtype, device=consumer.weight.device
+    )
+    new = copy.deepcopy(consumer)
+    kept = consumer.weight.detach()[:, keep]
+    shape = (1, -1) + (1,) * (kept.dim() - 2)
+    new.weight = nn.Parameter(kept * scale.reshape(shape))
+    if isinstance(consumer, nn.Conv2d):
+        new.in_channels = len(keep)
+    else:
+        new.in_features = len(keep)
+    return new
+
+
+def prune_group(
+    producers: Sequence[nn.Conv2d],
+    between: Sequence[nn.Module],
+    consumers: Sequence[nn.Conv2d | nn.Linear],
+    weights: np.ndarray,
+    squeeze_means: dict[int, torch.Tensor] | None = None,
+) -> tuple[list[nn.Conv2d], list[nn.Module], list[nn.Module]]:
+    """:func:`prune_chain` of a channel group: every producer (the convolutions that write or
+    add into the channels) and every module in between keep the channels with weights != 0,
+    every consumer reads them folded N a_i. A residual stream's identity paths carry the kept
+    channels as they are: the pruned network equals the original whose consumers see the
+    stream scaled by N a_i (dropped channels at 0)."""
+    a = np.asarray(weights, dtype=np.float64)
+    _check(producers, between, consumers, a.size)
+    if not producers or not consumers:
+        raise ValueError("a group needs at least one producer and one consumer")
+    if not np.all(np.isfinite(a)) or not a.any():
+        raise ValueError("weights must be finite and not all zero")
+    means = squeeze_means or {}
+    keep = torch.as_tensor(np.flatnonzero(a))
+    sliced = [
+        _slice_squeeze(m, keep, means.get(i)) if is_squeeze_excitation(m) else _slice(m, keep)
+        for i, m in enumerate(between)
+    ]
+    return ([_slice(p, keep) for p in producers], sliced,
+            [_slice_consumer(c, keep, a) for c in consumers])  # fmt: skip
+
+
 def prune_chain(
     producer: nn.Conv2d,
     between: Sequence[nn.Module],
@@ -124,26 +175,6 @@ def prune_chain(
     ``squeeze_means``: for the squeeze-excitation modules in ``between`` (by position), the
     calibration mean of their pooled input (N,); without it the dropped channels simply leave
     the squeeze (shapes only, as when rebuilding a saved model)."""
-    a = np.asarray(weights, dtype=np.float64)
-    _check(producer, between, consumer, a.size)
-    if not np.all(np.isfinite(a)) or not a.any():
-        raise ValueError("weights must be finite and not all zero")
-    means = squeeze_means or {}
-    keep = torch.as_tensor(np.flatnonzero(a))
-    scale = torch.as_tensor(
-        a.size * a[a != 0], dtype=consumer.weight.dtype, device=consumer.weight.device
-    )
-
-    new_consumer = copy.deepcopy(consumer)
-    kept = consumer.weight.detach()[:, keep]
-    shape = (1, -1) + (1,) * (kept.dim() - 2)
-    new_consumer.weight = nn.Parameter(kept * scale.reshape(shape))
-    if isinstance(consumer, nn.Conv2d):
-        new_consumer.in_channels = len(keep)
-    else:
-        new_consumer.in_features = len(keep)
-    sliced = [
-        _slice_squeeze(m, keep, means.get(i)) if is_squeeze_excitation(m) else _slice(m, keep)
-        for i, m in enumerate(between)
-    ]
-    return _slice(producer, keep), sliced, new_consumer
+    producers, sliced, consumers = prune_group([producer], between, [consumer], weights,
+                                               squeeze_means)  # fmt: skip
+    return producers[0], sliced, consumers[0]
