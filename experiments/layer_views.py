@@ -12,7 +12,9 @@ layer's verdicts counted, fitted rates spanned, channels needed compared, and a 
 - ``{{ SIMS transfer KEY STEM[,STEM...] }}``: :mod:`sims.spectrum`'s least squares of
   greedy-local's decades at n = 50 on each set of spectrum and geometry features, fitted on
   the generated instances of simulation SIMS's table KEY (``at50``) and scored on the real
-  layers' resamples of the ``rates`` summaries STEM, and the reverse, as a Markdown table.
+  layers' resamples of the ``rates`` summaries STEM, and the reverse, as a Markdown table;
+- ``{{ SIMS transfer-r2 KEY STEM[,STEM...] FEATURE[+FEATURE...] to-real|to-generated }}``:
+  one held-out R^2 of that table.
 """
 
 from __future__ import annotations
@@ -108,7 +110,10 @@ def _finite(rows: list[dict], features: tuple[str, ...]) -> list[dict]:
     return [row for row in rows if all(row[f] is not None and np.isfinite(row[f]) for f in wanted)]
 
 
-def transfer(summary: dict, key: str, stems: str, *, summaries: dict[str, dict]) -> str:
+def _transfer_fits(summary: dict, key: str, stems: str, features: tuple[str, ...],
+                   summaries: dict[str, dict]) -> tuple:  # fmt: skip
+    """(generated -> real, real -> generated) :class:`sims.spectrum.Explanation` of
+    ``features`` for greedy-local's decades at n = 50."""
     generated = summary.get("explain", {}).get(key, {}).get("table")
     if not generated or "decades" not in generated[0]:
         raise ValueError(f"no instance table {key!r} with the decades target in the summary")
@@ -117,17 +122,27 @@ def transfer(summary: dict, key: str, stems: str, *, summaries: dict[str, dict])
         if stem not in summaries:
             raise ValueError(f"no summary {stem}.json")
         real += [row for layer in _rates(summaries[stem]) for row in layer["instances"]]
+    ours, theirs = _finite(generated, features), _finite(real, features)
+    train = np.arange(len(ours) + len(theirs)) < len(ours)
+    return tuple(explain(ours + theirs, features, mask, "decades") for mask in (train, ~train))
+
+
+def transfer(summary: dict, key: str, stems: str, *, summaries: dict[str, dict]) -> str:
     lines = ["| features | generated -> real: R^2 (rows) | real -> generated: R^2 (rows) |",
              "| --- | --- | --- |"]  # fmt: skip
     for features in FEATURE_SETS:
-        ours, theirs = _finite(generated, features), _finite(real, features)
-        train = np.arange(len(ours) + len(theirs)) < len(ours)
-        cells = []
-        for mask in (train, ~train):
-            fit = explain(ours + theirs, features, mask, "decades")
-            cells.append(f"{fit.test_r2:.2f} ({fit.n_train} -> {fit.n_test})")
+        fits = _transfer_fits(summary, key, stems, features, summaries)
+        cells = [f"{fit.test_r2:.2f} ({fit.n_train} -> {fit.n_test})" for fit in fits]
         lines.append(f"| {' + '.join(features)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def transfer_r2(summary: dict, key: str, stems: str, features: str, direction: str, *,
+                summaries: dict[str, dict]) -> str:  # fmt: skip
+    if direction not in ("to-real", "to-generated"):
+        raise ValueError(f"DIRECTION is to-real or to-generated, got {direction!r}")
+    fits = _transfer_fits(summary, key, stems, tuple(features.split("+")), summaries)
+    return f"{fits[direction == 'to-generated'].test_r2:.2f}"
 
 
 def _rates(summary: dict) -> list[dict]:
@@ -137,4 +152,4 @@ def _rates(summary: dict) -> list[dict]:
 
 
 VIEWS = {"verdicts": verdicts, "layer-span": layer_span, "needed-ratio": needed_ratio,
-         "layer-table": layer_table, "transfer": transfer}  # fmt: skip
+         "layer-table": layer_table, "transfer": transfer, "transfer-r2": transfer_r2}  # fmt: skip

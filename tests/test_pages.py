@@ -283,3 +283,21 @@ def test_the_transfer_view_carries_a_decay_model_between_generated_and_real_laye
     ]:
         with pytest.raises(ValueError, match=message):
             fill(text, summaries, "x.md")
+
+
+def test_one_transfer_r2_is_the_cell_of_the_transfer_table():
+    rng = np.random.default_rng(4)
+    generated = {"explain": {"at50": {"table": _instances(rng, 20, 2.0), "censored": []}}}
+    real = {
+        "layers": [{"chain": "a", "N": 64, "methods": {}, "instances": _instances(rng, 8, 1.5)}]
+    }
+    summaries = {"g": generated, "r": real}
+    spectrum = "log_rank + log_effective_rank + spectral_slope"
+    table = fill("{{ g transfer at50 r }}", summaries, "x.md").splitlines()
+    row = next(line for line in table if line.startswith(f"| {spectrum} |")).split("|")
+    for direction, cell in (("to-real", row[2]), ("to-generated", row[3])):
+        placeholder = f"g transfer-r2 at50 r {spectrum.replace(' + ', '+')} {direction}"
+        text = fill("{{ " + placeholder + " }}", summaries, "x.md")
+        assert text == cell.split()[0]
+    with pytest.raises(ValueError, match="DIRECTION is to-real or to-generated"):
+        fill("{{ g transfer-r2 at50 r log_rank sideways }}", summaries, "x.md")

@@ -296,7 +296,7 @@ def test_real_layers_are_placed_on_the_regime_map_at_their_psi_dimension(tmp_pat
     ]
     points = [c for c in drawn["fig"].axes[0].collections if len(c.get_offsets())]
     offsets = [tuple(c.get_offsets()[0]) for c in points]
-    assert offsets == [(5, 100), (5 * 1.18, 100), (500, 1000), (8000, 16)]
+    assert offsets == [(5, 100), (5 * 1.3, 100), (500, 1000), (8000, 16)]
     colours = [tuple(c.get_facecolor()[0]) if len(c.get_facecolor()) else None for c in points]
     assert colours[:3] == [to_rgba(VERDICT_COLOURS[v]) for v in
                            ("exponential", "unresolved", "power")]  # fmt: skip

@@ -163,23 +163,25 @@ def regime_placement_figure(regimes: dict, rates: dict[str, dict], out: Path) ->
         spec = entry["spec"]
         x, y = spec["samples"] * (spec["outputs"] or 1), spec["neurons"]
         k = cells[x, y] = cells.get((x, y), -1) + 1
-        ax.scatter(x * 1.18**k, y, marker="s", s=22, edgecolors="none",
+        ax.scatter(x * 1.3**k, y, marker="s", s=14, edgecolors="none",
                    color=VERDICT_COLOURS[verdicts.get(family, "unresolved")])  # fmt: skip
-    shown = set()
+    kinds = {}
     for summary in rates.values():
         network, training = summary["config"]["network"], summary["config"]["training"]
-        marker = MARKERS.get(network, "D")
+        marker = kinds[network, training] = MARKERS.get(network, "D")
         for layer in summary["layers"]:
             colour = VERDICT_COLOURS[layer["methods"]["greedy-local"].get("verdict", "unresolved")]
             style = {"color": colour} if training == "trained" else {
                 "facecolors": "none", "edgecolors": colour}  # fmt: skip
-            label = None if (network, training) in shown else f"{network} ({training})"
-            shown.add((network, training))
-            ax.scatter(layer["psi_dim"], layer["N"], marker=marker, s=26, label=label,
-                       linewidths=0.9, **style)  # fmt: skip
-    ax.plot([], [], "s", color="0.5", label=f"generated ({regimes['config']['name']})")
+            ax.scatter(layer["psi_dim"], layer["N"], marker=marker, s=26, linewidths=0.9,
+                       **style)  # fmt: skip
+    for (network, training), marker in sorted(kinds.items()):
+        ax.plot([], [], marker, color="0.2", mfc="0.2" if training == "trained" else "none",
+                linestyle="none", label=f"{network} ({training})")  # fmt: skip
+    ax.plot([], [], "s", color="0.5", linestyle="none",
+            label=f"generated ({regimes['config']['name']})")  # fmt: skip
     for verdict, colour in VERDICT_COLOURS.items():
-        ax.plot([], [], "o", color=colour, label=verdict)
+        ax.plot([], [], "o", color=colour, linestyle="none", label=verdict)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("dimension of psi: samples x outputs (generated), images x output size (real)")
