@@ -19,7 +19,7 @@ from theory import LayerProblem  # noqa: E402
 from torchbridge.chains import Chain, Group, block_chains  # noqa: E402
 from torchbridge.groups import graph_chains, graph_groups  # noqa: E402
 from torchbridge.prune import apply_weights, layer_problems  # noqa: E402
-from torchbridge.surgery import is_squeeze_excitation  # noqa: E402
+from torchbridge.surgery import is_squeeze_excitation, squeeze_parts  # noqa: E402
 
 
 def _effnet_b0_chains() -> list[Chain]:
@@ -106,19 +106,25 @@ def _squeeze_zeroing(model: nn.Module, chain: Chain, dropped: torch.Tensor) -> l
         module = model.get_submodule(name)
         if is_squeeze_excitation(module):
             keep = (~dropped).to(torch.float64).reshape(1, -1, 1, 1)
-            hooks.append(module.fc1.register_forward_pre_hook(
+            reduce = getattr(module, squeeze_parts(module)[0])
+            hooks.append(reduce.register_forward_pre_hook(
                 lambda _, args, k=keep: (args[0] * k,)))  # fmt: skip
     return hooks
 
 
+def _build(arch: str) -> nn.Module:
+    """A torchvision network, or timm's (``timm:NAME``), random, 10 classes, float64."""
+    if arch.startswith("timm:"):
+        timm = pytest.importorskip("timm")
+        model = timm.create_model(arch.removeprefix("timm:"), pretrained=False, num_classes=10)
+    else:
+        model = getattr(torchvision.models, arch)(num_classes=10)
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("finder", ["chains", "groups"])
 @pytest.mark.parametrize(
-    ("arch", "finder"),
-    [
-        ("resnet18", "chains"),
-        ("efficientnet_b0", "chains"),
-        ("resnet18", "groups"),
-        ("efficientnet_b0", "groups"),
-    ],
+    "arch", ["resnet18", "efficientnet_b0", "timm:efficientnet_b0", "timm:mobilenetv3_small_050"]
 )
 def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation(arch, finder):
     """Every chain (or every group: residual streams included) keeps a random subset of its
@@ -126,12 +132,19 @@ def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation
     see their inputs scaled by N a_i (and whose squeezes see the dropped channels at 0), in
     float64. On EfficientNet-B0 a one-block stage's projection is one chain's consumer and the
     next chain's producer; on ResNet-18 a downsample convolution reads one stream and writes
-    the next."""
+    the next; timm's squeeze-excitation blocks (conv_reduce, conv_expand) are sliced like
+    torchvision's (fc1, fc2)."""
     torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)(num_classes=10).double().eval()
+    model = _build(arch)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     found = graph_chains(model, x[:1]).chains if finder == "chains" else graph_groups(
         model, x[:1]).groups  # fmt: skip
+    squeezes = [
+        b for g in found for b in g.between if is_squeeze_excitation(model.get_submodule(b))
+    ]
+    assert bool(squeezes) == (arch != "resnet18")  # every other network has some
+    if arch.endswith("efficientnet_b0"):  # timm's and torchvision's: the same network
+        assert len(found) == (19 if finder == "chains" else 24)
     rng = np.random.default_rng(0)
     pruned, hooks = copy.deepcopy(model), []
     for group in found:

@@ -2,7 +2,7 @@
 
 Torch-Pruning (PyPI ``torch-pruning``) builds a dependency graph of the network and removes
 coupled channels physically. Restricted to our chains (every convolution or linear layer that
-is not a chain's producer, a sliced module in between, or a squeeze-excitation's ``fc2`` is
+is not a chain's producer, a sliced module in between, or a squeeze-excitation's expansion is
 ignored), it prunes exactly the modules our surgery prunes (tested on ResNet-18/50,
 MobileNetV2/V3 and EfficientNet-Lite0). Importances: ``tp-magnitude`` (the L2 norm of each
 channel's group of weights: producer filter, batch norms, depthwise filter, consumer column,
@@ -27,7 +27,7 @@ from torch import nn
 from torchbridge.budget import uniform_widths
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.prune import check_widths
-from torchbridge.surgery import is_squeeze_excitation
+from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 
 TP_METHODS = ("tp-magnitude", "tp-l1", "tp-taylor")
 
@@ -74,7 +74,7 @@ def _ignored(model: nn.Module, chains: list[Chain]) -> list[nn.Module]:
             module = model.get_submodule(name)
             allowed.add(id(module))
             if is_squeeze_excitation(module):
-                allowed.add(id(module.fc2))
+                allowed.add(id(getattr(module, squeeze_parts(module)[1])))
     return [
         m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear) and id(m) not in allowed
     ]

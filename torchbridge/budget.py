@@ -33,7 +33,7 @@ from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
 from torchbridge.images import calibration_list
 from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
-from torchbridge.surgery import is_squeeze_excitation
+from torchbridge.surgery import squeeze_parts
 
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
 
@@ -193,7 +193,8 @@ def flops_fraction(
         names = [chain.producer, chain.consumer]
         for name in chain.between:
             module = model.get_submodule(name)
-            names += [f"{name}.fc1", f"{name}.fc2"] if is_squeeze_excitation(module) else [name]
+            parts = squeeze_parts(module)
+            names += [f"{name}.{part}" for part in parts] if parts else [name]
         for name in names:
             touched.setdefault(name, []).append(chain)
     totals = chain_widths(model, chains)

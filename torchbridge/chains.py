@@ -9,7 +9,7 @@ depthwise convolutions. Finders: :func:`sequential_chains` (an nn.Sequential) an
 :func:`block_chains` (the internal channels of torchvision's ResNet basic and bottleneck
 blocks, MobileNetV2's and MobileNetV3's inverted residuals (with squeeze-excitation), and of
 timm's inverted residuals as in EfficientNet-Lite; channels on residual paths are not
-touched).
+touched); :mod:`torchbridge.groups` finds the chains and groups of any network.
 
 :mod:`torchbridge.prune` prunes the chains in order.
 """
@@ -119,15 +119,15 @@ def sequential_chains(model: nn.Sequential) -> list[Chain]:
 def block_chains(model: nn.Module) -> list[Chain]:
     """Internal chains of torchvision ResNet (BasicBlock, Bottleneck), MobileNetV2 and
     MobileNetV3 (InvertedResidual with expansion; V3's squeeze-excitation is sliced with the
-    chain) blocks, and of timm inverted residuals without squeeze-excitation
-    (EfficientNet-Lite), in module order."""
+    chain) blocks, and of timm inverted residuals (EfficientNet-Lite; a squeeze-excitation is
+    sliced with the chain), in module order."""
     chains = []
     for name, module in model.named_modules():
         kind = type(module).__name__
         if kind == "InvertedResidual" and hasattr(module, "conv_pw"):  # timm
-            if not isinstance(module.se, nn.Identity):
-                raise ValueError(f"{name}: squeeze-excitation couples channels; not supported yet")
             between = (f"{name}.bn1", f"{name}.conv_dw", f"{name}.bn2")
+            if not isinstance(module.se, nn.Identity):
+                between += (f"{name}.se",)  # squeeze-excitation
             chains.append(Chain(f"{name}.conv_pw", between, f"{name}.conv_pwl"))
         elif kind == "BasicBlock":
             chains.append(Chain(f"{name}.conv1", (f"{name}.bn1",), f"{name}.conv2"))

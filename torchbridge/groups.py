@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from torchbridge.chains import Chain, Group
-from torchbridge.surgery import is_squeeze_excitation
+from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,14 @@ class GraphGroups:
 
 NODES = {"_ConcatOp": "a concatenation", "_SplitOp": "a split", "_UnbindOp": "a split",
          "_OutputOp": "the network's output"}  # fmt: skip
+
+
+def _in_squeeze(name: str, modules: dict[str, nn.Module], n: int | None = None) -> bool:
+    """Whether module ``name`` is the reduction or expansion of a squeeze-excitation block
+    (over ``n`` channels)."""
+    parent, _, last = name.rpartition(".")
+    return parent in modules and (is_squeeze_excitation(modules[parent], n)
+                                  and last in squeeze_parts(modules[parent]))  # fmt: skip
 
 
 def _dense(module: nn.Module) -> bool:
@@ -89,7 +97,7 @@ def _classify(group, modules: dict[str, nn.Module], n: int) -> tuple[list, list,
                 reasons.append(NODES.get(kind, f"a {kind.strip('_').removesuffix('Op')} node"))
             continue
         parent = name.rpartition(".")[0]
-        if name.endswith((".fc1", ".fc2")) and is_squeeze_excitation(modules[parent], n):
+        if _in_squeeze(name, modules, n):
             between.add(parent)
         elif _depthwise(module, n):  # its input and output channels are the same
             between.add(name)
@@ -122,9 +130,7 @@ def graph_groups(model: nn.Module, example: torch.Tensor) -> GraphGroups:
     modules = dict(model.named_modules())
     groups, kept_whole, seen = [], {}, set()
     for name, module in modules.items():
-        inside = name.endswith((".fc1", ".fc2")) and is_squeeze_excitation(
-            modules[name.rpartition(".")[0]])  # fmt: skip
-        if not _dense(module) or inside or name in seen:
+        if not _dense(module) or _in_squeeze(name, modules) or name in seen:
             continue
         group = graph.get_pruning_group(module, tp.prune_conv_out_channels, idxs=[0])
         n = module.out_channels

@@ -33,7 +33,7 @@ from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
 from torchbridge.refit import TOWARD, Inputs, RefitMoments, refit_consumer
-from torchbridge.surgery import is_squeeze_excitation, prune_group
+from torchbridge.surgery import is_squeeze_excitation, prune_group, squeeze_parts
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
 
@@ -120,7 +120,7 @@ def resize(model: nn.Module, chains: list[Chain], widths: dict[str, int]) -> nn.
 
 class SqueezeMeans:
     """Mean over calibration images of the pooled input (N,) of a chain's squeeze-excitation
-    modules, gathered during the calibration pass by forward pre-hooks on their ``fc1`` (a
+    modules, gathered during the calibration pass by forward pre-hooks on their reduction (a
     leaf module: it is called whether the network runs whole or walked as a graph)."""
 
     def __init__(self, model: nn.Module, chain: Chain) -> None:
@@ -131,7 +131,8 @@ class SqueezeMeans:
             module = model.get_submodule(name)
             if is_squeeze_excitation(module):
                 hook = functools.partial(self._add, i)
-                self._handles.append(module.fc1.register_forward_pre_hook(hook))
+                reduce = getattr(module, squeeze_parts(module)[0])
+                self._handles.append(reduce.register_forward_pre_hook(hook))
 
     def _add(self, i: int, _module: nn.Module, args: tuple) -> None:
         pooled = args[0].detach().double().mean(dim=(2, 3)).sum(dim=0)

@@ -8,11 +8,13 @@ channels, each multiplied by N a_i (the weights folded back: docs/theory.md, fir
 The result is plain modules, no masks: the pruned chain computes exactly what the original
 computes with its consumer input channels scaled by N a_i (zero for the dropped ones).
 
-A squeeze-excitation module in between (``fc1``: N -> s and ``fc2``: s -> N 1x1 convolutions
-on the pooled channels, as in MobileNetV3) couples the channels: its gates read every channel.
-It keeps fc1's input columns and fc2's output rows of the kept channels; the dropped
-channels' share of fc1's input is replaced by its calibration mean, folded into fc1's bias
-(``fc1.bias += W1[:, dropped] @ mean[dropped]``) when the means are given. The pruned chain
+A squeeze-excitation module in between (a reduction N -> s and an expansion s -> N, 1x1
+convolutions on the pooled channels: torchvision's ``fc1`` and ``fc2``, timm's
+``conv_reduce`` and ``conv_expand``; :func:`squeeze_parts`) couples the channels: its gates
+read every channel. It keeps the reduction's input columns and the expansion's output rows of
+the kept channels; the dropped channels' share of the reduction's input is replaced by its
+calibration mean, folded into its bias (``b1 += W1[:, dropped] @ mean[dropped]``) when the
+means are given. The pruned chain
 then equals the original with the consumer inputs scaled by N a_i *and* the dropped channels'
 pooled values fixed at their means inside the squeeze (tested); the gates of the kept
 channels move by what the dropped channels varied around their means.
@@ -35,12 +37,24 @@ def _is_depthwise(module: nn.Module, n: int) -> bool:
     )
 
 
+SQUEEZE_NAMES = (("fc1", "fc2"), ("conv_reduce", "conv_expand"))  # torchvision's, timm's
+
+
+def squeeze_parts(module: nn.Module) -> tuple[str, str] | None:
+    """The names of a squeeze-excitation block's reduction and expansion (1x1 convolutions
+    n -> s and s -> n), or None when ``module`` is not one."""
+    for reduce, expand in SQUEEZE_NAMES:
+        first, second = getattr(module, reduce, None), getattr(module, expand, None)
+        if (isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
+                and first.in_channels == second.out_channels):  # fmt: skip
+            return reduce, expand
+    return None
+
+
 def is_squeeze_excitation(module: nn.Module, n: int | None = None) -> bool:
-    """A squeeze-excitation block over n channels: 1x1 convolutions fc1 (n -> s), fc2 (s -> n)."""
-    fc1, fc2 = getattr(module, "fc1", None), getattr(module, "fc2", None)
-    if not (isinstance(fc1, nn.Conv2d) and isinstance(fc2, nn.Conv2d)):
-        return False
-    return fc1.in_channels == fc2.out_channels and (n is None or fc1.in_channels == n)
+    """A squeeze-excitation block (:func:`squeeze_parts`) over n channels (any, when None)."""
+    parts = squeeze_parts(module)
+    return parts is not None and (n is None or getattr(module, parts[0]).in_channels == n)
 
 
 def _check(
@@ -100,22 +114,24 @@ def _slice(module: nn.Module, keep: torch.Tensor) -> nn.Module:
 
 def _slice_squeeze(module: nn.Module, keep: torch.Tensor, mean: torch.Tensor | None) -> nn.Module:
     """A copy of a squeeze-excitation block over only channels ``keep``; the dropped channels'
-    pooled ``mean`` (N,) folded into fc1's bias when given."""
+    pooled ``mean`` (N,) folded into the reduction's bias when given."""
     new = copy.deepcopy(module)
-    fc1, fc2 = module.fc1, module.fc2
-    weight = fc1.weight.detach()
-    new.fc1.weight = nn.Parameter(weight[:, keep].clone())
-    new.fc1.in_channels = len(keep)
+    reduce, expand = squeeze_parts(module)
+    first, second = getattr(module, reduce), getattr(module, expand)
+    new_first, new_second = getattr(new, reduce), getattr(new, expand)
+    weight = first.weight.detach()
+    new_first.weight = nn.Parameter(weight[:, keep].clone())
+    new_first.in_channels = len(keep)
     if mean is not None:
         dropped = torch.ones(weight.shape[1], dtype=torch.bool)
         dropped[keep] = False
         shift = weight[:, dropped, 0, 0] @ mean.to(weight)[dropped]
-        bias = fc1.bias.detach() if fc1.bias is not None else torch.zeros_like(shift)
-        new.fc1.bias = nn.Parameter(bias + shift)
-    new.fc2.weight = nn.Parameter(fc2.weight.detach()[keep].clone())
-    if fc2.bias is not None:
-        new.fc2.bias = nn.Parameter(fc2.bias.detach()[keep].clone())
-    new.fc2.out_channels = len(keep)
+        bias = first.bias.detach() if first.bias is not None else torch.zeros_like(shift)
+        new_first.bias = nn.Parameter(bias + shift)
+    new_second.weight = nn.Parameter(second.weight.detach()[keep].clone())
+    if second.bias is not None:
+        new_second.bias = nn.Parameter(second.bias.detach()[keep].clone())
+    new_second.out_channels = len(keep)
     return new
 
 
