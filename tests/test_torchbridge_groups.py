@@ -18,6 +18,7 @@ torchvision = pytest.importorskip("torchvision")
 from theory import LayerProblem  # noqa: E402
 from torchbridge.chains import Chain, Group, block_chains  # noqa: E402
 from torchbridge.groups import graph_chains, graph_groups  # noqa: E402
+from torchbridge.models import found_chains  # noqa: E402
 from torchbridge.prune import apply_weights, layer_problems  # noqa: E402
 from torchbridge.surgery import is_squeeze_excitation, squeeze_parts  # noqa: E402
 
@@ -124,7 +125,14 @@ def _build(arch: str) -> nn.Module:
 
 @pytest.mark.parametrize("finder", ["chains", "groups"])
 @pytest.mark.parametrize(
-    "arch", ["resnet18", "efficientnet_b0", "timm:efficientnet_b0", "timm:mobilenetv3_small_050"]
+    "arch",
+    [
+        "resnet18",
+        "efficientnet_b0",
+        "timm:efficientnet_b0",
+        "timm:mobilenetv3_small_050",
+        "shufflenet_v2_x0_5",
+    ],
 )
 def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation(arch, finder):
     """Every chain (or every group: residual streams included) keeps a random subset of its
@@ -137,12 +145,16 @@ def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation
     torch.manual_seed(0)
     model = _build(arch)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    found = graph_chains(model, x[:1]).chains if finder == "chains" else graph_groups(
-        model, x[:1]).groups  # fmt: skip
+    if arch.startswith("shufflenet"):  # no dependency graph: the chains inside Sequentials
+        found = found_chains(model, arch).chains
+    elif finder == "chains":
+        found = graph_chains(model, x[:1]).chains
+    else:
+        found = graph_groups(model, x[:1]).groups
     squeezes = [
         b for g in found for b in g.between if is_squeeze_excitation(model.get_submodule(b))
     ]
-    assert bool(squeezes) == (arch != "resnet18")  # every other network has some
+    assert bool(squeezes) == (arch not in ("resnet18", "shufflenet_v2_x0_5"))
     if arch.endswith("efficientnet_b0"):  # timm's and torchvision's: the same network
         assert len(found) == (19 if finder == "chains" else 24)
     rng = np.random.default_rng(0)
@@ -248,6 +260,8 @@ def test_prune_and_eval_a_network_the_block_finder_does_not_know(tmp_path, capsy
     chains = [Chain(**{k: tuple(v) if k == "between" else v for k, v in layer["chain"].items()})
               for layer in report["layers"]]  # fmt: skip
     assert chains == _effnet_b0_chains()
+    streams = [f"features.{s}.0.block.3.0" for s in (2, 3, 4, 5, 6)]  # kept whole, with why
+    assert list(report["kept_whole"]) == streams
     assert all(layer["kept"] == round(layer["total"] / 2) for layer in report["layers"])
     assert report["after"]["flops"] < report["before"]["flops"]
     capsys.readouterr()
@@ -262,3 +276,50 @@ def test_a_network_without_any_chain_is_named():
 
     with pytest.raises(ValueError, match=r"vit_b_16: none of its \d+ channel groups is one chain"):
         chains_of(build("vit_b_16", num_classes=10), "vit_b_16")
+
+
+def test_every_chain_is_checked_against_the_network_and_a_chain_across_a_shuffle_is_refused():
+    """The chains of the finders pass (squeeze-excitation included); a hand-written chain from
+    one ShuffleNetV2 unit's last convolution to the next unit's first, across the channel
+    shuffle and split, is refused by the check and by prune_chains, naming the channels that
+    moved."""
+    from torchbridge.chain_check import check_chains
+    from torchbridge.prune import prune_chains
+
+    x = torch.randn(2, 3, 64, 64)
+    for arch in ("resnet18", "mobilenet_v3_small", "efficientnet_b0"):
+        model = getattr(torchvision.models, arch)(num_classes=10).eval()
+        check_chains(model, graph_chains(model, x[:1]).chains, x)
+    model = torchvision.models.shufflenet_v2_x0_5().eval()
+    across = Chain("stage2.0.branch2.5", ("stage2.0.branch2.6",), "stage2.1.branch2.0")
+    message = r"chain stage2\.0\.branch2\.5 -> stage2\.1\.branch2\.0 is not channel-wise"
+    with pytest.raises(ValueError, match=message + ": perturbing producer channels moved"):
+        check_chains(model, [across], x)
+    with pytest.raises(ValueError, match=message):
+        prune_chains(model, [across], [x], keep=0.5)
+    inside = Chain("stage2.1.branch2.0", ("stage2.1.branch2.1", "stage2.1.branch2.3",
+                                          "stage2.1.branch2.4"), "stage2.1.branch2.5")  # fmt: skip
+    check_chains(model, [inside], x)
+
+
+def test_a_chain_whose_ends_do_not_match_is_named():
+    from torchbridge.chain_check import check_chain
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 6, 1), nn.Conv2d(6, 2, 1)).eval()
+    with pytest.raises(ValueError, match="the consumer reads 6 channels, the producer writes 4"):
+        check_chain(model, Chain("0", (), "2"), torch.randn(1, 3, 4, 4))
+
+
+def test_shufflenet_falls_back_to_the_chains_inside_its_units():
+    """Torch-Pruning cannot trace ShuffleNetV2; the chains proved from its Sequentials are the
+    second branch's first convolution into its last, in each of the 16 units; the other
+    convolutions are kept whole with the reason."""
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).eval()
+    found = found_chains(model, "shufflenet_v2_x0_5")
+    units = [f"stage{s}.{k}" for s, count in ((2, 4), (3, 8), (4, 4)) for k in range(count)]
+    assert found.chains == [
+        Chain(f"{u}.branch2.0", (f"{u}.branch2.1", f"{u}.branch2.3", f"{u}.branch2.4"),
+              f"{u}.branch2.5") for u in units]  # fmt: skip
+    assert "stage2.0.branch2.5" in found.kept_whole and "conv5.0" in found.kept_whole
+    graph = "Torch-Pruning cannot build the dependency graph of ShuffleNetV2"
+    assert all(reason.startswith(graph) for reason in found.kept_whole.values())

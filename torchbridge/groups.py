@@ -11,6 +11,13 @@ Activations, the squeeze-excitation's product and a residual addition are elemen
 of the graph and need nothing. Every other group is kept whole, with the reason: a
 concatenation or split, channels that are the network's output, a module surgery cannot slice.
 :func:`graph_chains` keeps the groups that are one chain (one producer, one consumer).
+
+Where Torch-Pruning cannot trace the network (torchvision's ShuffleNetV2: its channel shuffle
+breaks the tracer's index mapping), :func:`local_chains` falls back to the chains that can be
+proved channel-wise from the modules alone: inside a plain ``nn.Sequential`` (nested ones
+flattened) each module's output is the next one's input, so a dense convolution followed by
+batch norms, depthwise convolutions and channel-wise activations up to a dense convolution or
+linear layer is a chain; every other convolution's channels are kept whole.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbridge.chains import Chain, Group
+from torchbridge.chains import CHANNELWISE, Chain, Group
 from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 
 
@@ -165,3 +172,46 @@ def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
             chains.append(Chain(group.producer, group.between, group.consumers[0]))
     order = list(dict(model.named_modules())).index
     return GraphChains(chains, dict(sorted(kept_whole.items(), key=lambda kv: order(kv[0]))))
+
+
+def _flat(sequence: nn.Sequential, prefix: str) -> list[tuple[str, nn.Module]]:
+    """The modules a plain Sequential runs, in order, nested plain Sequentials flattened."""
+    out = []
+    for name, child in sequence.named_children():
+        full = f"{prefix}.{name}" if prefix else name
+        if type(child).forward is nn.Sequential.forward:  # runs its children in turn
+            out += _flat(child, full)
+        else:
+            out.append((full, child))
+    return out
+
+
+def local_chains(model: nn.Module, reason: str) -> GraphChains:
+    """The chains inside the plain Sequentials of ``model`` (see the module docstring); every
+    other dense convolution kept whole, with ``reason`` (why the graph was not used)."""
+    found: dict[str, Chain] = {}
+    for name, module in model.named_modules():
+        if type(module).forward is not nn.Sequential.forward:
+            continue
+        steps = _flat(module, name)
+        for i, (producer, conv) in enumerate(steps):
+            if not _dense(conv) or producer in found:
+                continue
+            n, between = conv.out_channels, []
+            for later, other in steps[i + 1 :]:
+                norm = isinstance(other, nn.BatchNorm2d) and other.num_features == n
+                if norm or _depthwise(other, n) or is_squeeze_excitation(other, n):
+                    between.append(later)
+                elif isinstance(other, CHANNELWISE):
+                    continue
+                else:
+                    reads = other.in_channels if _dense(other) else getattr(other, "in_features", 0)
+                    if reads == n and isinstance(other, nn.Conv2d | nn.Linear):
+                        found[producer] = Chain(producer, tuple(between), later)
+                    break
+    modules = dict(model.named_modules())
+    chains = [found[name] for name in modules if name in found]
+    kept = {name: f"{reason}; its channels leave the Sequential block they are made in"
+            for name, m in modules.items()
+            if _dense(m) and name not in found and not _in_squeeze(name, modules)}  # fmt: skip
+    return GraphChains(chains, kept)

@@ -31,6 +31,7 @@ from torchbridge.budget import (
     prune_to_flops,
     uniform_keep,
 )
+from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
@@ -39,7 +40,7 @@ from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import (
     ARCHS,
     ARCHS_IN_WORDS,
-    chains_of,
+    found_chains,
     load,
     load_pruned,
     pruned_metadata,
@@ -243,6 +244,7 @@ def _selected(
             fraction_of = flops_fraction(model, chains, calibration[0][:1])
             check_floor(fraction_of, chains, config.flops)
             keep, _ = uniform_keep(model, chains, config.flops, fraction_of)
+        check_chains(model, chains, calibration[0][:2])
         pruned = torch_pruning_prune(model, chains, calibration, config.method, keep, widths)
         errors = [None] * len(chains)
         if config.refit:
@@ -312,7 +314,8 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
     start = time.perf_counter()
     device = torch.device(config.device)
     model = load(config.arch, config.weights).to(device).eval()
-    chains = chains_of(model, config.arch)
+    found = found_chains(model, config.arch)
+    chains = found.chains
     calibration, test, labels, about = _data(config)
     calibration, test = calibration.to(device), test.to(device)
     labels = _labels_of(model, test, labels, about)
@@ -328,6 +331,7 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
         "versions": versions(),
         **provenance(),
         "layers": [r.as_dict() for r in reports],
+        "kept_whole": found.kept_whole,
         "flops_search": [asdict(p) for p in probes],
         "before": before,
         "after": after,

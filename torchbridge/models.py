@@ -15,6 +15,7 @@ import torch
 import torchvision
 from torch import nn
 
+from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain, block_chains, chain_widths
 from torchbridge.checkpoints import (
     check_state,
@@ -24,7 +25,7 @@ from torchbridge.checkpoints import (
     save_atomically,
 )
 from torchbridge.efficientnet import load_efficientnet_lite0
-from torchbridge.groups import graph_chains
+from torchbridge.groups import GraphChains, graph_chains, local_chains
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
@@ -55,21 +56,33 @@ def build(arch: str, num_classes: int = 1000) -> nn.Module:
     return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
 
 
-def chains_of(model: nn.Module, arch: str) -> list[Chain]:
-    """The chains of ``model``, an ``arch``: the block finder's for the networks it knows
-    (BLOCKS), else the dependency graph's (a clear error when it finds none)."""
+def found_chains(model: nn.Module, arch: str) -> GraphChains:
+    """The chains of ``model``, an ``arch``, and the channels kept whole with the reason: the
+    block finder's for the networks it knows (BLOCKS), else the dependency graph's, else
+    (where it cannot be built) those inside plain Sequentials, each checked against the
+    network (:mod:`torchbridge.chain_check`); a clear error when there is none."""
     if arch in BLOCKS:
-        return block_chains(model)
+        return GraphChains(block_chains(model), {})
     weight = next(model.parameters())
-    example = torch.zeros(1, 3, TRACE_SIZE, TRACE_SIZE, dtype=weight.dtype, device=weight.device)
-    found = graph_chains(model, example)
+    example = torch.randn(2, 3, TRACE_SIZE, TRACE_SIZE, generator=torch.Generator().manual_seed(0))
+    example = example.to(weight)
+    try:
+        found = graph_chains(model, example[:1])
+    except ValueError as error:
+        found = local_chains(model, str(error))
+        check_chains(model, found.chains, example)
     if not found.chains:
         reasons = sorted(set(found.kept_whole.values()))[:3]
         raise ValueError(
             f"{arch}: none of its {len(found.kept_whole)} channel groups is one chain "
             f"(producer, channel-wise modules, consumer); for example: {'; '.join(reasons)}"
         )
-    return found.chains
+    return found
+
+
+def chains_of(model: nn.Module, arch: str) -> list[Chain]:
+    """The chains of :func:`found_chains`."""
+    return found_chains(model, arch).chains
 
 
 def views(arch: str, size: int = 224) -> Views:

@@ -28,6 +28,7 @@ from theory import LayerProblem, select
 from theory.output_problem import OutputProblem
 from theory.selectors import spec
 from theory.selectors.fully_corrective import resolved
+from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain, Group
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
@@ -274,6 +275,7 @@ def prune_chains(
         raise ValueError(f"resolve re-solves convex weights: {method}'s are not on the simplex")
     repeats = may_repeat(method, options)
     batches = calibration_list(batches)
+    check_chains(model, chains, batches[0][:2])
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     if not ridge >= 0:

@@ -1,0 +1,102 @@
+"""Every chain, found or hand-written, checked once against the network it prunes.
+
+Surgery is exact only if a chain's consumer reads the producer's channels through channel-wise
+modules: consumer input channel k must depend on producer channel k alone. :func:`check_chains`
+tests that on calibration images: for each chain it perturbs a random half S of the producer's
+output channels and runs the network again; any consumer input channel outside S that moves
+means something in between mixes channels (a channel shuffle, a concatenation that reorders,
+a cross-channel gate), and the chain is refused with the channels that moved. A
+squeeze-excitation block in between reads every channel by design (surgery folds it: see
+:mod:`torchbridge.surgery`): during the check its pooled input is held at the unperturbed
+value, so that only the channel-wise path is tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchbridge.chains import Chain
+from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
+
+RTOL = 1e-5  # consumer inputs outside S must be unchanged to this relative tolerance
+
+
+def _capture(model: nn.Module, names: list[str], images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The inputs of the modules ``names`` on ``images`` (one pass)."""
+    found, hooks = {}, []
+
+    def keep(name: str, args: tuple) -> None:
+        found[name] = args[0].detach().clone()
+
+    for name in names:
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(
+            lambda _, args, name=name: keep(name, args)))  # fmt: skip
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+def _squeezes(model: nn.Module, chain: Chain) -> list[str]:
+    """The names of the reductions of the squeeze-excitation blocks between ``chain``'s ends."""
+    out = []
+    for name in chain.between:
+        module = model.get_submodule(name)
+        if is_squeeze_excitation(module):
+            out.append(f"{name}.{squeeze_parts(module)[0]}")
+    return out
+
+
+def check_chain(model: nn.Module, chain: Chain, images: torch.Tensor, seed: int = 0) -> None:
+    """A clear error unless ``chain``'s consumer input channel k depends on producer channel
+    k alone on ``images`` (see the module docstring)."""
+    producer = model.get_submodule(chain.producer)
+    squeezes = _squeezes(model, chain)
+    before = _capture(model, [chain.consumer, *squeezes], images)
+    n = producer.out_channels
+    rng = np.random.default_rng(seed)
+    chosen = torch.zeros(n, dtype=torch.bool)
+    chosen[torch.as_tensor(rng.permutation(n)[: max(1, n // 2)])] = True
+
+    def perturb(_, __, out: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out)
+        return out + noise * chosen.to(out.device).reshape(1, -1, *([1] * (out.dim() - 2)))
+
+    hooks = [producer.register_forward_hook(perturb)]
+    for name in squeezes:  # the squeeze reads every channel: hold it at the unperturbed input
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(
+            lambda _, __, held=before[name]: (held,)))  # fmt: skip
+    try:
+        after = _capture(model, [chain.consumer], images)[chain.consumer]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    reference = before[chain.consumer]
+    if reference.shape[1] != n:
+        raise ValueError(
+            f"chain {chain.producer} -> {chain.consumer}: the consumer reads "
+            f"{reference.shape[1]} channels, the producer writes {n}"
+        )
+    moved = (after - reference).abs().flatten(2).amax(dim=2) if after.dim() > 2 else (
+        after - reference).abs()  # fmt: skip
+    scale = reference.abs().max().clamp_min(1e-30)
+    leaked = torch.nonzero((moved.amax(dim=0) > RTOL * scale) & ~chosen.to(moved.device))
+    if leaked.numel():
+        shown = ", ".join(str(int(k)) for k in leaked.flatten()[:5])
+        raise ValueError(
+            f"chain {chain.producer} -> {chain.consumer} is not channel-wise: perturbing "
+            f"producer channels moved consumer input channel(s) {shown}"
+            f"{' ...' if leaked.numel() > 5 else ''} that were not perturbed (a channel "
+            "shuffle, a reordering concatenation or a cross-channel gate in between); refused"
+        )
+
+
+def check_chains(model: nn.Module, chains: list[Chain], images: torch.Tensor) -> None:
+    """:func:`check_chain` for every chain of ``model``, on ``images`` (a few suffice)."""
+    for chain in chains:
+        check_chain(model, chain, images)
