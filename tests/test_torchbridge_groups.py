@@ -244,24 +244,31 @@ def test_a_groups_layer_problem_is_the_one_of_every_consumers_output_concatenate
     assert np.allclose(problem.gram, reference, rtol=1e-10, atol=1e-10 * np.abs(reference).max())
 
 
-def test_prune_and_eval_a_network_the_block_finder_does_not_know(tmp_path, capsys):
-    """``prune --arch efficientnet_b0``: its 19 chains from the dependency graph, each at half
-    its channels; ``eval`` rebuilds the saved model from the same chains and counts the same
-    FLOPs and parameters."""
+@pytest.mark.parametrize(
+    ("arch", "chains", "whole"),
+    [("efficientnet_b0", 19, 5), ("timm:efficientnet_b0", 19, 5), ("shufflenet_v2_x0_5", 16, 21)],
+)
+def test_prune_and_eval_a_network_the_block_finder_does_not_know(
+    tmp_path, capsys, arch, chains, whole
+):
+    """``prune --arch NAME``: the chains from the dependency graph (or, for ShuffleNetV2, from
+    its Sequentials), each at half its channels, the groups kept whole in the report; ``eval``
+    rebuilds the saved model from the same chains and counts the same FLOPs and parameters."""
     import json
 
     from torchbridge.__main__ import main
 
     out = tmp_path / "run"
-    small = ["--weights", "none", "--size", "32", "--images", "4", "--test-images", "2"]
-    assert main(["prune", "--arch", "efficientnet_b0", *small, "--keep", "0.5",
-                 "--out", str(out)]) == 0  # fmt: skip
+    small = ["--weights", "none", "--size", "64", "--images", "4", "--test-images", "2"]
+    assert main(["prune", "--arch", arch, *small, "--keep", "0.5", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    chains = [Chain(**{k: tuple(v) if k == "between" else v for k, v in layer["chain"].items()})
-              for layer in report["layers"]]  # fmt: skip
-    assert chains == _effnet_b0_chains()
-    streams = [f"features.{s}.0.block.3.0" for s in (2, 3, 4, 5, 6)]  # kept whole, with why
-    assert list(report["kept_whole"]) == streams
+    found = [Chain(**{k: tuple(v) if k == "between" else v for k, v in layer["chain"].items()})
+             for layer in report["layers"]]  # fmt: skip
+    assert len(found) == chains and len(report["kept_whole"]) == whole
+    if arch == "efficientnet_b0":
+        assert found == _effnet_b0_chains()
+        streams = [f"features.{s}.0.block.3.0" for s in (2, 3, 4, 5, 6)]
+        assert list(report["kept_whole"]) == streams
     assert all(layer["kept"] == round(layer["total"] / 2) for layer in report["layers"])
     assert report["after"]["flops"] < report["before"]["flops"]
     capsys.readouterr()

@@ -231,6 +231,8 @@ def test_weights_errors_name_the_file(tmp_path, monkeypatch):
         load("resnet18", str(tmp_path / "list.pth"))
     with pytest.raises(ValueError, match="unknown architecture 'resnet19'"):
         build("resnet19")
+    with pytest.raises(ValueError, match="torchvision has no weights for timm:resnet18"):
+        load("timm:resnet18", "torchvision")
     with pytest.raises(ValueError, match="package holds EfficientNet-Lite0 weights only"):
         load("resnet18", "package")
 
@@ -378,7 +380,8 @@ def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch)
         (["--keep", "0.5", "--tol", "0.1"], "exactly one budget"),
         (["--keep", "0.5", "--data", "/no/such/folder"], "data folder not found: /no/such/folder"),
         (["--keep", "0.5", "--method", "best"], "--method: invalid choice: 'best'"),
-        (["--keep", "0.5", "--arch", "resnet19"], "--arch: invalid choice: 'resnet19'"),
+        (["--keep", "0.5", "--arch", "resnet19"], "unknown architecture 'resnet19'; valid: a"),
+        (["--keep", "0.5", "--arch", "timm:nonet"], "unknown timm model 'nonet'"),
         (["--flops", "0.01"], "cannot be met"),
         (["--flops", "0.5", "--allocation", "even"], "--allocation: invalid choice: 'even'"),
     ],

@@ -38,8 +38,8 @@ from torchbridge.evaluate import accuracy, compare
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import (
-    ARCHS,
     ARCHS_IN_WORDS,
+    check_arch,
     found_chains,
     load,
     load_pruned,
@@ -87,11 +87,11 @@ class PruneConfig:
     __pydantic_config__ = STRICT
 
     arch: Annotated[
-        Literal[ARCHS] | None,
+        str | None,
         about(
-            "the network: any torchvision classifier (the seven of the block finder, or chains "
-            "from the dependency graph) or timm's EfficientNet-Lite0; required by prune (none: "
-            "a network given in Python)"
+            "the network: any torchvision classifier by name (the seven of the block finder, "
+            "the others' chains from the dependency graph), efficientnet_lite0, or timm:NAME "
+            "(any of timm's models); required by prune (none: a network given in Python)"
         ),
     ] = None
     weights: Annotated[
@@ -178,6 +178,8 @@ class PruneConfig:
         """Every field against its declaration, then the rules across fields: one budget,
         the settings the method takes, a device this machine has."""
         check_fields(self, where, as_flags)
+        if self.arch is not None:
+            check_arch(self.arch)
         given = [b for b in (self.keep, self.tol, self.flops, self.widths) if b is not None]
         if len(given) != 1:
             raise ValueError("give exactly one budget: --keep, --tol, --flops or --widths")

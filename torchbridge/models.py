@@ -35,24 +35,45 @@ BLOCKS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_smal
           "mobilenet_v3_large", "efficientnet_lite0")  # fmt: skip
 TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))  # classifiers
 ARCHS = (*TORCHVISION, "efficientnet_lite0")
+TIMM = "timm:"  # timm:NAME, any of timm.list_models()
 ARCHS_IN_WORDS = (
-    "a torchvision classifier's name (resnet18, efficientnet_b0, ...: `python -m "
-    "torchbridge prune --help` lists them) or efficientnet_lite0"
+    "a torchvision classifier's name (resnet18, efficientnet_b0, ...: "
+    "torchvision.models.list_models() lists them), efficientnet_lite0, or timm:NAME for any "
+    "of timm.list_models()"
 )
 TRACE_SIZE = 224  # the side of the image the dependency graph is traced on
 FORMAT = "logtickets-pruned-1"
 
 
+def _timm():
+    try:
+        import timm  # noqa: PLC0415 (optional: timm's networks only)
+    except ImportError:
+        raise ValueError("timm's networks need timm: pip install timm") from None
+    return timm
+
+
+def check_arch(arch: object) -> None:
+    """A clear error unless ``arch`` is one of ARCHS or timm:NAME with NAME a timm model."""
+    if isinstance(arch, str) and arch in ARCHS:
+        return
+    if isinstance(arch, str) and arch.startswith(TIMM):
+        name = arch.removeprefix(TIMM)
+        if name not in _timm().list_models():
+            raise ValueError(f"unknown timm model {name!r}: timm.list_models() lists them")
+        return
+    raise ValueError(f"unknown architecture {arch!r}; valid: {ARCHS_IN_WORDS}")
+
+
 def build(arch: str, num_classes: int = 1000) -> nn.Module:
     """``arch`` with random weights, in eval mode."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; valid: {ARCHS_IN_WORDS}")
+    check_arch(arch)
+    if arch.startswith(TIMM):
+        model = _timm().create_model(arch.removeprefix(TIMM), pretrained=False,
+                                     num_classes=num_classes)  # fmt: skip
+        return model.eval()
     if arch == "efficientnet_lite0":
-        try:
-            import timm  # noqa: PLC0415 (optional: EfficientNet-Lite0 only)
-        except ImportError:
-            raise ValueError("efficientnet_lite0 needs timm: pip install timm") from None
-        return timm.create_model("tf_efficientnet_lite0", num_classes=num_classes).eval()
+        return _timm().create_model("tf_efficientnet_lite0", num_classes=num_classes).eval()
     return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
 
 
@@ -87,6 +108,10 @@ def chains_of(model: nn.Module, arch: str) -> list[Chain]:
 
 def views(arch: str, size: int = 224) -> Views:
     """The input convention of ``arch``'s pretrained weights."""
+    if arch.startswith(TIMM):
+        config = _timm().models.get_pretrained_cfg(arch.removeprefix(TIMM))
+        if config is not None:
+            return Views(size, tuple(config.mean), tuple(config.std))
     mean, std = SYMMETRIC if arch == "efficientnet_lite0" else IMAGENET
     return Views(size, mean, std)
 
@@ -107,7 +132,10 @@ def load(arch: str, weights: str) -> nn.Module:
         return load_efficientnet_lite0()
     if weights == "torchvision":
         if arch not in TORCHVISION:
-            raise ValueError(f"torchvision has no weights for {arch}")
+            raise ValueError(
+                f"torchvision has no weights for {arch}: give --weights PATH (a state dict) "
+                "or none; nothing is downloaded"
+            )
         path = torchvision_weights_file(arch)
         if not path.is_file():
             raise ValueError(
@@ -145,7 +173,7 @@ def pruned_metadata(path: Path) -> dict:
         raise ValueError(f"{path} is not a pruned model saved by logtickets ({FORMAT})")
     state, widths, arch = saved.get("state_dict"), saved.get("widths"), saved.get("arch")
     if (
-        arch not in ARCHS
+        not (isinstance(arch, str) and (arch in ARCHS or arch.startswith(TIMM)))
         or not is_state_dict(state)
         or not isinstance(widths, dict)
         or not all(isinstance(k, str) and isinstance(v, int) for k, v in widths.items())
