@@ -330,3 +330,47 @@ def test_shufflenet_falls_back_to_the_chains_inside_its_units():
     assert "stage2.0.branch2.5" in found.kept_whole and "conv5.0" in found.kept_whole
     graph = "Torch-Pruning cannot build the dependency graph of ShuffleNetV2"
     assert all(reason.startswith(graph) for reason in found.kept_whole.values())
+
+
+def test_a_residual_stream_pruned_reports_the_loss_measured_on_its_consumers():
+    """prune_chains on ResNet-18's first residual stream alone (stem and two blocks write it,
+    four convolutions read it): the reported loss equals a fresh measurement, the squared
+    change of every consumer's output (pruned consumer on the kept channels of its original
+    input, against the unpruned consumer), summed over consumers and averaged over images, in
+    float64; every producer keeps the same channels."""
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).double().eval()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    (stream, *_) = [g for g in graph_groups(model, x[:1]).groups if len(g.producers) > 1]
+    pruned, (report,) = prune_chains(model, [stream], [x[:2], x[2:]], keep=0.5)
+    kept = torch.as_tensor(report.channels)
+    assert report.kept == len(kept) == 32 and report.total == 64
+    for name in stream.producers:
+        assert pruned.get_submodule(name).out_channels == 32
+    inputs, hooks = {}, []
+    for name in stream.consumers:
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(
+            lambda _, args, name=name: inputs.__setitem__(name, args[0])))  # fmt: skip
+    with torch.no_grad():
+        model(x)
+        for hook in hooks:
+            hook.remove()
+        fresh = sum(
+            ((pruned.get_submodule(name)(inputs[name][:, kept])
+              - model.get_submodule(name)(inputs[name])) ** 2).sum()
+            for name in stream.consumers
+        ) / len(x)  # fmt: skip
+    assert report.loss == pytest.approx(float(fresh), rel=1e-9)
+    assert 0 < report.output_rel < 1
+
+
+def test_groups_take_the_layer_selectors_only():
+    from torchbridge.prune import prune_chains
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    groups = graph_groups(model, x[:1]).groups
+    with pytest.raises(ValueError, match=r"channel groups \(conv1, \.\.\.\) are pruned by"):
+        prune_chains(model, groups, [x], keep=0.5, refit=True)

@@ -45,7 +45,7 @@ STOPPED = {"size": "width", "tol": "tolerance", "converged": "stalled", "n": "st
 
 @dataclass(frozen=True)
 class LayerReport:
-    chain: Chain
+    chain: Chain | Group
     kept: int
     total: int
     loss: float | None  # the consumer's output change, E ||.||^2 (the trace's final loss)
@@ -178,7 +178,7 @@ def check_widths(model: nn.Module, chains: list[Chain], widths: dict[str, int]) 
     if missing := [c.producer for c in chains if c.producer not in widths]:
         raise ValueError(f"widths give no width for the chains of {', '.join(missing)}")
     for chain in chains:
-        total = model.get_submodule(chain.consumer).weight.shape[1]
+        total = model.get_submodule(chain.producer).out_channels
         if not (isinstance(widths[chain.producer], int) and 1 <= widths[chain.producer] <= total):
             raise ValueError(
                 f"width of {chain.producer} must be an integer from 1 to its {total} channels; "
@@ -214,7 +214,7 @@ def first_images(batches: list[torch.Tensor], images: int) -> list[torch.Tensor]
 
 def prune_chains(
     model: nn.Module,
-    chains: list[Chain],
+    chains: list[Chain | Group],
     batches: Iterable[torch.Tensor],
     *,
     keep: float | None = None,
@@ -234,6 +234,11 @@ def prune_chains(
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
+
+    ``chains`` may hold channel groups (:class:`torchbridge.chains.Group`: residual streams,
+    several consumers) among the chains: each group's layer problem sums its consumers' Gram
+    matrices (one pass of the whole network per group), and theory's layer selectors prune
+    it, without refit or compensate.
 
     Exactly one budget: ``keep`` (each chain keeps k = round(keep N) channels: the selector
     runs until k channels carry weight, at most 20 k steps for the selectors that may pick a
@@ -275,7 +280,8 @@ def prune_chains(
         raise ValueError(f"resolve re-solves convex weights: {method}'s are not on the simplex")
     repeats = may_repeat(method, options)
     batches = calibration_list(batches)
-    check_chains(model, chains, batches[0][:2])
+    groups = [c for c in chains if not isinstance(c, Chain)]
+    check_chains(model, [c for c in chains if isinstance(c, Chain)], batches[0][:2])
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     if not ridge >= 0:
@@ -295,6 +301,12 @@ def prune_chains(
             "whole-output refits each consumer's weights and bias: it takes no "
             f"compensate and no selector options; got {', '.join(given)}"
         )
+    if groups and (whole or chosen.needs_oracle or refit or compensate):
+        raise ValueError(
+            f"channel groups ({groups[0].producer}, ...) are pruned by the layer selectors of "
+            "theory without refit or compensate; the global and whole-output selectors take "
+            "chains only"
+        )
 
     def budget_of(chain: Chain, n: int, repeats: bool) -> tuple[int, int | float]:
         """(steps, the kept channels k, or the relative tolerance) of a chain of n channels."""
@@ -304,26 +316,29 @@ def prune_chains(
         return (MAX_REPEATS * k if repeats else k), k
 
     reports = []
-    mine = Inputs(model, chains, batches, walk_graph)  # this network's consumer inputs
+    mine = Inputs(model, chains, batches, walk_graph and not groups)  # consumer inputs
     walked = mine.walk is not None
     unpruned = None if reference is None else Inputs(reference, chains, batches, walked)
     for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
                                    disable=not progress)):  # fmt: skip
         start = time.perf_counter()
-        consumer = model.get_submodule(chain.consumer)
         if whole:
             reports.append(_prune_whole_output(model, reference, chain, mine.consumer_inputs(i),
                                                unpruned.consumer_inputs(i), budget_of, seed,
                                                ridge, refit_toward, start))  # fmt: skip
             continue
-        accumulator = GramAccumulator(consumer)
         squeeze = SqueezeMeans(model, chain)
         try:
-            for inputs in mine.consumer_inputs(i):
-                accumulator.update(inputs)
+            if isinstance(chain, Chain):
+                consumer = model.get_submodule(chain.consumer)
+                accumulator = GramAccumulator(consumer)
+                for inputs in mine.consumer_inputs(i):
+                    accumulator.update(inputs)
+                problem = LayerProblem.from_gram(accumulator.gram())
+            else:  # every consumer's Gram matrix, summed, in one pass of the whole network
+                (problem,) = layer_problems(model, [chain], batches)
         finally:
             means = squeeze.close()
-        problem = LayerProblem.from_gram(accumulator.gram())
         n, energy = problem.n_neurons, problem.target_norm2
         steps, stop = budget_of(chain, n, repeats)
         stop = {"tol": stop * energy} if tol is not None else {"size": stop}
