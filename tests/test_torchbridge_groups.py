@@ -374,3 +374,30 @@ def test_groups_take_the_layer_selectors_only():
     groups = graph_groups(model, x[:1]).groups
     with pytest.raises(ValueError, match=r"channel groups \(conv1, \.\.\.\) are pruned by"):
         prune_chains(model, groups, [x], keep=0.5, refit=True)
+
+
+def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, capsys):
+    """``prune --groups``: ResNet-18's 8 chains and 4 residual streams at half their channels
+    (every producer of a stream cut alike), nothing kept whole; ``eval`` rebuilds it from the
+    same groups; a FLOPs target with groups is refused."""
+    import json
+
+    from torchbridge.__main__ import main
+
+    out = tmp_path / "run"
+    small = ["--weights", "none", "--size", "32", "--images", "4", "--test-images", "2"]
+    argv = ["prune", "--arch", "resnet18", *small, "--groups", "--keep", "0.5", "--out", str(out)]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    streams = [layer["chain"] for layer in report["layers"] if "producers" in layer["chain"]]
+    assert [s["producer"] for s in streams] == ["conv1", "layer2.0.conv2", "layer3.0.conv2",
+                                                 "layer4.0.conv2"]  # fmt: skip
+    assert len(report["layers"]) == 12 and report["kept_whole"] == {}
+    assert all(layer["kept"] == layer["total"] // 2 for layer in report["layers"])
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "pruned.pt"), *small]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert (evaluated["flops"], evaluated["params"]) == (
+        report["after"]["flops"], report["after"]["params"])  # fmt: skip
+    assert main([*argv[:-4], "--flops", "0.5", "--out", str(tmp_path / "f")]) == 2
+    assert "--groups takes theory's selectors with --keep" in capsys.readouterr().err

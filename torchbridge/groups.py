@@ -154,22 +154,29 @@ def graph_groups(model: nn.Module, example: torch.Tensor) -> GraphGroups:
     return GraphGroups(groups, kept_whole)
 
 
+def as_chain(group: Group) -> Chain | Group:
+    """A group of one producer and one consumer as a :class:`Chain`; any other as it is."""
+    if len(group.producers) == len(group.consumers) == 1:
+        return Chain(group.producer, group.between, group.consumers[0])
+    return group
+
+
 def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
     """The groups of :func:`graph_groups` that are one chain (one producer, one consumer);
     every other group kept whole, with the reason."""
     found = graph_groups(model, example)
     chains, kept_whole = [], dict(found.kept_whole)
-    for group in found.groups:
+    for group in map(as_chain, found.groups):
+        if isinstance(group, Chain):
+            chains.append(group)
+            continue
         reasons = []
         if len(group.producers) > 1:
             reasons.append(f"{len(group.producers)} producers add into it "
                            f"({', '.join(group.producers)})")  # fmt: skip
         if len(group.consumers) > 1:
             reasons.append(f"{len(group.consumers)} consumers ({', '.join(group.consumers)})")
-        if reasons:
-            kept_whole[group.producer] = "; ".join(reasons)
-        else:
-            chains.append(Chain(group.producer, group.between, group.consumers[0]))
+        kept_whole[group.producer] = "; ".join(reasons)
     order = list(dict(model.named_modules())).index
     return GraphChains(chains, dict(sorted(kept_whole.items(), key=lambda kv: order(kv[0]))))
 

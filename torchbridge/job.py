@@ -100,6 +100,14 @@ class PruneConfig:
     data: Annotated[str, about("photos (shipped inside packages) or an ImageFolder directory")] = (
         "photos"
     )
+    groups: Annotated[
+        bool,
+        about(
+            "prune every channel group of the dependency graph (residual streams and channels "
+            "read by several layers included), not only the chains; theory's layer selectors "
+            "with --keep, --tol or --widths"
+        ),
+    ] = False
     method: Annotated[Literal[METHOD_NAMES], about("the pruning method")] = "greedy-local"
     keep: Annotated[
         float | None, Gt(0), Le(1), about("budget: the fraction of every chain's channels kept")
@@ -187,6 +195,11 @@ class PruneConfig:
                                      "resolve": self.resolve, "no_repeats": self.no_repeats,
                                      "candidates": self.candidates})  # fmt: skip
         check_device(resolve_device(self.device))
+        if self.groups and (self.flops is not None or not METHODS[self.method].theory):
+            raise ValueError(
+                "--groups takes theory's selectors with --keep, --tol or --widths (FLOPs "
+                "targets and Torch-Pruning's methods take chains only)"
+            )
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
@@ -316,7 +329,7 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
     start = time.perf_counter()
     device = torch.device(config.device)
     model = load(config.arch, config.weights).to(device).eval()
-    found = found_chains(model, config.arch)
+    found = found_chains(model, config.arch, config.groups)
     chains = found.chains
     calibration, test, labels, about = _data(config)
     calibration, test = calibration.to(device), test.to(device)
@@ -340,7 +353,7 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
         "ratios": {k: after[k] / before[k] for k in ("flops", "params", "latency_s")},
         "seconds": {"load": loaded - start, "prune": pruned_at - loaded},
     }
-    save_pruned(out / "pruned.pt", config.arch, pruned.cpu(), chains)
+    save_pruned(out / "pruned.pt", config.arch, pruned.cpu(), chains, config.groups)
     atomic_write(out / "report.json", json.dumps(report, indent=2))
     return report
 

@@ -25,7 +25,7 @@ from torchbridge.checkpoints import (
     save_atomically,
 )
 from torchbridge.efficientnet import load_efficientnet_lite0
-from torchbridge.groups import GraphChains, graph_chains, local_chains
+from torchbridge.groups import GraphChains, as_chain, graph_chains, graph_groups, local_chains
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
@@ -77,18 +77,24 @@ def build(arch: str, num_classes: int = 1000) -> nn.Module:
     return getattr(torchvision.models, arch)(weights=None, num_classes=num_classes).eval()
 
 
-def found_chains(model: nn.Module, arch: str) -> GraphChains:
+def found_chains(model: nn.Module, arch: str, groups: bool = False) -> GraphChains:
     """The chains of ``model``, an ``arch``, and the channels kept whole with the reason: the
     block finder's for the networks it knows (BLOCKS), else the dependency graph's, else
     (where it cannot be built) those inside plain Sequentials, each checked against the
-    network (:mod:`torchbridge.chain_check`); a clear error when there is none."""
-    if arch in BLOCKS:
+    network (:mod:`torchbridge.chain_check`); with ``groups``, every group of the dependency
+    graph (a group of one producer and one consumer as a chain); a clear error when there is
+    none."""
+    if arch in BLOCKS and not groups:
         return GraphChains(block_chains(model), {})
     weight = next(model.parameters())
     example = torch.randn(2, 3, TRACE_SIZE, TRACE_SIZE, generator=torch.Generator().manual_seed(0))
     example = example.to(weight)
     try:
-        found = graph_chains(model, example[:1])
+        if groups:
+            found = graph_groups(model, example[:1])
+            found = GraphChains([as_chain(g) for g in found.groups], found.kept_whole)
+        else:
+            found = graph_chains(model, example[:1])
     except ValueError as error:
         found = local_chains(model, str(error))
         check_chains(model, found.chains, example)
@@ -155,11 +161,15 @@ def load(arch: str, weights: str) -> nn.Module:
     return model
 
 
-def save_pruned(path: Path, arch: str, model: nn.Module, chains: list[Chain]) -> None:
-    """Write the pruned ``model`` (an ``arch`` with the given chains pruned) to ``path``."""
+def save_pruned(
+    path: Path, arch: str, model: nn.Module, chains: list[Chain], groups: bool = False
+) -> None:
+    """Write the pruned ``model`` (an ``arch`` with the given chains, or with ``groups`` the
+    dependency graph's groups, pruned) to ``path``."""
     widths = chain_widths(model, chains)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "state_dict": state}, path)
+    save_atomically({"format": FORMAT, "arch": arch, "widths": widths, "groups": groups,
+                     "state_dict": state}, path)  # fmt: skip
 
 
 def pruned_metadata(path: Path) -> dict:
@@ -183,7 +193,10 @@ def pruned_metadata(path: Path) -> dict:
         )
     if not any(k.endswith("weight") for k in state):
         raise ValueError(f"{path} is damaged: its state dict holds no weights")
-    return {"arch": arch, "widths": widths, "state_dict": state}
+    groups = saved.get("groups", False)  # absent from files of earlier versions
+    if not isinstance(groups, bool):
+        raise ValueError(f"{path} is damaged: its groups flag is not true or false")
+    return {"arch": arch, "widths": widths, "groups": groups, "state_dict": state}
 
 
 def load_pruned(path: Path) -> nn.Module:
@@ -193,7 +206,7 @@ def load_pruned(path: Path) -> nn.Module:
     arch, state = saved["arch"], saved["state_dict"]
     weights = [v for k, v in state.items() if k.endswith("weight")]
     model = build(arch, num_classes=weights[-1].shape[0])
-    model = resize(model, chains_of(model, arch), saved["widths"])
+    model = resize(model, found_chains(model, arch, saved["groups"]).chains, saved["widths"])
     modules = dict(model.named_modules())
     for key, value in state.items():  # biases added by --compensate, --refit, whole-output
         owner, _, name = key.rpartition(".")

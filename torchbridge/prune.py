@@ -59,7 +59,8 @@ class LayerReport:
     stopped: str | None = None  # why the selection ended: see STOPPED
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"chain": asdict(self.chain)}
+        """The fields; the chain's (a group's with its first producer as ``producer``)."""
+        return asdict(self) | {"chain": asdict(self.chain) | {"producer": self.chain.producer}}
 
 
 def run_capturing(
