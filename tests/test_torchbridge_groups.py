@@ -376,10 +376,12 @@ def test_groups_take_the_layer_selectors_only():
         prune_chains(model, groups, [x], keep=0.5, refit=True)
 
 
+@pytest.mark.slow
 def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, capsys):
     """``prune --groups``: ResNet-18's 8 chains and 4 residual streams at half their channels
     (every producer of a stream cut alike), nothing kept whole; ``eval`` rebuilds it from the
-    same groups; a FLOPs target with groups is refused."""
+    same groups; FLOPs targets are met with the streams cut too; Torch-Pruning's methods
+    with groups are refused."""
     import json
 
     from torchbridge.__main__ import main
@@ -399,5 +401,11 @@ def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, 
     evaluated = json.loads(capsys.readouterr().out)
     assert (evaluated["flops"], evaluated["params"]) == (
         report["after"]["flops"], report["after"]["params"])  # fmt: skip
-    assert main([*argv[:-4], "--flops", "0.5", "--out", str(tmp_path / "f")]) == 2
-    assert "--groups takes theory's selectors with --keep" in capsys.readouterr().err
+    for allocation in ("uniform", "tolerance"):  # a FLOPs target, streams included
+        assert main([*argv[:-4], "--flops", "0.5", "--allocation", allocation,
+                     "--out", str(tmp_path / allocation)]) == 0  # fmt: skip
+        found = json.loads((tmp_path / allocation / "report.json").read_text())
+        assert 0.4 < found["ratios"]["flops"] <= 0.5 and len(found["layers"]) == 12
+    capsys.readouterr()
+    assert main([*argv[:-4], "--keep", "0.5", "--method", "tp-l1", "--out", str(tmp_path)]) == 2
+    assert "--groups takes theory's selectors" in capsys.readouterr().err

@@ -182,7 +182,8 @@ def flops_fraction(
     chain left out keeps its N), over its own FLOPs; from one count of ``model``.
 
     Cutting chain c from N_c to k_c channels scales each convolution or linear layer that
-    writes its channels (the producer), reads them (the consumer) or passes them along (a
+    writes its channels (the producers: one, or a residual stream's every block), reads them
+    (the consumers) or passes them along (a
     depthwise convolution, a squeeze-excitation's two layers) by k_c / N_c, once per chain it
     touches (a Bottleneck's middle convolution reads one chain and writes the next); no other
     layer's FLOPs change. Exact in integers; checked against a real count of a copy resized
@@ -190,7 +191,7 @@ def flops_fraction(
     total, leaves = leaf_flops(model, example)
     touched: dict[str, list[Chain]] = {}
     for chain in chains:
-        names = [chain.producer, chain.consumer]
+        names = [*chain.producers, *chain.consumers]
         for name in chain.between:
             module = model.get_submodule(name)
             parts = squeeze_parts(module)

@@ -195,11 +195,8 @@ class PruneConfig:
                                      "resolve": self.resolve, "no_repeats": self.no_repeats,
                                      "candidates": self.candidates})  # fmt: skip
         check_device(resolve_device(self.device))
-        if self.groups and (self.flops is not None or not METHODS[self.method].theory):
-            raise ValueError(
-                "--groups takes theory's selectors with --keep, --tol or --widths (FLOPs "
-                "targets and Torch-Pruning's methods take chains only)"
-            )
+        if self.groups and not METHODS[self.method].theory:
+            raise ValueError("--groups takes theory's selectors (Torch-Pruning's take chains)")
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
