@@ -5,8 +5,6 @@ surgery on every chain at once equal to the masked computation in float64."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -15,12 +13,15 @@ from torch import nn
 pytest.importorskip("torch_pruning")
 torchvision = pytest.importorskip("torchvision")
 
+from masked_reference import masked_and_pruned  # noqa: E402
+
 from theory import LayerProblem  # noqa: E402
+from torchbridge.chain_check import module_inputs  # noqa: E402
 from torchbridge.chains import Chain, Group, block_chains  # noqa: E402
 from torchbridge.groups import graph_chains, graph_groups  # noqa: E402
 from torchbridge.models import found_chains  # noqa: E402
-from torchbridge.prune import apply_weights, layer_problems  # noqa: E402
-from torchbridge.surgery import is_squeeze_excitation, squeeze_parts  # noqa: E402
+from torchbridge.prune import layer_problems  # noqa: E402
+from torchbridge.surgery import is_squeeze_excitation  # noqa: E402
 
 
 def _effnet_b0_chains() -> list[Chain]:
@@ -99,20 +100,6 @@ def test_a_graph_torch_pruning_cannot_build_is_named():
         graph_chains(model, torch.randn(1, 3, 64, 64))
 
 
-def _squeeze_zeroing(model: nn.Module, chain: Chain, dropped: torch.Tensor) -> list:
-    """Hooks that zero the dropped channels' pooled values entering each squeeze-excitation
-    of ``chain``: what surgery does when it drops them from the squeeze without means."""
-    hooks = []
-    for name in chain.between:
-        module = model.get_submodule(name)
-        if is_squeeze_excitation(module):
-            keep = (~dropped).to(torch.float64).reshape(1, -1, 1, 1)
-            reduce = getattr(module, squeeze_parts(module)[0])
-            hooks.append(reduce.register_forward_pre_hook(
-                lambda _, args, k=keep: (args[0] * k,)))  # fmt: skip
-    return hooks
-
-
 def _build(arch: str) -> nn.Module:
     """A torchvision network, or timm's (``timm:NAME``), random, 10 classes, float64."""
     if arch.startswith("timm:"):
@@ -157,29 +144,9 @@ def test_every_graph_chain_or_group_pruned_at_once_equals_the_masked_computation
     assert bool(squeezes) == (arch not in ("resnet18", "shufflenet_v2_x0_5"))
     if arch.endswith("efficientnet_b0"):  # timm's and torchvision's: the same network
         assert len(found) == (19 if finder == "chains" else 24)
-    rng = np.random.default_rng(0)
-    pruned, hooks = copy.deepcopy(model), []
-    for group in found:
-        n = model.get_submodule(group.producer).out_channels
-        a = rng.dirichlet(np.ones(n))
-        a[rng.random(n) < 0.5] = 0.0
-        a[rng.integers(n)] = 1.0  # at least one channel kept
-        a /= a.sum()
-        for name in group.consumers:
-            consumer = model.get_submodule(name)
-            shape = (1, -1, 1, 1) if isinstance(consumer, nn.Conv2d) else (1, -1)
-            gates = torch.as_tensor(n * a).reshape(shape)
-            hooks.append(consumer.register_forward_pre_hook(
-                lambda _, args, g=gates: (args[0] * g,)))  # fmt: skip
-        hooks += _squeeze_zeroing(model, group, torch.as_tensor(a == 0.0))
-        apply_weights(pruned, group, a)
-        for name in group.producers:
-            assert pruned.get_submodule(name).out_channels == np.count_nonzero(a)
+    unmasked, masked, pruned = masked_and_pruned(model, found, x)
+    assert not torch.allclose(unmasked, masked)  # the masks do change the output
     with torch.no_grad():
-        masked = model(x)
-        for hook in hooks:
-            hook.remove()
-        assert not torch.allclose(model(x), masked)  # the masks do change the output
         assert torch.allclose(pruned(x), masked, rtol=1e-10, atol=1e-10 * masked.abs().max())
 
 
@@ -230,14 +197,7 @@ def test_a_groups_layer_problem_is_the_one_of_every_consumers_output_concatenate
     (group,) = [g for g in graph_groups(model, x[:1]).groups if len(g.producers) == 2]
     assert group == Group(("stem", "out"), ("norm",), ("inner", "down", "fc"))
     (problem,) = layer_problems(model, [group], [x[:2], x[2:]])
-    inputs, hooks = {}, []
-    for name in group.consumers:
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(
-            lambda _, args, name=name: inputs.__setitem__(name, args[0])))  # fmt: skip
-    with torch.no_grad():
-        model(x)
-    for hook in hooks:
-        hook.remove()
+    inputs = module_inputs(model, list(group.consumers), x)
     psi = np.concatenate([explicit_psi(model.get_submodule(name), inputs[name])
                           for name in group.consumers], axis=2)  # fmt: skip
     reference = LayerProblem.from_features(psi).gram
@@ -349,14 +309,8 @@ def test_a_residual_stream_pruned_reports_the_loss_measured_on_its_consumers():
     assert report.kept == len(kept) == 32 and report.total == 64
     for name in stream.producers:
         assert pruned.get_submodule(name).out_channels == 32
-    inputs, hooks = {}, []
-    for name in stream.consumers:
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(
-            lambda _, args, name=name: inputs.__setitem__(name, args[0])))  # fmt: skip
+    inputs = module_inputs(model, list(stream.consumers), x)
     with torch.no_grad():
-        model(x)
-        for hook in hooks:
-            hook.remove()
         fresh = sum(
             ((pruned.get_submodule(name)(inputs[name][:, kept])
               - model.get_submodule(name)(inputs[name])) ** 2).sum()

@@ -23,8 +23,10 @@ from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 RTOL = 1e-5  # consumer inputs outside S must be unchanged to this relative tolerance
 
 
-def _capture(model: nn.Module, names: list[str], images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The inputs of the modules ``names`` on ``images`` (one pass)."""
+def module_inputs(
+    model: nn.Module, names: list[str], images: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The inputs of the modules ``names`` on ``images`` (one pass), by name."""
     found, hooks = {}, []
 
     def keep(name: str, args: tuple) -> None:
@@ -57,7 +59,7 @@ def check_chain(model: nn.Module, chain: Chain, images: torch.Tensor, seed: int 
     k alone on ``images`` (see the module docstring)."""
     producer = model.get_submodule(chain.producer)
     squeezes = _squeezes(model, chain)
-    before = _capture(model, [chain.consumer, *squeezes], images)
+    before = module_inputs(model, [chain.consumer, *squeezes], images)
     n = producer.out_channels
     rng = np.random.default_rng(seed)
     chosen = torch.zeros(n, dtype=torch.bool)
@@ -72,7 +74,7 @@ def check_chain(model: nn.Module, chain: Chain, images: torch.Tensor, seed: int 
         hooks.append(model.get_submodule(name).register_forward_pre_hook(
             lambda _, __, held=before[name]: (held,)))  # fmt: skip
     try:
-        after = _capture(model, [chain.consumer], images)[chain.consumer]
+        after = module_inputs(model, [chain.consumer], images)[chain.consumer]
     finally:
         for hook in hooks:
             hook.remove()
