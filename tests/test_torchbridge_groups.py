@@ -363,3 +363,51 @@ def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, 
     capsys.readouterr()
     assert main([*argv[:-4], "--keep", "0.5", "--method", "tp-l1", "--out", str(tmp_path)]) == 2
     assert "--groups takes theory's selectors" in capsys.readouterr().err
+
+
+NETWORK = """
+from torch import nn
+
+
+def make():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+    )
+
+
+def not_a_network():
+    return 3
+"""
+
+
+def test_a_network_of_your_own_is_pruned_and_evaluated(tmp_path, capsys, monkeypatch):
+    """``--arch py:MODULE:CALLABLE``: the callable's network, its two chains from the
+    dependency graph, pruned and rebuilt by ``eval``; a module, callable or return value that
+    does not fit is named."""
+    import json
+
+    from torchbridge.__main__ import main
+
+    (tmp_path / "mynet.py").write_text(NETWORK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    small = ["--weights", "none", "--size", "32", "--images", "4", "--test-images", "2"]
+    assert main(["prune", "--arch", "py:mynet:make", *small, "--keep", "0.5",
+                 "--out", str(out)]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["chain"]["producer"], r["chain"]["consumer"], r["kept"]) for r in
+            report["layers"]] == [("0", "3", 4), ("3", "8", 8)]  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out / "pruned.pt"), *small]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == report["after"]["params"]
+    for arch, message in [
+        ("py:nomodule:make", "cannot import nomodule"),
+        ("py:mynet:missing", "mynet has no callable missing"),
+        ("py:mynet:not_a_network", "returned int, not an nn.Module"),
+        ("py:mynet", "a network of your own is py:MODULE:CALLABLE"),
+    ]:
+        assert main(["prune", "--arch", arch, *small, "--keep", "0.5",
+                     "--out", str(tmp_path / "x")]) == 2  # fmt: skip
+        assert message in capsys.readouterr().err

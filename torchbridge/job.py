@@ -90,8 +90,9 @@ class PruneConfig:
         str | None,
         about(
             "the network: any torchvision classifier by name (the seven of the block finder, "
-            "the others' chains from the dependency graph), efficientnet_lite0, or timm:NAME "
-            "(any of timm's models); required by prune (none: a network given in Python)"
+            "the others' chains from the dependency graph), efficientnet_lite0, timm:NAME "
+            "(any of timm's models), or py:MODULE:CALLABLE (a function returning your own "
+            "nn.Module); required by prune (none: a network given in Python)"
         ),
     ] = None
     weights: Annotated[

@@ -9,6 +9,8 @@ of every chain, state dict), so ``torch.load(..., weights_only=True)`` rebuilds 
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,10 +38,11 @@ BLOCKS = ("resnet18", "resnet34", "resnet50", "mobilenet_v2", "mobilenet_v3_smal
 TORCHVISION = tuple(torchvision.models.list_models(module=torchvision.models))  # classifiers
 ARCHS = (*TORCHVISION, "efficientnet_lite0")
 TIMM = "timm:"  # timm:NAME, any of timm.list_models()
+PY = "py:"  # py:MODULE:CALLABLE, a user's own network
 ARCHS_IN_WORDS = (
     "a torchvision classifier's name (resnet18, efficientnet_b0, ...: "
-    "torchvision.models.list_models() lists them), efficientnet_lite0, or timm:NAME for any "
-    "of timm.list_models()"
+    "torchvision.models.list_models() lists them), efficientnet_lite0, timm:NAME for any "
+    "of timm.list_models(), or py:MODULE:CALLABLE for a network of your own"
 )
 TRACE_SIZE = 224  # the side of the image the dependency graph is traced on
 FORMAT = "logtickets-pruned-1"
@@ -53,9 +56,29 @@ def _timm():
     return timm
 
 
+def user_network(arch: str) -> Callable[[], nn.Module]:
+    """The callable of py:MODULE:CALLABLE (MODULE imported from the Python path, the working
+    directory first), with a clear error when it cannot be found."""
+    module_name, _, name = arch.removeprefix(PY).partition(":")
+    if not module_name or not name:
+        raise ValueError(f"{arch!r}: a network of your own is py:MODULE:CALLABLE")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{arch!r}: cannot import {module_name}: {error}") from None
+    make = getattr(module, name, None)
+    if not callable(make):
+        raise ValueError(f"{arch!r}: {module_name} has no callable {name}")
+    return make
+
+
 def check_arch(arch: object) -> None:
-    """A clear error unless ``arch`` is one of ARCHS or timm:NAME with NAME a timm model."""
+    """A clear error unless ``arch`` is one of ARCHS, timm:NAME with NAME a timm model, or
+    py:MODULE:CALLABLE with such a callable."""
     if isinstance(arch, str) and arch in ARCHS:
+        return
+    if isinstance(arch, str) and arch.startswith(PY):
+        user_network(arch)
         return
     if isinstance(arch, str) and arch.startswith(TIMM):
         name = arch.removeprefix(TIMM)
@@ -68,6 +91,11 @@ def check_arch(arch: object) -> None:
 def build(arch: str, num_classes: int = 1000) -> nn.Module:
     """``arch`` with random weights, in eval mode."""
     check_arch(arch)
+    if arch.startswith(PY):  # the user's callable decides its classes
+        model = user_network(arch)()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{arch!r} returned {type(model).__name__}, not an nn.Module")
+        return model.eval()
     if arch.startswith(TIMM):
         model = _timm().create_model(arch.removeprefix(TIMM), pretrained=False,
                                      num_classes=num_classes)  # fmt: skip
@@ -183,7 +211,7 @@ def pruned_metadata(path: Path) -> dict:
         raise ValueError(f"{path} is not a pruned model saved by logtickets ({FORMAT})")
     state, widths, arch = saved.get("state_dict"), saved.get("widths"), saved.get("arch")
     if (
-        not (isinstance(arch, str) and (arch in ARCHS or arch.startswith(TIMM)))
+        not (isinstance(arch, str) and (arch in ARCHS or arch.startswith((TIMM, PY))))
         or not is_state_dict(state)
         or not isinstance(widths, dict)
         or not all(isinstance(k, str) and isinstance(v, int) for k, v in widths.items())
