@@ -415,3 +415,22 @@ def test_a_network_of_your_own_is_pruned_and_evaluated(tmp_path, capsys, monkeyp
         assert main(["prune", "--arch", arch, *small, "--keep", "0.5",
                      "--out", str(tmp_path / "x")]) == 2  # fmt: skip
         assert message in capsys.readouterr().err
+
+
+def test_every_group_is_checked_and_a_consumer_that_does_not_read_the_group_is_refused():
+    """ResNet-18's and EfficientNet-B0's groups pass the check, residual streams included
+    (what a block's first convolution feeds back into the stream does not count); a stream
+    given a consumer that reads a block's inner channels (64 of them, as many as the stream)
+    is refused, naming that consumer."""
+    from torchbridge.chain_check import check_chains
+
+    x = torch.randn(2, 3, 64, 64)
+    for arch in ("resnet18", "efficientnet_b0"):
+        model = getattr(torchvision.models, arch)(num_classes=10).eval()
+        check_chains(model, graph_groups(model, x[:1]).groups, x)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    stream = graph_groups(model, x[:1]).groups[0]
+    assert stream.producers[0] == "conv1"
+    wrong = Group(stream.producers, stream.between, (*stream.consumers, "layer1.0.conv2"))
+    with pytest.raises(ValueError, match=r"chain conv1 -> layer1\.0\.conv2 is not channel-wise"):
+        check_chains(model, [wrong], x)

@@ -8,7 +8,9 @@ means something in between mixes channels (a channel shuffle, a concatenation th
 a cross-channel gate), and the chain is refused with the channels that moved. A
 squeeze-excitation block in between reads every channel by design (surgery folds it: see
 :mod:`torchbridge.surgery`): during the check its pooled input is held at the unperturbed
-value, so that only the channel-wise path is tested.
+value, so that only the channel-wise path is tested. A channel group
+(:class:`torchbridge.chains.Group`) is checked the same way, every producer perturbed on the
+same channels and every consumer's input compared.
 """
 
 from __future__ import annotations
@@ -17,24 +19,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, Group
 from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 
 RTOL = 1e-5  # consumer inputs outside S must be unchanged to this relative tolerance
 
 
 def module_inputs(
-    model: nn.Module, names: list[str], images: torch.Tensor
+    model: nn.Module, names: list[str], images: torch.Tensor, outputs: bool = False
 ) -> dict[str, torch.Tensor]:
-    """The inputs of the modules ``names`` on ``images`` (one pass), by name."""
+    """The inputs (or with ``outputs`` the outputs) of the modules ``names`` on ``images``
+    (one pass), by name."""
     found, hooks = {}, []
 
-    def keep(name: str, args: tuple) -> None:
-        found[name] = args[0].detach().clone()
+    def keep(name: str, value: torch.Tensor) -> None:
+        found[name] = value.detach().clone()
 
     for name in names:
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(
-            lambda _, args, name=name: keep(name, args)))  # fmt: skip
+        module = model.get_submodule(name)
+        if outputs:
+            hooks.append(module.register_forward_hook(
+                lambda _, __, out, name=name: keep(name, out)))  # fmt: skip
+        else:
+            hooks.append(module.register_forward_pre_hook(
+                lambda _, args, name=name: keep(name, args[0])))  # fmt: skip
     try:
         with torch.no_grad():
             model(images)
@@ -54,34 +62,48 @@ def _squeezes(model: nn.Module, chain: Chain) -> list[str]:
     return out
 
 
-def check_chain(model: nn.Module, chain: Chain, images: torch.Tensor, seed: int = 0) -> None:
-    """A clear error unless ``chain``'s consumer input channel k depends on producer channel
-    k alone on ``images`` (see the module docstring)."""
-    producer = model.get_submodule(chain.producer)
+def check_chain(
+    model: nn.Module, chain: Chain | Group, images: torch.Tensor, seed: int = 0
+) -> None:
+    """A clear error unless every consumer input channel k of ``chain`` (or of a group)
+    depends on channel k of its producers alone on ``images`` (see the module docstring).
+    Each producer's output is replaced by its unperturbed value plus noise on the chosen
+    channels: what a group's consumers feed back into its producers (a residual block's
+    first convolution into its last) cannot reach the check."""
     squeezes = _squeezes(model, chain)
-    before = module_inputs(model, [chain.consumer, *squeezes], images)
-    n = producer.out_channels
+    before = module_inputs(model, [*chain.consumers, *squeezes], images)
+    produced = module_inputs(model, list(chain.producers), images, outputs=True)
+    n = model.get_submodule(chain.producer).out_channels
     rng = np.random.default_rng(seed)
     chosen = torch.zeros(n, dtype=torch.bool)
     chosen[torch.as_tensor(rng.permutation(n)[: max(1, n // 2)])] = True
-
-    def perturb(_, __, out: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out)
-        return out + noise * chosen.to(out.device).reshape(1, -1, *([1] * (out.dim() - 2)))
-
-    hooks = [producer.register_forward_hook(perturb)]
+    hooks = []
+    for k, name in enumerate(chain.producers):
+        out = produced[name]
+        noise = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + k))
+        shape = (1, -1, *([1] * (out.dim() - 2)))
+        value = out + noise.to(out) * chosen.to(out.device).reshape(shape)
+        hooks.append(model.get_submodule(name).register_forward_hook(
+            lambda _, __, ___, value=value: value))  # fmt: skip
     for name in squeezes:  # the squeeze reads every channel: hold it at the unperturbed input
         hooks.append(model.get_submodule(name).register_forward_pre_hook(
             lambda _, __, held=before[name]: (held,)))  # fmt: skip
     try:
-        after = module_inputs(model, [chain.consumer], images)[chain.consumer]
+        after = module_inputs(model, list(chain.consumers), images)
     finally:
         for hook in hooks:
             hook.remove()
-    reference = before[chain.consumer]
+    for consumer in chain.consumers:
+        _compare(chain, consumer, before[consumer], after[consumer], chosen)
+
+
+def _compare(chain: Chain | Group, consumer: str, reference: torch.Tensor,
+             after: torch.Tensor, chosen: torch.Tensor) -> None:  # fmt: skip
+    """A clear error where ``consumer``'s input moved outside the ``chosen`` channels."""
+    n = chosen.numel()
     if reference.shape[1] != n:
         raise ValueError(
-            f"chain {chain.producer} -> {chain.consumer}: the consumer reads "
+            f"chain {chain.producer} -> {consumer}: the consumer reads "
             f"{reference.shape[1]} channels, the producer writes {n}"
         )
     moved = (after - reference).abs().flatten(2).amax(dim=2) if after.dim() > 2 else (
@@ -91,14 +113,15 @@ def check_chain(model: nn.Module, chain: Chain, images: torch.Tensor, seed: int 
     if leaked.numel():
         shown = ", ".join(str(int(k)) for k in leaked.flatten()[:5])
         raise ValueError(
-            f"chain {chain.producer} -> {chain.consumer} is not channel-wise: perturbing "
+            f"chain {chain.producer} -> {consumer} is not channel-wise: perturbing "
             f"producer channels moved consumer input channel(s) {shown}"
             f"{' ...' if leaked.numel() > 5 else ''} that were not perturbed (a channel "
             "shuffle, a reordering concatenation or a cross-channel gate in between); refused"
         )
 
 
-def check_chains(model: nn.Module, chains: list[Chain], images: torch.Tensor) -> None:
-    """:func:`check_chain` for every chain of ``model``, on ``images`` (a few suffice)."""
+def check_chains(model: nn.Module, chains: list[Chain | Group], images: torch.Tensor) -> None:
+    """:func:`check_chain` for every chain or group of ``model``, on ``images`` (a few
+    suffice)."""
     for chain in chains:
         check_chain(model, chain, images)

@@ -282,7 +282,7 @@ def prune_chains(
     repeats = may_repeat(method, options)
     batches = calibration_list(batches)
     groups = [c for c in chains if not isinstance(c, Chain)]
-    check_chains(model, [c for c in chains if isinstance(c, Chain)], batches[0][:2])
+    check_chains(model, chains, batches[0][:2])
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     if not ridge >= 0:
