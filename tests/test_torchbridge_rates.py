@@ -215,6 +215,8 @@ def test_a_killed_run_resumes_and_gives_the_same_summary(tmp_path, cache, monkey
         (["--resamples", "1"], "--resamples must be >= 2"),
         (["--methods", "omp", "omp"], "methods listed twice"),
         (["--weights", "w.pt"], "--weights and --data are for the ImageNet networks"),
+        (["--network", "resnet19"], "unknown architecture 'resnet19'"),
+        (["--network", "timm:nonet"], "unknown timm model 'nonet'"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, capsys, more, message):
@@ -223,29 +225,28 @@ def test_bad_settings_are_named(tmp_path, capsys, more, message):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize(
-    ("flag", "value"), [("--network", "resnet19"), ("--methods", "taylor"), ("--training", "x")]
-)
+@pytest.mark.parametrize(("flag", "value"), [("--methods", "taylor"), ("--training", "x")])
 def test_unknown_networks_and_selectors_are_refused(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit):
         main(_argv(tmp_path, flag, value))
     assert f"invalid choice: '{value}'" in capsys.readouterr().err
 
 
-def test_an_imagenet_network_at_its_initialisation_on_the_shipped_photos(tmp_path, capsys):
-    """Any torchvision architecture: MobileNetV3-Small at its initialisation, 4 views of the
-    calibration photos in 2 resamples, 4 steps: a row per chain the pruning finds."""
+@pytest.mark.parametrize("network", ["mobilenet_v3_small", "timm:mobilenetv3_small_050"])
+def test_an_imagenet_network_at_its_initialisation_on_the_shipped_photos(tmp_path, capsys, network):
+    """Any architecture of prune: MobileNetV3-Small (torchvision's, its blocks; timm's, the
+    dependency graph) at its initialisation, 4 views of the calibration photos in 2
+    resamples, 4 steps: a row per chain the pruning finds."""
     pytest.importorskip("skimage")  # the photos ship inside scikit-image
-    from torchbridge.chains import block_chains
-    from torchbridge.models import build
+    from torchbridge.models import build, chains_of
 
-    argv = ["rates", "--network", "mobilenet_v3_small", "--training", "random",
+    argv = ["rates", "--network", network, "--training", "random",
             "--images", "4", "--resamples", "2", "--depth", "4", "--runs", str(tmp_path),
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     (run_dir,) = tmp_path.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    chains = block_chains(build("mobilenet_v3_small"))
+    chains = chains_of(build(network), network)
     assert [layer["chain"] for layer in summary["layers"]] == [c.producer for c in chains]
     for layer in summary["layers"]:
         assert len(layer["methods"]["greedy-local"]["median_curve"]) == 4

@@ -32,11 +32,11 @@ from theory.selectors import LOCAL_METHODS
 from torchbridge.chains import Chain, block_chains, sequential_chains
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.mnist import split, trained
-from torchbridge.models import ARCHS, chains_of, load, views
+from torchbridge.models import chains_of, check_arch, load, views
 from torchbridge.rates import fit_layer, resample_layers, resamples
 from torchbridge.rates_plots import FIGURES, plot_rates
 
-NETWORKS = ("mnist-resnet18", "mnist-cnn", *ARCHS)
+MNIST = ("mnist-resnet18", "mnist-cnn")  # trained here; every other network is an --arch
 TRAINING = ("trained", "random")
 
 
@@ -48,10 +48,11 @@ class LayerRates(Named):
 
     name: RunName = "rates"
     network: Annotated[
-        Literal[NETWORKS],
+        str,
         about(
-            "an MNIST network (trained on MNIST-5k here), or an ImageNet one: torchvision's "
-            "or efficientnet_lite0"
+            "an MNIST network (mnist-resnet18, mnist-cnn: trained on MNIST-5k here), or an "
+            "ImageNet one: any --arch of prune (a torchvision classifier, efficientnet_lite0, "
+            "timm:NAME, py:MODULE:CALLABLE)"
         ),
     ] = "mnist-resnet18"
     training: Annotated[
@@ -112,7 +113,9 @@ class LayerRates(Named):
         check_fields(self, where, as_flags)
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods listed twice in {', '.join(self.methods)}")
-        if self.network not in ARCHS and (self.weights is not None or self.data != "photos"):
+        if self.network not in MNIST:
+            check_arch(self.network)
+        elif self.weights is not None or self.data != "photos":
             raise ValueError(
                 f"--weights and --data are for the ImageNet networks; {self.network} is "
                 "trained here on MNIST-5k"
@@ -132,7 +135,7 @@ def network(config: LayerRates) -> tuple[nn.Module, list[Chain], torch.Tensor]:
     initialisation under the seed, with views of ``data`` (the shipped photos or an
     ImageFolder tree)."""
     trained_here = config.training == "trained"
-    if config.network in ARCHS:
+    if config.network not in MNIST:
         torch.manual_seed(config.seed)
         default = "package" if config.network == "efficientnet_lite0" else "torchvision"
         model = load(config.network, (config.weights or default) if trained_here else "none")
