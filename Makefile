@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(MAKE) docs
 	$(BIN)/python -m pytest
 
-# The tier to run while editing (about a minute on 2 cores): every test but those marked slow.
+# The tier to run while editing (about three minutes on 2 cores): every test but those marked slow.
 test-quick: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -q

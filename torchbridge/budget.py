@@ -29,6 +29,7 @@ from torch import nn
 
 from theory import LayerProblem, select
 from theory.selectors import spec
+from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
 from torchbridge.images import calibration_list
@@ -111,6 +112,8 @@ def prune_to_flops(
     example = batches[0][:1]
     fraction_of = flops_fraction(model, chains, example)
     check_floor(fraction_of, chains, flops)
+    check_chains(model, chains, batches[0][:2])  # once: every pruning below skips it
+    options = {**options, "check": False}
 
     def reached(reports: list[LayerReport]) -> float:  # the FLOPs kept by a real pruning
         return fraction_of({r.chain.producer: r.kept for r in reports})

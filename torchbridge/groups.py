@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from torchbridge.chains import CHANNELWISE, Chain, Group
-from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
+from torchbridge.surgery import is_depthwise, is_squeeze_excitation, squeeze_parts
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,6 @@ def _in_squeeze(name: str, modules: dict[str, nn.Module], n: int | None = None) 
 
 def _dense(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups == 1
-
-
-def _depthwise(module: nn.Module, n: int) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups == module.in_channels == n
 
 
 def dependency_graph(model: nn.Module, example: torch.Tensor):
@@ -106,7 +102,7 @@ def _classify(group, modules: dict[str, nn.Module], n: int) -> tuple[list, list,
         parent = name.rpartition(".")[0]
         if _in_squeeze(name, modules, n):
             between.add(parent)
-        elif _depthwise(module, n):  # its input and output channels are the same
+        elif is_depthwise(module, n):  # its input and output channels are the same
             between.add(name)
         elif fn == tp.prune_conv_out_channels and _dense(module):
             producers.append(name)
@@ -207,7 +203,7 @@ def local_chains(model: nn.Module, reason: str) -> GraphChains:
             n, between = conv.out_channels, []
             for later, other in steps[i + 1 :]:
                 norm = isinstance(other, nn.BatchNorm2d) and other.num_features == n
-                if norm or _depthwise(other, n) or is_squeeze_excitation(other, n):
+                if norm or is_depthwise(other, n) or is_squeeze_excitation(other, n):
                     between.append(later)
                 elif isinstance(other, CHANNELWISE):
                     continue

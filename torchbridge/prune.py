@@ -232,9 +232,13 @@ def prune_chains(
     refit: bool = False,
     ridge: float = 1e-4,
     refit_toward: str = "zero",
+    check: bool = True,
     **options: object,
 ) -> tuple[nn.Module, list[LayerReport]]:
     """A pruned copy of ``model`` (in eval mode) and a report per chain.
+
+    ``check``: first check every chain against the network (:mod:`torchbridge.chain_check`);
+    a caller that prunes the same chains many times checks them once itself.
 
     ``chains`` may hold channel groups (:class:`torchbridge.chains.Group`: residual streams,
     several consumers) among the chains: each group's layer problem sums its consumers' Gram
@@ -282,7 +286,8 @@ def prune_chains(
     repeats = may_repeat(method, options)
     batches = calibration_list(batches)
     groups = [c for c in chains if not isinstance(c, Chain)]
-    check_chains(model, chains, batches[0][:2])
+    if check:
+        check_chains(model, chains, batches[0][:2])
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
     if not ridge >= 0:

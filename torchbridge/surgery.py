@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 
-def _is_depthwise(module: nn.Module, n: int) -> bool:
+def is_depthwise(module: nn.Module, n: int) -> bool:
+    """A depthwise convolution over n channels (its inputs and outputs are the same)."""
     return (
         isinstance(module, nn.Conv2d)
         and module.groups == module.in_channels == module.out_channels == n
@@ -72,7 +73,7 @@ def _check(
             )
     for module in between:
         norm = isinstance(module, nn.BatchNorm2d) and module.num_features == n
-        if not (norm or _is_depthwise(module, n) or is_squeeze_excitation(module, n)):
+        if not (norm or is_depthwise(module, n) or is_squeeze_excitation(module, n)):
             raise ValueError(
                 f"between producer and consumer only BatchNorm2d({n}), depthwise "
                 f"Conv2d({n}, {n}, groups={n}) and squeeze-excitation over {n} channels can "
