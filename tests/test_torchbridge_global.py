@@ -280,7 +280,7 @@ def test_the_walk_runs_the_network_about_twice():
     with torch.no_grad():
         for i in range(len(chains)):
             walk.advance(state, i)
-            walk.consumer_input(state, i)
+            walk.consumer_inputs(state, i)
     assert len(stem_calls) == 1 and len(last_producer) == 1
     assert not last_consumer  # nothing after the last consumer's input runs
     resnet50 = torchvision.models.resnet50()  # Bottleneck: a consumer is the next producer

@@ -330,16 +330,124 @@ def test_groups_take_the_layer_selectors_only():
     model = torchvision.models.resnet18(num_classes=10).eval()
     x = torch.randn(2, 3, 32, 32)
     groups = graph_groups(model, x[:1]).groups
-    with pytest.raises(ValueError, match=r"channel groups \(conv1, \.\.\.\) are pruned by"):
-        prune_chains(model, groups, [x], keep=0.5, refit=True)
+    for method in ("global-imitation", "whole-output"):
+        with pytest.raises(ValueError, match=r"channel groups \(conv1, \.\.\.\) are pruned by"):
+            prune_chains(model, groups, [x], keep=0.5, method=method)
+
+
+def _first_stream(model: nn.Module, x: torch.Tensor) -> Group:
+    return next(g for g in graph_groups(model, x[:1]).groups if len(g.producers) > 1)
+
+
+def test_a_residual_stream_refit_fits_every_consumer_at_least_as_well_as_the_selector():
+    """``refit`` on ResNet-18's first residual stream (four consumers): the reported error is
+    a fresh float64 measurement of every consumer's refit output against the unpruned one,
+    all residuals over all energies, and with no ridge it is at most the selector's (whose
+    folded weights are one candidate of the least squares); every consumer gets a bias."""
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).double().eval()
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    stream = _first_stream(model, x)
+    pruned, (report,) = prune_chains(model, [stream], [x[:3], x[3:]], keep=0.5, refit=True,
+                                     ridge=0.0)  # fmt: skip
+    ours = module_inputs(pruned, list(stream.consumers), x)
+    theirs = module_inputs(model, list(stream.consumers), x)
+    residual, energy = 0.0, 0.0
+    with torch.no_grad():
+        for name in stream.consumers:
+            target = model.get_submodule(name)(theirs[name])  # ResNet's convolutions: no bias
+            residual += float(((pruned.get_submodule(name)(ours[name]) - target) ** 2).sum())
+            energy += float((target**2).sum())
+            assert pruned.get_submodule(name).bias is not None
+    assert report.refit_rel == pytest.approx(residual / energy, rel=1e-8)
+    assert report.refit_rel <= report.output_rel * (1 + 1e-9)
+    assert report.refit_rel < 0.9 * report.output_rel  # the refit does lower the error
+
+
+def test_compensated_groups_move_no_consumer_output_on_average():
+    """``compensate`` on a residual stream: every consumer's bias absorbs the mean change of
+    its output over the calibration images, as the group's layer problem defines it (the
+    consumer on its unpruned input's kept channels), which without it moves; on the pruned
+    network, the first consumer (whose input no pruned block has changed) is exactly so."""
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).double().eval()
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    stream = _first_stream(model, x)
+    theirs = module_inputs(model, list(stream.consumers), x)
+
+    def mean(module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return module(h).mean(dim=(0, 2, 3))
+
+    gaps, first = {}, stream.consumers[0]
+    for compensate in (False, True):
+        pruned, (report,) = prune_chains(model, [stream], [x[:2], x[2:]], keep=0.25,
+                                         compensate=compensate)  # fmt: skip
+        kept = torch.as_tensor(report.channels)
+        gaps[compensate] = max(
+            float((mean(pruned.get_submodule(n), theirs[n][:, kept])
+                   - mean(model.get_submodule(n), theirs[n])).abs().max())
+            for n in stream.consumers
+        )  # fmt: skip
+        ours = module_inputs(pruned, [first], x)[first]
+        assert torch.equal(ours, theirs[first][:, kept])
+    assert gaps[True] < 1e-9 < 1e-3 < gaps[False]
+
+
+@pytest.mark.slow
+def test_groups_are_walked_as_the_network_run_per_group_and_refit_after_their_producers():
+    """Every group of ResNet-18 (its chains and four residual streams) pruned with ``refit``:
+    walked, the stem runs only in the first stream's reads (the stream starts at it) and once
+    per walk, instead of in every group's reads, and the channels, weights and errors are
+    those of a full forward pass per group. A chain whose consumer is a stream's producer
+    already pruned (layer1.0.conv2) is refit to the unpruned output on the channels the
+    stream kept: its reported error is a fresh measurement on the pruned network."""
+    from torchbridge.prune import prune_chains
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).double().eval()
+    x = torch.randn(6, 3, 32, 32, dtype=torch.float64)
+    groups = graph_groups(model, x[:1]).groups
+    calls = []
+    model.conv1.register_forward_pre_hook(lambda *_: calls.append(1))
+    runs, counted = {}, {}
+    for walk in (True, False):
+        calls.clear()
+        runs[walk] = prune_chains(model, groups, [x[:3], x[3:]], keep=0.5, refit=True,
+                                  walk_graph=walk, check=False)  # fmt: skip
+        counted[walk] = len(calls)
+    # walked, per batch: the stem runs in the first stream's reads (its Gram matrix, then
+    # each of its 4 consumers' refit, pruned copy and reference) and once in each walk
+    assert counted[True] == 2 * (1 + 2 * 4 + 2)
+    assert counted[False] >= 2 * 3 * len(groups)
+    (walked, walked_reports), (full, full_reports) = runs[True], runs[False]
+    assert [r.channels for r in walked_reports] == [r.channels for r in full_reports]
+    assert [r.refit_rel for r in walked_reports] == pytest.approx(
+        [r.refit_rel for r in full_reports], rel=1e-9)  # fmt: skip
+    for (key, a), b in zip(walked.state_dict().items(), full.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), key
+    name = "layer1.0.conv2"
+    (stream_report,) = [r for r in walked_reports if name in r.chain.producers]
+    (chain_report,) = [r for r in walked_reports if r.chain.consumers == (name,)]
+    kept = torch.as_tensor(stream_report.channels)
+    with torch.no_grad():
+        target = model.get_submodule(name)(module_inputs(model, [name], x)[name])[:, kept]
+        output = walked.get_submodule(name)(module_inputs(walked, [name], x)[name])
+    fresh = float(((output - target) ** 2).sum() / (target**2).sum())
+    assert chain_report.refit_rel == pytest.approx(fresh, rel=1e-8)
 
 
 @pytest.mark.slow
 def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, capsys):
     """``prune --groups``: ResNet-18's 8 chains and 4 residual streams at half their channels
     (every producer of a stream cut alike), nothing kept whole; ``eval`` rebuilds it from the
-    same groups; FLOPs targets are met with the streams cut too; Torch-Pruning's methods
-    with groups are refused."""
+    same groups; FLOPs targets are met with the streams cut too, with --refit (every
+    layer's refit error reported) and --compensate; the methods that take chains only are
+    refused."""
     import json
 
     from torchbridge.__main__ import main
@@ -359,14 +467,19 @@ def test_prune_groups_from_the_command_line_residual_streams_included(tmp_path, 
     evaluated = json.loads(capsys.readouterr().out)
     assert (evaluated["flops"], evaluated["params"]) == (
         report["after"]["flops"], report["after"]["params"])  # fmt: skip
-    for allocation in ("uniform", "tolerance"):  # a FLOPs target, streams included
-        assert main([*argv[:-4], "--flops", "0.5", "--allocation", allocation,
+    for allocation, extra in (("uniform", ["--refit"]), ("tolerance", ["--compensate"])):
+        assert main([*argv[:-4], "--flops", "0.5", "--allocation", allocation, *extra,
                      "--out", str(tmp_path / allocation)]) == 0  # fmt: skip
         found = json.loads((tmp_path / allocation / "report.json").read_text())
         assert 0.4 < found["ratios"]["flops"] <= 0.5 and len(found["layers"]) == 12
-    capsys.readouterr()
-    assert main([*argv[:-4], "--keep", "0.5", "--method", "tp-l1", "--out", str(tmp_path)]) == 2
-    assert "--groups takes theory's selectors" in capsys.readouterr().err
+        refits = [layer["refit_rel"] for layer in found["layers"]]
+        assert all(r is not None and 0 <= r < 1 for r in refits) == (allocation == "uniform")
+    for method in ("tp-l1", "global-imitation", "whole-output"):
+        capsys.readouterr()
+        assert main([*argv[:-4], "--keep", "0.5", "--method", method, "--out",
+                     str(tmp_path)]) == 2  # fmt: skip
+        error = capsys.readouterr().err
+        assert f"--groups takes theory's layer selectors; {method} takes chains only" in error
 
 
 NETWORK = """

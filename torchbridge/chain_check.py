@@ -25,15 +25,22 @@ from torchbridge.surgery import is_squeeze_excitation, squeeze_parts
 RTOL = 1e-5  # consumer inputs outside S must be unchanged to this relative tolerance
 
 
+class _Reached(Exception):
+    """Raised by a hook to end a forward pass once every module watched was reached."""
+
+
 def module_inputs(
     model: nn.Module, names: list[str], images: torch.Tensor, outputs: bool = False
 ) -> dict[str, torch.Tensor]:
     """The inputs (or with ``outputs`` the outputs) of the modules ``names`` on ``images``
-    (one pass), by name."""
+    (no grad; the pass ends once all were reached), by name; a clear error naming those the
+    forward pass does not call."""
     found, hooks = {}, []
 
     def keep(name: str, value: torch.Tensor) -> None:
-        found[name] = value.detach().clone()
+        found.setdefault(name, value.detach().clone())
+        if len(found) == len(set(names)):
+            raise _Reached
 
     for name in names:
         module = model.get_submodule(name)
@@ -46,9 +53,13 @@ def module_inputs(
     try:
         with torch.no_grad():
             model(images)
+    except _Reached:
+        pass
     finally:
         for hook in hooks:
             hook.remove()
+    if missing := [name for name in names if name not in found]:
+        raise ValueError(f"{', '.join(missing)} not called in the forward pass")
     return found
 
 

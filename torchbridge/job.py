@@ -106,7 +106,7 @@ class PruneConfig:
         about(
             "prune every channel group of the dependency graph (residual streams and channels "
             "read by several layers included), not only the chains; theory's layer selectors "
-            "with --keep, --tol or --widths"
+            "(not the global or whole-output ones) with any budget, --refit and --compensate"
         ),
     ] = False
     method: Annotated[Literal[METHOD_NAMES], about("the pruning method")] = "greedy-local"
@@ -196,8 +196,12 @@ class PruneConfig:
                                      "resolve": self.resolve, "no_repeats": self.no_repeats,
                                      "candidates": self.candidates})  # fmt: skip
         check_device(resolve_device(self.device))
-        if self.groups and not METHODS[self.method].theory:
-            raise ValueError("--groups takes theory's selectors (Torch-Pruning's take chains)")
+        chosen = METHODS[self.method]
+        if self.groups and not (chosen.theory and chosen.folded and not chosen.output_loss):
+            raise ValueError(
+                f"--groups takes theory's layer selectors; {self.method} takes chains only "
+                "(the global, whole-output and Torch-Pruning's methods)"
+            )
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:

@@ -33,7 +33,7 @@ from torchbridge.chains import Chain, Group
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
 from torchbridge.oracle import GlobalLoss, global_loss
-from torchbridge.refit import TOWARD, Inputs, RefitMoments, refit_consumer
+from torchbridge.refit import TOWARD, Inputs, RefitMoments, in_channels, refit_consumers
 from torchbridge.surgery import is_squeeze_excitation, prune_group, squeeze_parts
 
 MAX_REPEATS = 20  # steps per kept channel allowed to the selectors that may pick one again
@@ -82,25 +82,20 @@ def apply_weights(
     chain: Chain | Group,
     weights: np.ndarray,
     squeeze_means: dict[int, torch.Tensor] | None = None,
-    bias_shift: np.ndarray | None = None,
+    bias_shifts: list[np.ndarray] | None = None,
 ) -> None:
     """Prune ``chain`` (or a group) of ``model`` in place to the channels with weights != 0,
     folded N a_i into every consumer (``squeeze_means``: see
-    :func:`torchbridge.surgery.prune_chain`); ``bias_shift`` (C_out,) is added to a chain's
-    consumer's bias (created if it has none)."""
+    :func:`torchbridge.surgery.prune_chain`); ``bias_shifts`` (one (C_out,) per consumer) are
+    added to the consumers' biases (created where there is none)."""
     names = (*chain.producers, *chain.between, *chain.consumers)
     producers, between, consumers = prune_group(
         [model.get_submodule(name) for name in chain.producers],
         [model.get_submodule(name) for name in chain.between],
         [model.get_submodule(name) for name in chain.consumers], weights, squeeze_means,
     )  # fmt: skip
-    if bias_shift is not None:
-        if len(consumers) != 1:
-            raise ValueError("a bias shift is for a chain's one consumer, not a group's")
-        consumer = consumers[0]
-        shift = torch.as_tensor(
-            bias_shift, dtype=consumer.weight.dtype, device=consumer.weight.device
-        )
+    for consumer, shift in zip(consumers, bias_shifts or (), strict=bias_shifts is not None):
+        shift = torch.as_tensor(shift, dtype=consumer.weight.dtype, device=consumer.weight.device)
         bias = consumer.bias.detach() if consumer.bias is not None else torch.zeros_like(shift)
         consumer.bias = nn.Parameter(bias + shift)
     for name, module in zip(names, (*producers, *between, *consumers), strict=True):
@@ -242,8 +237,8 @@ def prune_chains(
 
     ``chains`` may hold channel groups (:class:`torchbridge.chains.Group`: residual streams,
     several consumers) among the chains: each group's layer problem sums its consumers' Gram
-    matrices (one pass of the whole network per group), and theory's layer selectors prune
-    it, without refit or compensate.
+    matrices, theory's layer selectors prune it (not the global or whole-output ones), and
+    ``compensate`` and ``refit`` act on every consumer.
 
     Exactly one budget: ``keep`` (each chain keeps k = round(keep N) channels: the selector
     runs until k channels carry weight, at most 20 k steps for the selectors that may pick a
@@ -307,11 +302,10 @@ def prune_chains(
             "whole-output refits each consumer's weights and bias: it takes no "
             f"compensate and no selector options; got {', '.join(given)}"
         )
-    if groups and (whole or chosen.needs_oracle or refit or compensate):
+    if groups and (whole or chosen.needs_oracle):
         raise ValueError(
             f"channel groups ({groups[0].producer}, ...) are pruned by the layer selectors of "
-            "theory without refit or compensate; the global and whole-output selectors take "
-            "chains only"
+            "theory; the global and whole-output selectors take chains only"
         )
 
     def budget_of(chain: Chain, n: int, repeats: bool) -> tuple[int, int | float]:
@@ -322,7 +316,8 @@ def prune_chains(
         return (MAX_REPEATS * k if repeats else k), k
 
     reports = []
-    mine = Inputs(model, chains, batches, walk_graph and not groups)  # consumer inputs
+    kept_outputs: dict[str, np.ndarray] = {}  # producer: its output channels kept so far
+    mine = Inputs(model, chains, batches, walk_graph)  # consumer inputs
     walked = mine.walk is not None
     unpruned = None if reference is None else Inputs(reference, chains, batches, walked)
     for i, chain in enumerate(tqdm(chains, desc=f"prune {method}", unit="chain",
@@ -334,15 +329,12 @@ def prune_chains(
                                                ridge, refit_toward, start))  # fmt: skip
             continue
         squeeze = SqueezeMeans(model, chain)
-        try:
-            if isinstance(chain, Chain):
-                consumer = model.get_submodule(chain.consumer)
-                accumulator = GramAccumulator(consumer)
-                for inputs in mine.consumer_inputs(i):
-                    accumulator.update(inputs)
-                problem = LayerProblem.from_gram(accumulator.gram())
-            else:  # every consumer's Gram matrix, summed, in one pass of the whole network
-                (problem,) = layer_problems(model, [chain], batches)
+        try:  # one Gram matrix per consumer, summed (a group's psi_i concatenates them)
+            accumulators = [GramAccumulator(model.get_submodule(c)) for c in chain.consumers]
+            for inputs in mine.group_inputs(i):
+                for accumulator, x in zip(accumulators, inputs, strict=True):
+                    accumulator.update(x)
+            problem = LayerProblem.from_gram(sum(a.gram() for a in accumulators))
         finally:
             means = squeeze.close()
         n, energy = problem.n_neurons, problem.target_norm2
@@ -361,12 +353,20 @@ def prune_chains(
         if resolve:
             weights = resolved(problem, weights)
             error = problem.loss(weights)
-        shift = mean_shift(consumer, accumulator.mean_patch(), weights) if compensate else None
-        apply_weights(model, chain, weights, means, shift)
+        shifts = None
+        if compensate:
+            shifts = [mean_shift(model.get_submodule(c), a.mean_patch(), weights)
+                      for c, a in zip(chain.consumers, accumulators, strict=True)]  # fmt: skip
+        apply_weights(model, chain, weights, means, shifts)
+        kept_outputs |= {p: np.flatnonzero(weights) for p in chain.producers}
         refit_rel = None
         if refit:
-            pairs = zip(mine.consumer_inputs(i), unpruned.consumer_inputs(i), strict=True)
-            refit_rel = refit_consumer(model, reference, chain, pairs, ridge, refit_toward)
+
+            def pairs(i: int = i) -> Iterable:
+                return zip(mine.group_inputs(i), unpruned.group_inputs(i), strict=True)
+
+            refit_rel = refit_consumers(model, reference, chain.consumers, pairs, ridge,
+                                        refit_toward, kept_outputs)  # fmt: skip
         reports.append(
             LayerReport(
                 chain,
@@ -401,7 +401,7 @@ def _prune_whole_output(
     surgery, and the consumer's weights set to the least-squares ones on the kept channels
     (the ridge pulls toward 0 or, with ``toward="selected"``, the unpruned weights)."""
     consumer = model.get_submodule(chain.consumer)
-    n = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
+    n = in_channels(consumer)
     moments = RefitMoments(reference.get_submodule(chain.consumer), n)
     squeeze = SqueezeMeans(model, chain)
     try:

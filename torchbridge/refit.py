@@ -22,7 +22,7 @@ Torch-Pruning's included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ from torch import nn
 from torch.nn import functional
 
 from theory.output_problem import OutputProblem
-from torchbridge.chains import Chain
+from torchbridge.chain_check import module_inputs
+from torchbridge.chains import Chain, Group
 from torchbridge.gram import conv_geometry
 from torchbridge.walk import try_walk
 
@@ -46,17 +47,20 @@ def _patches(h: torch.Tensor, geometry: dict) -> torch.Tensor:
 class RefitMoments:
     """The moments of one consumer's refit: its pruned inputs against the unpruned output."""
 
-    def __init__(self, consumer: nn.Module, kept: int) -> None:
+    def __init__(self, consumer: nn.Module, kept: int, outputs: np.ndarray | None = None) -> None:
         """``consumer``: the unpruned consumer (its weight and bias give the target output);
-        ``kept``: the input channels left to the pruned consumer."""
+        ``kept``: the input channels left to the pruned consumer; ``outputs``: its output
+        channels left (indices; default all), where it is also a pruned group's producer."""
         weight, self._geometry = conv_geometry(consumer)
         self._linear = isinstance(consumer, nn.Linear)
         if not 1 <= kept <= weight.shape[1]:
             raise ValueError(f"kept must be in [1, {weight.shape[1]}] channels; got {kept}")
+        rows = slice(None) if outputs is None else torch.as_tensor(outputs, dtype=torch.long)
+        weight = weight.detach()[rows]
         self._shape = (weight.shape[0], kept, *weight.shape[2:])
-        self._flat = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
+        self._flat = weight.to(torch.float64).reshape(weight.shape[0], -1)  # (C_out, C K)
         bias = consumer.bias
-        self._bias = None if bias is None else bias.detach().to(torch.float64)
+        self._bias = None if bias is None else bias.detach()[rows].to(torch.float64)
         self.channels = weight.shape[1]
         self._xx: torch.Tensor | None = None  # (C' K + 1, C' K + 1)
         self._xy: torch.Tensor | None = None  # (C' K + 1, C_out)
@@ -146,58 +150,58 @@ class RefitMoments:
         residual = (w * (self._xx @ w)).sum() - 2 * (w * self._xy).sum() + self._yy
         return max(float(residual), 0.0) / self._ff if self._ff > 0 else 0.0
 
+    @property
+    def energy(self) -> float:
+        """sum ||y - b_unpruned||^2 over the accumulated patches: the output's energy without
+        bias, against which :meth:`relative_error` is relative."""
+        return self._ff
+
 
 TOWARD = ("zero", "selected")  # what the ridge pulls the refit weights toward
-
-
-class _Reached(Exception):
-    """Raised by a forward pre-hook to end a forward pass at the module it watches."""
 
 
 def consumer_input(model: nn.Module, name: str, batch: torch.Tensor) -> torch.Tensor:
     """The input of module ``name`` when ``model`` runs on ``batch``, the forward pass ended
     there (no grad)."""
-    seen = []
-
-    def stop(_module: nn.Module, args: tuple) -> None:
-        seen.append(args[0].detach())
-        raise _Reached
-
-    handle = model.get_submodule(name).register_forward_pre_hook(stop)
-    try:
-        with torch.no_grad():
-            model(batch)
-    except _Reached:
-        pass
-    finally:
-        handle.remove()
-    if not seen:
-        raise ValueError(f"{name} is not called in the forward pass")
-    return seen[0]
+    return module_inputs(model, [name], batch)[name]
 
 
 class Inputs:
-    """The consumer inputs of a network's chains, chain after chain, on the calibration
-    batches, with the modules as they are when each chain is asked (earlier consumers may
-    have been refit meanwhile): walked (about one forward pass in all) where ``walked`` and
-    the network traces, else a forward pass up to the consumer per chain and batch."""
+    """The consumer inputs of a network's chains (or groups), chain after chain, on the
+    calibration batches, with the modules as they are when each chain is asked (earlier
+    consumers may have been refit meanwhile): walked (about one forward pass in all) where
+    ``walked`` and the network traces, else a forward pass up to the last consumer per chain
+    and batch."""
 
     def __init__(
-        self, model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], walked: bool
+        self,
+        model: nn.Module,
+        chains: list[Chain | Group],
+        batches: list[torch.Tensor],
+        walked: bool,
     ) -> None:
         self.model, self.chains, self.batches = model, chains, batches
         self.walk = try_walk(model, chains) if walked else None
         self.states = [self.walk.start(b) for b in batches] if self.walk is not None else None
 
-    def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
-        """Chain ``i``'s consumer input for each batch (chains asked in order)."""
+    def group_inputs(self, i: int) -> Iterable[tuple[torch.Tensor, ...]]:
+        """Chain ``i``'s consumers' inputs (one per consumer) for each batch (chains asked in
+        order)."""
         for b, batch in enumerate(self.batches):
             if self.walk is None:
-                yield consumer_input(self.model, self.chains[i].consumer, batch)
+                names = self.chains[i].consumers
+                found = module_inputs(self.model, list(names), batch)
+                yield tuple(found[name] for name in names)
             else:
                 with torch.no_grad():
                     self.walk.advance(self.states[b], i)
-                    yield self.walk.consumer_input(self.states[b], i)
+                    yield self.walk.consumer_inputs(self.states[b], i)
+
+    def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
+        """Chain ``i``'s consumer input for each batch (chains asked in order)."""
+        for inputs in self.group_inputs(i):
+            (only,) = inputs
+            yield only
 
 
 def refit_chains(
@@ -230,37 +234,57 @@ def refit_chains(
     try:
         errors = []
         for i, chain in enumerate(chains):
-            pairs = zip(ours.consumer_inputs(i), theirs.consumer_inputs(i), strict=True)
-            errors.append(refit_consumer(pruned, reference, chain, pairs, ridge, toward))
+
+            def pairs(i: int = i) -> Iterable:
+                return zip(ours.group_inputs(i), theirs.group_inputs(i), strict=True)
+
+            errors.append(refit_consumers(pruned, reference, chain.consumers, pairs, ridge, toward))
         return errors
     finally:
         reference.train(modes[0])
         pruned.train(modes[1])
 
 
-def refit_consumer(
+def refit_consumers(
     pruned: nn.Module,
     reference: nn.Module,
-    chain: Chain,
-    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    consumers: tuple[str, ...],
+    inputs: Callable[[], Iterable[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]],
     ridge: float = 1e-4,
     toward: str = "zero",
+    kept_outputs: dict[str, np.ndarray] | None = None,
 ) -> float:
-    """Refit ``chain``'s consumer of ``pruned`` in place from ``pairs`` of (its input in
-    ``pruned``, its input in ``reference``) on the same batches, with the networks in eval
-    mode; returns its relative squared error (:meth:`RefitMoments.relative_error`). The ridge
-    pulls ``toward`` 0 ("zero") or the consumer's weights as the selector left them
-    ("selected")."""
+    """Refit the ``consumers`` (of one chain or group, in the network's order) of ``pruned``
+    in place, each in turn on its inputs after the earlier ones' refit (a residual stream's
+    consumer reads what the blocks before it made of the stream): ``inputs()`` gives, per
+    batch, (their inputs in ``pruned``, their inputs in ``reference``, one per consumer),
+    read anew for each consumer, with the networks in eval mode. Returns their relative
+    squared error: all residuals over all energies (for one consumer,
+    :meth:`RefitMoments.relative_error`). The ridge pulls ``toward`` 0 ("zero") or the
+    consumers' weights as the selector left them ("selected"). ``kept_outputs``: {name: the
+    output channels kept} of consumers that are also pruned producers (their refit target is
+    the reference's output on those channels)."""
     if toward not in TOWARD:
         raise ValueError(f"unknown toward {toward!r}; valid: {', '.join(TOWARD)}")
-    consumer = pruned.get_submodule(chain.consumer)
-    kept = consumer.in_features if isinstance(consumer, nn.Linear) else consumer.in_channels
-    moments = RefitMoments(reference.get_submodule(chain.consumer), kept)
-    with torch.no_grad():  # the pairs may be computed lazily, as they are read
-        for ours, theirs in pairs:
-            moments.update(ours, theirs)
-    weight, bias = moments.solve(ridge, consumer.weight if toward == "selected" else None)
-    like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
-    consumer.weight = nn.Parameter(weight.to(**like))
-    consumer.bias = nn.Parameter(bias.to(**like))
-    return moments.relative_error(weight, bias)
+    kept_outputs = kept_outputs or {}
+    residual, energy = 0.0, 0.0
+    for k, name in enumerate(consumers):
+        consumer = pruned.get_submodule(name)
+        moments = RefitMoments(
+            reference.get_submodule(name), in_channels(consumer), kept_outputs.get(name)
+        )
+        with torch.no_grad():  # the inputs may be computed lazily, as they are read
+            for ours, theirs in inputs():
+                moments.update(ours[k], theirs[k])
+        weight, bias = moments.solve(ridge, consumer.weight if toward == "selected" else None)
+        like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
+        consumer.weight = nn.Parameter(weight.to(**like))
+        consumer.bias = nn.Parameter(bias.to(**like))
+        residual += moments.relative_error(weight, bias) * moments.energy
+        energy += moments.energy
+    return residual / energy if energy > 0 else 0.0
+
+
+def in_channels(module: nn.Module) -> int:
+    """The input channels (or features) a convolution (or linear layer) reads."""
+    return module.in_features if isinstance(module, nn.Linear) else module.in_channels

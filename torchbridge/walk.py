@@ -7,8 +7,11 @@ and keeps, per calibration batch, only the values that cross the cut just before
 producer. For chain i it runs from that cut to the consumer's input on a copy of the state
 (the Gram matrix's inputs), and once chain i is pruned it advances the state to the next
 chain's producer with the pruned modules: about two forward passes in all, whatever the
-number of chains. Modules are looked up in the live model at every call, so pruned modules
-(and forward hooks on them) are what runs.
+number of chains. A channel group (:class:`torchbridge.chains.Group`) is cut before its first
+producer and run on the copy to its last consumer, each consumer's input read on the way: a
+residual stream spans a stage, so the copies of a network's streams add about one more pass.
+Modules are looked up in the live model at every call, so pruned modules (and forward hooks
+on them) are what runs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx, nn
 
-from torchbridge.chains import Chain
+from torchbridge.chains import Chain, Group
 from torchbridge.split import trace
 
 
@@ -32,7 +35,7 @@ class State:
 
 
 class Walk:
-    def __init__(self, model: nn.Module, chains: list[Chain]) -> None:
+    def __init__(self, model: nn.Module, chains: list[Chain | Group]) -> None:
         graph = trace(model)
         self.nodes = list(graph.nodes)
         index = {node: i for i, node in enumerate(self.nodes)}
@@ -47,20 +50,19 @@ class Walk:
         for node in self.nodes:
             if node.op == "call_module":
                 calls.setdefault(node.target, []).append(index[node])
-        self.producers, self.consumers = [], []
+        self.producers: list[int] = []  # each chain's first producer's node
+        self.consumers: list[list[int]] = []  # each chain's consumers' nodes, as it names them
         for chain in chains:
-            for name in (chain.producer, chain.consumer):
+            for name in (*chain.producers, *chain.consumers):
                 if len(calls.get(name, ())) != 1:
                     raise ValueError(f"{name!r} must be called exactly once in forward")
-            self.producers.append(calls[chain.producer][0])
-            self.consumers.append(calls[chain.consumer][0])
-        # p_i < c_i <= p_{i+1}: a chain's consumer may be the next chain's producer (Bottleneck)
-        ordered = all(p < c for p, c in zip(self.producers, self.consumers, strict=True)) and all(
-            c <= p for c, p in zip(self.consumers, self.producers[1:], strict=False)
-        )
-        if not ordered:
+            self.producers.append(min(calls[name][0] for name in chain.producers))
+            self.consumers.append([calls[name][0] for name in chain.consumers])
+        # p_i < p_{i+1}, p_i < every c_i; the chains may overlap (a stream spans its blocks')
+        ordered = all(p < q for p, q in zip(self.producers, self.producers[1:], strict=False))
+        if not (ordered and all(p < min(c) for p, c in zip(self.producers, self.consumers,
+                                                            strict=True))):  # fmt: skip
             raise ValueError("chains must follow each other in the network's order")
-        self._inputs = [self.nodes[c].args[0] for c in self.consumers]
         self._interpreter = fx.Interpreter(model, graph=graph)
 
     def start(self, batch: torch.Tensor) -> State:
@@ -80,14 +82,18 @@ class Walk:
         """Run ``state`` up to (not including) chain ``chain``'s producer."""
         self._run(state, self.producers[chain])
 
-    def consumer_input(self, state: State, chain: int) -> torch.Tensor:
-        """Chain ``chain``'s consumer input from ``state`` (at its producer), on a copy."""
+    def consumer_inputs(self, state: State, chain: int) -> tuple[torch.Tensor, ...]:
+        """Chain ``chain``'s consumers' inputs (one per consumer, in the chain's order) from
+        ``state`` (at its first producer), on a copy."""
         peek = State(dict(state.env), state.position)
-        self._run(peek, self.consumers[chain])
-        return peek.env[self._inputs[chain]]
+        inputs = {}
+        for node in sorted(self.consumers[chain]):  # each read before a later node frees it
+            self._run(peek, node)
+            inputs[node] = peek.env[self.nodes[node].args[0]]
+        return tuple(inputs[node] for node in self.consumers[chain])
 
 
-def try_walk(model: nn.Module, chains: list[Chain]) -> Walk | None:
+def try_walk(model: nn.Module, chains: list[Chain | Group]) -> Walk | None:
     """A Walk over ``chains``, or None where the network cannot be traced or cut that way
     (the caller then runs the whole network per chain)."""
     try:
