@@ -25,7 +25,7 @@ COLUMNS = ("accuracy", "accuracy_tuned", "agreement", "agreement_tuned", "kl", "
 @dataclass(frozen=True)
 class Comparison(Named):
     """Methods compared on one network at one budget, each a row (and a METHOD+refit row
-    with ``refit``)."""
+    with ``refit``, a METHOD+groups row with ``groups``)."""
 
     __pydantic_config__ = STRICT
 
@@ -52,6 +52,13 @@ class Comparison(Named):
         tuple[Annotated[int, Ge(0)], ...] | None,
         about("prune only the chains at these positions (0: nearest the input); default: all"),
     ] = None
+    groups: Annotated[
+        bool | None,
+        about(
+            "every method that prunes channel groups also on every group of the dependency "
+            "graph, residual streams included: METHOD+groups"
+        ),
+    ] = None  # off (None rather than False: the configurations of earlier runs are unchanged)
 
     def __post_init__(self) -> None:
         if self.keep is None and self.flops is None:  # the default budget, hashed as given
@@ -65,6 +72,8 @@ class Comparison(Named):
         if len(set(self.methods)) != len(self.methods):
             twice = sorted({m for m in self.methods if self.methods.count(m) > 1})
             raise ValueError(f"method(s) listed twice: {', '.join(twice)}")
+        if self.groups and self.chains is not None:
+            raise ValueError("--groups prunes every channel group: give no --chains with it")
         self.rows(seed=0)
 
     def budget(self) -> dict[str, object]:
@@ -79,7 +88,7 @@ class Comparison(Named):
     def rows(self, seed: int) -> dict[str, PruneConfig]:
         """Every row's prune configuration, by row name (checked)."""
         refit = {"ridge": self.ridge, "refit_toward": self.refit_toward} if self.refit else None
-        return variants(self.methods, self.budget(), refit, seed)
+        return variants(self.methods, self.budget(), refit, seed, bool(self.groups))
 
 
 def over_seeds(rows: list[dict]) -> dict:

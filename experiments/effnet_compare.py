@@ -21,6 +21,7 @@ from sims.experiment import Experiment, headline
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import pick_chains
+from torchbridge.groups import pruning_groups
 from torchbridge.job import check_device, measure
 
 UNPRUNED = "unpruned"
@@ -55,6 +56,9 @@ def _setup(config: EffnetCompare, cache: dict) -> dict:
         cache["every"] = len(cache["chains"])
         cache["chains"] = pick_chains(cache["chains"], config.chains)
         cache["base"] = measure(cache["model"], cache["model"], cache["test"], None, 32)
+        if config.groups:
+            example = cache["calibration"][:1]
+            cache["groups"] = pruning_groups(cache["model"], example).chains
     return cache
 
 
@@ -65,11 +69,11 @@ def unit(config: EffnetCompare, key: str, cache: dict) -> dict:
         return made["base"] | made["photos"] | {
             "chains": len(made["chains"]), "of_chains": made["every"],
             "test_images": len(made["test"]),
-        }  # fmt: skip
-    model, calibration = made["model"], made["calibration"]
+        } | ({"groups": len(made["groups"])} if config.groups else {})  # fmt: skip
+    model, calibration, row = made["model"], made["calibration"], config.rows(seed=0)[key]
     return compare.compare_row(
-        model, made["chains"], list(calibration.split(config.batch)), made["test"], None,
-        config.rows(seed=0)[key], lambda m: compare.distill(m, model, calibration), made["base"],
+        model, made["groups" if row.groups else "chains"], list(calibration.split(config.batch)),
+        made["test"], None, row, lambda m: compare.distill(m, model, calibration), made["base"],
     )  # fmt: skip
 
 

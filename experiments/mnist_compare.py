@@ -21,6 +21,7 @@ from sims.experiment import Experiment, headline
 from sims.schema import about
 from torchbridge import compare
 from torchbridge.chains import block_chains, pick_chains, sequential_chains
+from torchbridge.groups import pruning_groups
 from torchbridge.job import measure
 from torchbridge.mnist import NETS, split, train, trained
 
@@ -46,13 +47,15 @@ def units(config: MnistCompare) -> list[str]:
 
 
 def _setup(config: MnistCompare, seed: int, cache: dict) -> dict:
-    """Seed's trained network, its chains, its split and unpruned measures, made once."""
+    """Seed's trained network, its chains (and groups), its split and unpruned measures,
+    made once."""
     if seed not in cache:
         model = trained(config.net, seed)
         xt, yt, xs, ys = split(seed)
         chains = sequential_chains(model) if config.net == "cnn" else block_chains(model)
+        groups = pruning_groups(model, xt[:1]).chains if config.groups else None
         cache[seed] = {"model": model, "chains": pick_chains(chains, config.chains), "xt": xt,
-                       "yt": yt, "xs": xs, "ys": ys,
+                       "yt": yt, "xs": xs, "ys": ys, "groups": groups,
                        "base": measure(model, model, xs, ys, 32)}  # fmt: skip
     return cache[seed]
 
@@ -64,10 +67,11 @@ def unit(config: MnistCompare, key: str, cache: dict) -> dict:
     made = _setup(config, seed, cache)
     if row == UNPRUNED:
         return made["base"]
-    xt, yt = made["xt"], made["yt"]
+    xt, yt, settings = made["xt"], made["yt"], config.rows(seed)[row]
     return compare.compare_row(
-        made["model"], made["chains"], list(xt[:CALIBRATION].split(128)), made["xs"],
-        made["ys"], config.rows(seed)[row], lambda m: train(m, xt, yt, 1, seed), made["base"],
+        made["model"], made["groups" if settings.groups else "chains"],
+        list(xt[:CALIBRATION].split(128)), made["xs"], made["ys"], settings,
+        lambda m: train(m, xt, yt, 1, seed), made["base"],
     )  # fmt: skip
 
 

@@ -254,8 +254,9 @@ def add_flags(
     """One flag per scalar or list field of ``cls`` (of those in ``names``, when given; nested
     configurations are skipped), named ``--PREFIX-FIELD-NAME``, with the field's help, choices
     and (``defaults``) its default in the help; a boolean's flag turns its default over
-    (``--compensate``; ``--no-trained`` where the default is true). A flag not given leaves its
-    field unset: :func:`given` collects those given."""
+    (``--compensate``; ``--no-trained`` where the default is true; a default of None, as a
+    field added later has so that earlier runs keep their names, is off). A flag not given
+    leaves its field unset: :func:`given` collects those given."""
     for key in keys(cls):
         if (names is not None and key.name not in names) or dataclasses.is_dataclass(key.base):
             continue
@@ -268,9 +269,10 @@ def add_flags(
             text += " (required)"
         options: dict[str, Any] = {"help": text, "default": None, "dest": prefix + key.name}
         name = flag(key.name, prefix)
-        if key.base is bool:  # the flag turns the declared default over
-            name = name if default is False else "--no-" + name.removeprefix("--")
-            options |= {"action": "store_const", "const": default is False}
+        if key.base is bool:  # the flag turns the declared default over (None: off)
+            on = default is not True
+            name = name if on else "--no-" + name.removeprefix("--")
+            options |= {"action": "store_const", "const": on}
         else:
             options["type"] = key.base
             if key.choices:

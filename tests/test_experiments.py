@@ -123,6 +123,15 @@ def test_the_command_line_lists_configures_and_refuses(capsys):
             continue
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+    assert main(["config", "mnist-compare", "--groups", "--chains", "0"]) == 2
+    assert "--groups prunes every channel group: give no --chains" in capsys.readouterr().err
+    from experiments.comparison import Comparison
+
+    rows = Comparison(methods=("omp", "tp-l1", "whole-output"), groups=True, refit=True).rows(0)
+    assert list(rows) == ["omp", "omp+refit", "omp+groups", "omp+groups+refit", "tp-l1",
+                          "tp-l1+refit", "whole-output", "whole-output+refit"]  # fmt: skip
+    assert [name for name, row in rows.items() if row.groups] == ["omp+groups",
+                                                                  "omp+groups+refit"]  # fmt: skip
     assert main(["config", "mnist-compare", "--reference"]) == 0
     assert "| `seeds` | int | `3` | >= 1 |" in capsys.readouterr().out
 
@@ -141,7 +150,10 @@ def _needs_efficientnet_weights() -> None:
 @pytest.mark.slow
 def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, monkeypatch):
     """effnet-compare on 8 views, stopped in its second row: the unpruned measures and the
-    first row are on disk; the same command computes only the second row and the summary."""
+    first row are on disk; the same command computes only the rows left and the summary.
+    With ``--groups`` each method also prunes every channel group of the dependency graph
+    (EfficientNet-Lite0's 15 chains, its stem, head and residual streams: 24), which cuts
+    more FLOPs at the same fraction kept."""
     _needs_efficientnet_weights()
     from torchbridge import compare
 
@@ -155,18 +167,23 @@ def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, mo
 
     monkeypatch.setattr(compare, "distill", distill_once)
     argv = ["run", "effnet-compare", "--keep", "0.9", "--methods", "magnitude", "random",
-            "--images", "8", "--batch", "4", "--runs", str(tmp_path), "--no-progress"]  # fmt: skip
+            "--groups", "--images", "8", "--batch", "4", "--runs", str(tmp_path),
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 130
     (run_dir,) = tmp_path.iterdir()
     assert sorted(p.name for p in (run_dir / "units").iterdir()) == ["magnitude.json",
                                                                      "unpruned.json"]  # fmt: skip
     assert main(argv) == 0
-    assert calls == [8, 8, 8]  # magnitude, random stopped, random again: magnitude not redone
+    assert calls == [8] * 5  # magnitude, the next stopped and again, two more: none redone
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert list(summary["rows"]) == ["magnitude", "random"]
+    rows = summary["rows"]
+    assert list(rows) == ["magnitude", "magnitude+groups", "random", "random+groups"]
     assert summary["config"]["images"] == 8 and summary["unpruned"]["test_images"] == 80
-    for row in summary["rows"].values():
+    assert (summary["unpruned"]["chains"], summary["unpruned"]["groups"]) == (15, 24)
+    for name, row in rows.items():
         assert 0.0 <= row["agreement_tuned"] <= 1.0 and 0.0 < row["flops"] < 1.0
+        assert len(row["widths"]) == (24 if name.endswith("+groups") else 15)
+    assert rows["magnitude+groups"]["flops"] < rows["magnitude"]["flops"]
     assert Path(run_dir / "config.json").exists()
 
 

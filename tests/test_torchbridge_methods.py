@@ -19,8 +19,12 @@ def test_every_selector_and_baseline_is_registered_with_its_capabilities():
         assert found.folded == (name in SELECTORS)
         assert found.output_loss == spec.needs_oracle
         assert found.repeats == ("repeats" in spec.options)
+        assert found.groups == (name in SELECTORS and not spec.needs_oracle)
     for name in TP_METHODS:
-        assert not any((METHODS[name].theory, METHODS[name].convex, METHODS[name].repeats))
+        found = METHODS[name]
+        assert not any((found.theory, found.convex, found.repeats, found.groups))
+    assert "greedy-local" in able("groups") and "omp" in able("groups")
+    assert not {"global-imitation", "whole-output", "tp-l1"} & set(able("groups"))
     assert able("no_repeats") == (
         "greedy-local", "fixed-step", "global-imitation", "combined", "taylor"
     )  # fmt: skip

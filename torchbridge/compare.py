@@ -12,7 +12,7 @@ from torch import nn
 from torchbridge.chains import Chain
 from torchbridge.evaluate import compare
 from torchbridge.job import PruneConfig, measure, prune_model
-from torchbridge.methods import usable
+from torchbridge.methods import METHODS, usable
 from torchbridge.oracle import output_distance
 
 
@@ -38,19 +38,26 @@ def variants(
     budget: dict[str, object],
     refit: dict[str, object] | None = None,
     seed: int = 0,
+    groups: bool = False,
 ) -> dict[str, PruneConfig]:
     """The rows of a comparison, by name: every method at ``budget`` (PruneConfig fields, e.g.
     {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
     capabilities allow, :func:`torchbridge.methods.usable`), and with ``refit`` (PruneConfig
     settings, e.g. {"ridge": 0.1}; {} for the defaults) also each with its consumers refit
-    (:mod:`torchbridge.refit`), as the row ``METHOD+refit``. Each configuration is checked."""
+    (:mod:`torchbridge.refit`), as the row ``METHOD+refit``; with ``groups``, each method
+    that prunes channel groups (its capability ``groups``) also on every group
+    of the dependency graph, as ``METHOD+groups`` (and ``METHOD+groups+refit``). Each
+    configuration is checked."""
     rows = {}
     for method in methods:
-        rows[method] = PruneConfig(method=method, seed=seed, **usable(method, budget))
-        if refit is not None:
-            rows[f"{method}+refit"] = PruneConfig(
-                method=method, seed=seed, **usable(method, budget), refit=True, **refit
-            )
+        settings = {"method": method, "seed": seed, **usable(method, budget)}
+        sets = [("", {})] + ([("+groups", {"groups": True})] if groups and METHODS[method].groups
+                             else [])  # fmt: skip
+        for suffix, extra in sets:
+            rows[method + suffix] = PruneConfig(**settings, **extra)
+            if refit is not None:
+                rows[f"{method}{suffix}+refit"] = PruneConfig(**settings, **extra, refit=True,
+                                                              **refit)  # fmt: skip
     for config in rows.values():
         config.check()
     return rows

@@ -157,6 +157,13 @@ def as_chain(group: Group) -> Chain | Group:
     return group
 
 
+def pruning_groups(model: nn.Module, example: torch.Tensor) -> GraphChains:
+    """Every group of :func:`graph_groups` (traced on ``example``), one of one producer and
+    one consumer as a :class:`Chain`, and the groups kept whole."""
+    found = graph_groups(model, example)
+    return GraphChains([as_chain(g) for g in found.groups], found.kept_whole)
+
+
 def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
     """The groups of :func:`graph_groups` that are one chain (one producer, one consumer);
     every other group kept whole, with the reason."""

@@ -194,14 +194,9 @@ class PruneConfig:
             raise ValueError("give exactly one budget: --keep, --tol, --flops or --widths")
         check_settings(self.method, {"tol": self.tol, "compensate": self.compensate,
                                      "resolve": self.resolve, "no_repeats": self.no_repeats,
-                                     "candidates": self.candidates})  # fmt: skip
+                                     "candidates": self.candidates,
+                                     "groups": self.groups})  # fmt: skip
         check_device(resolve_device(self.device))
-        chosen = METHODS[self.method]
-        if self.groups and not (chosen.theory and chosen.folded and not chosen.output_loss):
-            raise ValueError(
-                f"--groups takes theory's layer selectors; {self.method} takes chains only "
-                "(the global, whole-output and Torch-Pruning's methods)"
-            )
 
 
 def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:

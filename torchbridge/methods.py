@@ -32,12 +32,15 @@ class Method:
     convex: bool
     repeats: bool
     output_loss: bool
+    groups: bool
 
 
 def _from_theory(name: str) -> Method:
     spec = SELECTORS.get(name) or OUTPUT_SELECTORS[name]
-    return Method(name, theory=True, folded=spec.problem is LayerProblem, convex=spec.simplex,
-                  repeats="repeats" in spec.options, output_loss=spec.needs_oracle)  # fmt: skip
+    folded = spec.problem is LayerProblem
+    return Method(name, theory=True, folded=folded, convex=spec.simplex,
+                  repeats="repeats" in spec.options, output_loss=spec.needs_oracle,
+                  groups=folded and not spec.needs_oracle)  # fmt: skip
 
 
 METHODS: dict[str, Method] = (
@@ -45,7 +48,13 @@ METHODS: dict[str, Method] = (
     | {name: _from_theory(name) for name in OUTPUT_SELECTORS}
     | {
         name: Method(
-            name, theory=False, folded=False, convex=False, repeats=False, output_loss=False
+            name,
+            theory=False,
+            folded=False,
+            convex=False,
+            repeats=False,
+            output_loss=False,
+            groups=False,
         )
         for name in TP_METHODS
     }
@@ -58,6 +67,7 @@ NEEDS: dict[str, tuple[str, str]] = {
     "resolve": ("convex", "keep convex weights"),
     "no_repeats": ("repeats", "may pick a channel again"),
     "candidates": ("output_loss", "score steps by the network's output"),
+    "groups": ("groups", "prune channel groups"),
 }
 
 

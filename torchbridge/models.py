@@ -27,7 +27,7 @@ from torchbridge.checkpoints import (
     save_atomically,
 )
 from torchbridge.efficientnet import load_efficientnet_lite0
-from torchbridge.groups import GraphChains, as_chain, graph_chains, graph_groups, local_chains
+from torchbridge.groups import GraphChains, graph_chains, local_chains, pruning_groups
 from torchbridge.images import IMAGENET, SYMMETRIC, Views
 from torchbridge.prune import resize
 
@@ -118,11 +118,7 @@ def found_chains(model: nn.Module, arch: str, groups: bool = False) -> GraphChai
     example = torch.randn(2, 3, TRACE_SIZE, TRACE_SIZE, generator=torch.Generator().manual_seed(0))
     example = example.to(weight)
     try:
-        if groups:
-            found = graph_groups(model, example[:1])
-            found = GraphChains([as_chain(g) for g in found.groups], found.kept_whole)
-        else:
-            found = graph_chains(model, example[:1])
+        found = (pruning_groups if groups else graph_chains)(model, example[:1])
     except ValueError as error:
         found = local_chains(model, str(error))
         check_chains(model, found.chains, example)
