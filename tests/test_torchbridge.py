@@ -207,6 +207,14 @@ def test_chains_of_a_sequential_cnn(digits_cnn):
         sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, groups=2)))
     with pytest.raises(ValueError, match="unsupported module LSTM"):
         sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.LSTM(4, 4)))
+    inner = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, groups=4))
+    nested = nn.Sequential(
+        nn.Conv2d(1, 4, 3), inner, nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3),
+    )  # fmt: skip
+    assert sequential_chains(nested) == [Chain("0", ("1.0", "1.2", "2"), "3"), Chain("3", (), "6")]
+    with pytest.raises(ValueError, match="layer 1 reads 3 features, not the 4 channels of 0"):
+        sequential_chains(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(3, 4, 3)))
 
 
 def _prune_sequential(model, batches, keep, method="greedy-local", **options):

@@ -1,15 +1,14 @@
 """Layer-by-layer channel pruning of CNNs, from the input side, chain by chain.
 
-A chain is a dense convolution (the producer), the channel-wise modules after it (batch norms
-and depthwise convolutions are sliced; activations, pooling, dropout need nothing; a Flatten
-only after a global pooling), and the next dense convolution or linear layer (the consumer),
-named by their dotted module names. In a Sequential only a batch norm right after the producer
-is recognised (no depthwise convolutions); :func:`block_chains` knows the blocks that have
-depthwise convolutions. Finders: :func:`sequential_chains` (an nn.Sequential) and
-:func:`block_chains` (the internal channels of torchvision's ResNet basic and bottleneck
-blocks, MobileNetV2's and MobileNetV3's inverted residuals (with squeeze-excitation), and of
-timm's inverted residuals as in EfficientNet-Lite; channels on residual paths are not
-touched); :mod:`torchbridge.groups` finds the chains and groups of any network.
+A chain is a dense convolution (the producer), the channel-wise modules after it (batch norms,
+depthwise convolutions and squeeze-excitation blocks are sliced; activations, pooling, dropout
+need nothing; a Flatten only after a global pooling), and the next dense convolution or linear
+layer (the consumer), named by their dotted module names. Finders: :func:`sequential_chains`
+(an nn.Sequential, nested ones flattened) and :func:`block_chains` (the internal channels of
+torchvision's ResNet basic and bottleneck blocks, MobileNetV2's and MobileNetV3's inverted
+residuals (with squeeze-excitation), and of timm's inverted residuals as in EfficientNet-Lite;
+channels on residual paths are not touched); :mod:`torchbridge.groups` finds the chains and
+groups of any network.
 
 :mod:`torchbridge.prune` prunes the chains in order.
 """
@@ -19,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import nn
+
+from torchbridge.surgery import is_depthwise, is_squeeze_excitation
 
 CHANNELWISE = (
     nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Tanh, nn.Identity, nn.Dropout,
@@ -82,37 +83,66 @@ def pick_chains(chains: list[Chain], positions: list[int] | None) -> list[Chain]
     return [chains[p] for p in sorted(positions)]
 
 
+def sequence_steps(sequence: nn.Sequential, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The modules a plain Sequential runs, in order, by dotted name (nested plain Sequentials
+    flattened: each module's output is the next one's input)."""
+    out = []
+    for name, child in sequence.named_children():
+        full = f"{prefix}.{name}" if prefix else name
+        if type(child).forward is nn.Sequential.forward:  # runs its children in turn
+            out += sequence_steps(child, full)
+        else:
+            out.append((full, child))
+    return out
+
+
+def chain_in(steps: list[tuple[str, nn.Module]], i: int) -> Chain | str | None:
+    """The chain whose producer is ``steps[i]`` (a dense convolution) in a sequence of modules
+    each fed by the one before: batch norms, depthwise convolutions and squeeze-excitation
+    blocks over its N channels are sliced, channel-wise activations and pooling need nothing,
+    a Flatten only after global pooling, up to the next dense convolution or linear layer
+    reading N channels. The reason there is none where a module breaks it; None where the
+    sequence ends first."""
+    producer, conv = steps[i]
+    n, between, pooled = conv.out_channels, [], False
+    for name, module in steps[i + 1 :]:
+        norm = isinstance(module, nn.BatchNorm2d) and module.num_features == n
+        if norm or is_depthwise(module, n) or is_squeeze_excitation(module, n):
+            between.append(name)
+        elif isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+            pooled = module.output_size in (1, (1, 1))
+        elif isinstance(module, nn.Flatten):
+            if not pooled:
+                return (f"{name}: Flatten of a spatial map mixes channels with pixels; only a "
+                        "Flatten after global pooling is supported")  # fmt: skip
+        elif isinstance(module, CHANNELWISE):
+            continue
+        elif isinstance(module, nn.Conv2d) and module.groups != 1:
+            return f"{name}: grouped convolution consumers are not supported"
+        elif isinstance(module, nn.Conv2d | nn.Linear):
+            reads = module.in_channels if isinstance(module, nn.Conv2d) else module.in_features
+            if reads != n:
+                return f"{name} reads {reads} features, not the {n} channels of {producer}"
+            return Chain(producer, tuple(between), name)
+        else:
+            return f"{name}: unsupported module {type(module).__name__} in a chain"
+    return None
+
+
 def sequential_chains(model: nn.Sequential) -> list[Chain]:
-    """Every producer -> consumer chain of a Sequential, in order (see the module docstring)."""
+    """Every producer -> consumer chain of a Sequential, in order (:func:`chain_in`); a clear
+    error where a module breaks one."""
     if not isinstance(model, nn.Sequential):
         raise ValueError(f"model must be an nn.Sequential; got {type(model).__name__}")
-    layers = list(model)
+    steps = sequence_steps(model)
     chains = []
-    for i, layer in enumerate(layers):
-        if not (isinstance(layer, nn.Conv2d) and layer.groups == 1):
-            continue
-        norm, pooled = None, False
-        for j in range(i + 1, len(layers)):
-            nxt = layers[j]
-            if isinstance(nxt, nn.BatchNorm2d) and norm is None and j == i + 1:
-                norm = j
-            elif isinstance(nxt, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-                pooled = nxt.output_size in (1, (1, 1))
-            elif isinstance(nxt, nn.Flatten):
-                if not pooled:
-                    raise ValueError(
-                        f"layer {j}: Flatten of a spatial map mixes channels with pixels; "
-                        "only a Flatten after global pooling is supported"
-                    )
-            elif isinstance(nxt, CHANNELWISE):
-                continue
-            elif isinstance(nxt, nn.Conv2d | nn.Linear):
-                if isinstance(nxt, nn.Conv2d) and nxt.groups != 1:
-                    raise ValueError(f"layer {j}: grouped convolution consumers are not supported")
-                chains.append(Chain(str(i), () if norm is None else (str(norm),), str(j)))
-                break
-            else:
-                raise ValueError(f"layer {j}: unsupported module {type(nxt).__name__} in a chain")
+    for i, (_, module) in enumerate(steps):
+        if isinstance(module, nn.Conv2d) and module.groups == 1:
+            found = chain_in(steps, i)
+            if isinstance(found, str):
+                raise ValueError(f"layer {found}")
+            if found is not None:
+                chains.append(found)
     return chains
 
 

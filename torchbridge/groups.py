@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbridge.chains import CHANNELWISE, Chain, Group
+from torchbridge.chains import Chain, Group, chain_in, sequence_steps
 from torchbridge.surgery import is_depthwise, is_squeeze_excitation, squeeze_parts
 
 
@@ -184,44 +184,28 @@ def graph_chains(model: nn.Module, example: torch.Tensor) -> GraphChains:
     return GraphChains(chains, dict(sorted(kept_whole.items(), key=lambda kv: order(kv[0]))))
 
 
-def _flat(sequence: nn.Sequential, prefix: str) -> list[tuple[str, nn.Module]]:
-    """The modules a plain Sequential runs, in order, nested plain Sequentials flattened."""
-    out = []
-    for name, child in sequence.named_children():
-        full = f"{prefix}.{name}" if prefix else name
-        if type(child).forward is nn.Sequential.forward:  # runs its children in turn
-            out += _flat(child, full)
-        else:
-            out.append((full, child))
-    return out
-
-
 def local_chains(model: nn.Module, reason: str) -> GraphChains:
-    """The chains inside the plain Sequentials of ``model`` (see the module docstring); every
-    other dense convolution kept whole, with ``reason`` (why the graph was not used)."""
+    """The chains inside the plain Sequentials of ``model`` (:func:`torchbridge.chains.chain_in`
+    on their modules, nested ones flattened); every other dense convolution kept whole, with
+    ``reason`` (why the graph was not used) and what ends its channels' chain."""
     found: dict[str, Chain] = {}
+    broken: dict[str, str] = {}
     for name, module in model.named_modules():
         if type(module).forward is not nn.Sequential.forward:
             continue
-        steps = _flat(module, name)
+        steps = sequence_steps(module, name)
         for i, (producer, conv) in enumerate(steps):
             if not _dense(conv) or producer in found:
                 continue
-            n, between = conv.out_channels, []
-            for later, other in steps[i + 1 :]:
-                norm = isinstance(other, nn.BatchNorm2d) and other.num_features == n
-                if norm or is_depthwise(other, n) or is_squeeze_excitation(other, n):
-                    between.append(later)
-                elif isinstance(other, CHANNELWISE):
-                    continue
-                else:
-                    reads = other.in_channels if _dense(other) else getattr(other, "in_features", 0)
-                    if reads == n and isinstance(other, nn.Conv2d | nn.Linear):
-                        found[producer] = Chain(producer, tuple(between), later)
-                    break
+            chain = chain_in(steps, i)
+            if isinstance(chain, Chain):
+                found[producer] = chain
+            elif chain is not None:
+                broken[producer] = chain
     modules = dict(model.named_modules())
     chains = [found[name] for name in modules if name in found]
-    kept = {name: f"{reason}; its channels leave the Sequential block they are made in"
+    leave = "its channels leave the Sequential block they are made in"
+    kept = {name: f"{reason}; {broken.get(name, leave)}"
             for name, m in modules.items()
             if _dense(m) and name not in found and not _in_squeeze(name, modules)}  # fmt: skip
     return GraphChains(chains, kept)
