@@ -27,12 +27,12 @@ class Method:
     """
 
     name: str
-    theory: bool
-    folded: bool
-    convex: bool
-    repeats: bool
-    output_loss: bool
-    groups: bool
+    theory: bool = False
+    folded: bool = False
+    convex: bool = False
+    repeats: bool = False
+    output_loss: bool = False
+    groups: bool = False
 
 
 def _from_theory(name: str) -> Method:
@@ -47,15 +47,7 @@ METHODS: dict[str, Method] = (
     {name: _from_theory(name) for name in SELECTORS}
     | {name: _from_theory(name) for name in OUTPUT_SELECTORS}
     | {
-        name: Method(
-            name,
-            theory=False,
-            folded=False,
-            convex=False,
-            repeats=False,
-            output_loss=False,
-            groups=False,
-        )
+        name: Method(name)  # Torch-Pruning's: none of the capabilities
         for name in TP_METHODS
     }
 )
