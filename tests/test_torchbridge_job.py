@@ -112,6 +112,71 @@ def test_predicted_allocation_prunes_once_to_the_widths_predicted_under_the_targ
     assert all(p.flops > 0.6 for p in probes[:-1] if p.flops > real[0].flops + 1e-12)
 
 
+def _with_a_duplicated_layer() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A small CNN whose middle chain is cheap to prune: its producer's channels 8-15 repeat
+    channels 0-7 (and its consumer reads them alike), so that half of them can go with
+    their weight moved onto their twins at no change of its consumer's output."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[2].weight[8:] = model[2].weight[:8]
+        model[2].bias[8:] = model[2].bias[:8]
+        model[4].weight[:, 8:] = model[4].weight[:, :8]
+    return model, torch.randn(16, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+
+
+def test_the_marginal_allocation_finds_the_layer_that_is_cheap_to_prune():
+    """``allocation="marginal"`` removes channels where the layer loss added per FLOP saved
+    is least: at a target that half the duplicated chain's channels would meet, it cuts
+    that chain the most and leaves the first whole; its FLOPs are at most the target and its
+    chosen widths within one channel's FLOPs of it; every layer's loss is below the uniform
+    allocation's worst."""
+    from torchbridge.budget import LossCurves, flops_fraction, marginal_widths
+    from torchbridge.chains import sequential_chains
+
+    model, x = _with_a_duplicated_layer()
+    chains = sequential_chains(model)
+    fraction_of = flops_fraction(model, chains, x[:1])
+    target = fraction_of({"2": 8})
+    batches = [x[:8], x[8:]]
+    pruned, reports, probes = prune_to_flops(model, chains, batches, target,
+                                             allocation="marginal")  # fmt: skip
+    kept = {r.chain.producer: r.kept for r in reports}
+    assert kept["0"] == 16 and reports[0].output_rel == 0.0  # left whole, not re-weighted
+    assert kept["2"] < kept["4"] <= 16 and kept["2"] <= 9
+    assert count(pruned, x[:1]).flops / count(model, x[:1]).flops == pytest.approx(
+        probes[-1].flops)  # fmt: skip
+    assert probes[-1].flops <= probes[-1].value <= target
+    chosen = marginal_widths(LossCurves(model, chains, batches, "greedy-local", 0), chains,
+                             target, fraction_of)  # fmt: skip
+    assert probes[-1].value == fraction_of(chosen)
+    wider = [chosen | {p: chosen[p] + 1} for p in chosen if chosen[p] < 16]
+    assert min(fraction_of(w) for w in wider) > target  # one channel more is over it
+    _, uniform, _ = prune_to_flops(model, chains, batches, target, allocation="uniform")
+    assert max(r.output_rel for r in reports) < max(r.output_rel for r in uniform)
+
+
+def test_loss_curves_by_width_are_where_a_pruning_to_that_width_stops():
+    """Entry k of a chain's curve is the relative loss a pruning of that chain alone to k
+    channels reports (the first step at k channels); entry N is 0, the chain left whole."""
+    from torchbridge.budget import LossCurves
+    from torchbridge.chains import sequential_chains
+
+    model, x = _with_a_duplicated_layer()
+    chains = sequential_chains(model)
+    curve = LossCurves(model, chains, [x], "greedy-local", 0).losses_by_width(0)
+    for k in (1, 5, 12):
+        _, (report,) = prune_chains(model, chains[:1], [x], widths={"0": k})
+        assert curve[k] == pytest.approx(report.output_rel, rel=1e-9)
+    assert curve[16] == 0.0 and curve[0] == 1.0
+
+
 @pytest.mark.slow
 def test_widths_budget_keeps_those_channels_and_rejects_bad_widths(resnet):
     model, chains, batches = resnet

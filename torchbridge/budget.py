@@ -4,7 +4,9 @@ one kept fraction shared by all chains (``allocation="uniform"``: every chain ke
 round(keep N) channels, as Torch-Pruning's uniform ratio does, so that selectors can be
 compared at equal widths; the fraction comes from FLOPs counts alone, then one pruning runs),
 or the widths predicted at a shared tolerance (``allocation="predicted"``: the prediction
-below, then one pruning to those widths; two calibration passes in all).
+below, then one pruning to those widths; two calibration passes in all), or the widths that
+remove, one channel at a time, the channel adding the least relative layer loss per FLOP
+saved (``allocation="marginal"``: the same loss curves; two passes).
 
 The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
 is the expensive part, so the search first predicts: every chain's layer problem on the
@@ -39,51 +41,111 @@ from torchbridge.surgery import squeeze_parts
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
 
 
-ALLOCATIONS = ("tolerance", "predicted", "uniform")
+ALLOCATIONS = ("tolerance", "predicted", "uniform", "marginal")
 
 
 @dataclass(frozen=True)
 class Probe:
-    budget: str  # "tol" (a shared relative tolerance) or "keep" (a shared kept fraction)
+    budget: str  # "tol" (a shared relative tolerance), "keep" (a shared kept fraction) or
+    # "widths" (the marginal allocation's: value, the FLOPs they were chosen to keep)
     value: float
     flops: float  # fraction of the unpruned network's FLOPs
     predicted: bool  # counted without running a pruning (predicted widths, or uniform ones)
 
 
-def predicted_widths(
-    model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], method: str, seed: int
-) -> Callable[[float], dict[str, int]]:
-    """tol -> {producer: width} as each chain's selector run on the unpruned network gives.
+class LossCurves:
+    """Each chain's relative layer loss against its width, from one selector run per chain
+    on the unpruned network (its layer problem: one calibration pass for all chains; for
+    the global selectors and whole-output, greedy-local's run).
 
     A run stopped at a relative loss ``floor`` is a prefix of the run stopped at any smaller
     one, so it answers every tol >= floor exactly. Each chain's run starts at a floor of 0.1
     and is redone down to the decade of a smaller tol only when one is asked: on real
     networks the last decades cost most of the steps (or are never reached)."""
-    chosen = spec(method)
-    local = "greedy-local" if chosen.needs_oracle or chosen.problem is not LayerProblem else method
-    problems = layer_problems(model, chains, batches)
 
-    def run(problem, floor: float) -> tuple[float, np.ndarray, np.ndarray]:
+    def __init__(
+        self, model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], method: str,
+        seed: int,
+    ) -> None:  # fmt: skip
+        chosen = spec(method)
+        self._method = (
+            "greedy-local" if chosen.needs_oracle or chosen.problem is not LayerProblem else method
+        )
+        self._seed, self.chains = seed, chains
+        self.problems = layer_problems(model, chains, batches)
+        self._curves = [self._run(problem, 0.1) for problem in self.problems]
+
+    def _run(self, problem: LayerProblem, floor: float) -> tuple[float, np.ndarray, np.ndarray]:
         """(the floor this run answers down to, relative losses, support sizes)."""
         n, energy = problem.n_neurons, problem.target_norm2
-        steps = MAX_REPEATS * n if spec(local).repeats else n
-        trace = select(problem, steps, local, tol=floor * energy, seed=seed)
-        losses = trace.losses / energy
+        steps = MAX_REPEATS * n if spec(self._method).repeats else n
+        trace = select(problem, steps, self._method, tol=floor * energy, seed=self._seed)
+        losses = trace.losses / energy if energy > 0 else np.zeros_like(trace.losses)
         whole = floor <= 10.0**LOWEST or not np.any(losses <= floor)  # stopped by its steps
         return (0.0 if whole else floor), losses, trace.support_sizes
 
-    curves = [run(problem, 0.1) for problem in problems]
+    def _reaching(self, i: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
+        if tol < self._curves[i][0]:
+            floor = max(10.0**LOWEST, 10.0 ** np.floor(np.log10(max(tol, 10.0**LOWEST))))
+            self._curves[i] = self._run(self.problems[i], floor)
+        return self._curves[i][1], self._curves[i][2]
 
-    def widths(tol: float) -> dict[str, int]:
-        out = {}
-        for i, (chain, problem) in enumerate(zip(chains, problems, strict=True)):
-            if tol < curves[i][0]:
-                curves[i] = run(problem, max(10.0**LOWEST, 10.0 ** np.floor(np.log10(tol))))
-            _, losses, sizes = curves[i]
-            reached = np.flatnonzero(losses <= tol)
-            out[chain.producer] = int(sizes[reached[0]]) if reached.size else problem.n_neurons
+    def width(self, i: int, tol: float) -> int:
+        """The channels chain ``i``'s run carries when its relative loss first is <= tol
+        (its N where it never is)."""
+        losses, sizes = self._reaching(i, tol)
+        reached = np.flatnonzero(losses <= tol)
+        return int(sizes[reached[0]]) if reached.size else self.problems[i].n_neurons
+
+    def widths(self, tol: float) -> dict[str, int]:
+        """{producer: :meth:`width` at ``tol``} of every chain."""
+        return {c.producer: self.width(i, tol) for i, c in enumerate(self.chains)}
+
+    def losses_by_width(self, i: int) -> np.ndarray:
+        """(N + 1,): entry k the relative loss of chain ``i``'s run at the step where it first
+        carries k channels (where a pruning to width k stops; its last step's where it never
+        does); entry 0: 1, nothing kept; entry N: 0, the chain left whole."""
+        losses, sizes = self._reaching(i, 0.0)
+        n = self.problems[i].n_neurons
+        first = np.searchsorted(np.maximum.accumulate(sizes), np.arange(1, n + 1))
+        out = np.r_[1.0, losses[np.minimum(first, len(losses) - 1)]]
+        out[n] = 0.0
         return out
 
+
+def predicted_widths(
+    model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], method: str, seed: int
+) -> Callable[[float], dict[str, int]]:
+    """tol -> {producer: width} as each chain's selector run on the unpruned network gives
+    (:class:`LossCurves`)."""
+    return LossCurves(model, chains, batches, method, seed).widths
+
+
+def marginal_widths(
+    curves: LossCurves, chains: list[Chain], flops: float, fraction_of: Callable
+) -> dict[str, int]:
+    """Widths at most ``flops`` of the FLOPs (``fraction_of``), reached from every chain at
+    full width by removing, one channel at a time, the one whose removal adds the least
+    relative layer loss (:meth:`LossCurves.losses_by_width`) per FLOP it saves."""
+    curve = [curves.losses_by_width(i) for i in range(len(chains))]
+    widths = {c.producer: len(curve[i]) - 1 for i, c in enumerate(chains)}
+    now = fraction_of(widths)
+    while now > flops:
+        best, cost = None, np.inf
+        for i, chain in enumerate(chains):
+            k = widths[chain.producer]
+            if k <= 1:
+                continue
+            saved = now - fraction_of(widths | {chain.producer: k - 1})
+            if saved <= 0:
+                continue
+            added = (curve[i][k - 1] - curve[i][k]) / saved
+            if added < cost:
+                best, cost = chain.producer, added
+        if best is None:
+            raise ValueError(f"no channel left to remove: {flops:.3f} of the FLOPs not reached")
+        widths[best] -= 1
+        now = fraction_of(widths)
     return widths
 
 
@@ -123,7 +185,12 @@ def prune_to_flops(
         pruned, reports = prune_chains(model, chains, batches, keep=keep, **options)
         return pruned, reports, [*probes, Probe("keep", keep, reached(reports), predicted=False)]
     method = str(options.get("method", "greedy-local"))
-    widths = predicted_widths(model, chains, batches, method, int(options.get("seed", 0)))
+    curves = LossCurves(model, chains, batches, method, int(options.get("seed", 0)))
+    if allocation == "marginal":
+        chosen = marginal_widths(curves, chains, flops, fraction_of)
+        pruned, reports = _prune_below_full(model, chains, batches, chosen, options)
+        return pruned, reports, [Probe("widths", fraction_of(chosen), reached(reports), False)]
+    widths = curves.widths
     probes, low, high = [], LOWEST, HIGHEST
     for decade in np.arange(HIGHEST - 1.0, LOWEST - 1.0, -1.0):  # down while under the target:
         fraction = fraction_of(widths(10.0**decade))  # no prediction asked below the answer's
@@ -176,6 +243,23 @@ def prune_to_flops(
             low = middle
         spent += 1
     return best[0], best[1], probes
+
+
+def _prune_below_full(
+    model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], widths: dict[str, int],
+    options: dict,
+) -> tuple[nn.Module, list[LayerReport]]:  # fmt: skip
+    """``model`` pruned to ``widths``, the chains given all their channels left whole (a
+    report each: nothing kept out, no loss) rather than re-weighted by a selector."""
+    totals = chain_widths(model, chains)
+    cut = [c for c in chains if widths[c.producer] < totals[c.producer]]
+    kept = {c.producer: widths[c.producer] for c in cut}
+    pruned, reports = prune_chains(model, cut, batches, widths=kept, **options)
+    by_producer = {r.chain.producer: r for r in reports}
+    whole = {c.producer: LayerReport(c, totals[c.producer], totals[c.producer], 0.0, 0.0, 0.0,
+                                     channels=tuple(range(totals[c.producer])))
+             for c in chains if c.producer not in by_producer}  # fmt: skip
+    return pruned, [by_producer.get(c.producer) or whole[c.producer] for c in chains]
 
 
 def flops_fraction(

@@ -127,7 +127,8 @@ class PruneConfig:
         Literal[ALLOCATIONS],
         about(
             "with --flops: one shared tolerance searched, the widths it predicts on the "
-            "unpruned network (2 passes), or one uniform fraction"
+            "unpruned network (2 passes), one uniform fraction, or the widths that remove "
+            "channels where the layer loss added per FLOP saved is least (2 passes)"
         ),
     ] = "tolerance"
     compensate: Annotated[
