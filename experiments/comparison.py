@@ -11,6 +11,7 @@ from annotated_types import Ge, MinLen
 
 from sims.config import Named, RunName
 from sims.schema import STRICT, about, check_fields
+from torchbridge.budget import ALLOCATIONS
 from torchbridge.compare import variants
 from torchbridge.job import METHOD_NAMES, PruneConfig
 
@@ -60,6 +61,14 @@ class Comparison(Named):
         ),
     ] = None  # off (None rather than False: the configurations of earlier runs are unchanged)
 
+    allocations: Annotated[
+        tuple[Literal[ALLOCATIONS], ...] | None,
+        about(
+            "with --flops, each of these allocations too, a row each for theory's methods: "
+            "METHOD+ALLOCATION"
+        ),
+    ] = None  # none (None rather than (): the configurations of earlier runs are unchanged)
+
     def __post_init__(self) -> None:
         if self.keep is None and self.flops is None:  # the default budget, hashed as given
             object.__setattr__(self, "flops", DEFAULT_FLOPS)
@@ -72,6 +81,10 @@ class Comparison(Named):
         if len(set(self.methods)) != len(self.methods):
             twice = sorted({m for m in self.methods if self.methods.count(m) > 1})
             raise ValueError(f"method(s) listed twice: {', '.join(twice)}")
+        if self.allocations and self.flops is None:
+            raise ValueError("--allocations share a FLOPs target: give --flops with them")
+        if self.allocations and self.allocation in self.allocations:
+            raise ValueError(f"--allocations repeats --allocation {self.allocation}")
         if self.groups and self.chains is not None:
             raise ValueError("--groups prunes every channel group: give no --chains with it")
         self.rows(seed=0)
@@ -88,7 +101,14 @@ class Comparison(Named):
     def rows(self, seed: int) -> dict[str, PruneConfig]:
         """Every row's prune configuration, by row name (checked)."""
         refit = {"ridge": self.ridge, "refit_toward": self.refit_toward} if self.refit else None
-        return variants(self.methods, self.budget(), refit, seed, bool(self.groups))
+        return variants(
+            self.methods,
+            self.budget(),
+            refit,
+            seed,
+            bool(self.groups),
+            tuple(self.allocations or ()),
+        )
 
 
 def over_seeds(rows: list[dict]) -> dict:

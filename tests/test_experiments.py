@@ -132,6 +132,19 @@ def test_the_command_line_lists_configures_and_refuses(capsys):
                           "tp-l1+refit", "whole-output", "whole-output+refit"]  # fmt: skip
     assert [name for name, row in rows.items() if row.groups] == ["omp+groups",
                                                                   "omp+groups+refit"]  # fmt: skip
+    rows = Comparison(methods=("greedy-local", "tp-l1"), flops=0.5, refit=True,
+                      allocations=("marginal", "tolerance")).rows(0)  # fmt: skip
+    assert list(rows) == ["greedy-local", "greedy-local+refit", "greedy-local+marginal",
+                          "greedy-local+marginal+refit", "greedy-local+tolerance",
+                          "greedy-local+tolerance+refit", "tp-l1", "tp-l1+refit"]  # fmt: skip
+    names = ("greedy-local", "greedy-local+marginal+refit", "tp-l1")
+    assert [rows[n].allocation for n in names] == ["uniform", "marginal", "uniform"]
+    for argv, message in (
+        (["--keep", "0.5", "--allocations", "marginal"], "--allocations share a FLOPs target"),
+        (["--flops", "0.5", "--allocations", "uniform"], "--allocations repeats --allocation"),
+    ):
+        assert main(["config", "mnist-compare", *argv]) == 2
+        assert message in capsys.readouterr().err
     assert main(["config", "mnist-compare", "--reference"]) == 0
     assert "| `seeds` | int | `3` | >= 1 |" in capsys.readouterr().out
 

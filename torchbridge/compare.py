@@ -39,24 +39,29 @@ def variants(
     refit: dict[str, object] | None = None,
     seed: int = 0,
     groups: bool = False,
+    allocations: tuple[str, ...] = (),
 ) -> dict[str, PruneConfig]:
     """The rows of a comparison, by name: every method at ``budget`` (PruneConfig fields, e.g.
     {"keep": f} or {"flops": f, "allocation": "uniform"}; each method takes those its
     capabilities allow, :func:`torchbridge.methods.usable`), and with ``refit`` (PruneConfig
     settings, e.g. {"ridge": 0.1}; {} for the defaults) also each with its consumers refit
     (:mod:`torchbridge.refit`), as the row ``METHOD+refit``; with ``groups``, each method
-    that prunes channel groups (its capability ``groups``) also on every group
-    of the dependency graph, as ``METHOD+groups`` (and ``METHOD+groups+refit``). Each
-    configuration is checked."""
+    that prunes channel groups (its capability ``groups``) also on every group of the
+    dependency graph, as ``METHOD+groups`` (and ``METHOD+groups+refit``); each of
+    ``allocations`` (of a FLOPs target) also for theory's methods, as ``METHOD+ALLOCATION``
+    (and ``METHOD+ALLOCATION+refit``). Each configuration is checked."""
     rows = {}
     for method in methods:
         settings = {"method": method, "seed": seed, **usable(method, budget)}
-        sets = [("", {})] + ([("+groups", {"groups": True})] if groups and METHODS[method].groups
-                             else [])  # fmt: skip
+        sets = [("", {})]
+        if groups and METHODS[method].groups:
+            sets.append(("+groups", {"groups": True}))
+        if METHODS[method].theory:
+            sets += [(f"+{a}", {"allocation": a}) for a in allocations]
         for suffix, extra in sets:
-            rows[method + suffix] = PruneConfig(**settings, **extra)
+            rows[method + suffix] = PruneConfig(**settings | extra)
             if refit is not None:
-                rows[f"{method}{suffix}+refit"] = PruneConfig(**settings, **extra, refit=True,
+                rows[f"{method}{suffix}+refit"] = PruneConfig(**settings | extra, refit=True,
                                                               **refit)  # fmt: skip
     for config in rows.values():
         config.check()
