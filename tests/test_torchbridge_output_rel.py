@@ -50,7 +50,7 @@ def test_each_reported_output_rel_is_a_fresh_measurement(arch, tmp_path):
     initialisation: the first, a middle and the last chain's ``output_rel`` equal the fresh
     measurement (1e-4), except where a squeeze-excitation block lies inside the chain: the
     pruned block reads the dropped channels' pooled values at their calibration means (the
-    approximation :mod:`torchbridge.surgery` states), within 2% there."""
+    approximation :mod:`torchbridge.surgery` states), within 5% there."""
     if arch.startswith("timm:") or arch == "efficientnet_lite0":
         pytest.importorskip("timm")
     torch.manual_seed(0)
@@ -70,4 +70,4 @@ def test_each_reported_output_rel_is_a_fresh_measurement(arch, tmp_path):
         squeezed = any(is_squeeze_excitation(model.get_submodule(m)) for m in chains[i].between)
         reported = layers[i]["output_rel"]
         assert 0 < reported < 1
-        assert fresh == pytest.approx(reported, rel=0.02 if squeezed else 1e-4), chains[i]
+        assert fresh == pytest.approx(reported, rel=0.05 if squeezed else 1e-4), chains[i]
