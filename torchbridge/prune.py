@@ -362,8 +362,8 @@ def prune_chains(
         refit_rel = None
         if refit:
 
-            def pairs(i: int = i) -> Iterable:
-                return zip(mine.group_inputs(i), unpruned.group_inputs(i), strict=True)
+            def pairs(k: int, i: int = i) -> Iterable:
+                return zip(mine.group_inputs(i, k), unpruned.group_inputs(i, k), strict=True)
 
             refit_rel = refit_consumers(model, reference, chain.consumers, pairs, ridge,
                                         refit_toward, kept_outputs)  # fmt: skip

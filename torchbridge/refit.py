@@ -184,18 +184,19 @@ class Inputs:
         self.walk = try_walk(model, chains) if walked else None
         self.states = [self.walk.start(b) for b in batches] if self.walk is not None else None
 
-    def group_inputs(self, i: int) -> Iterable[tuple[torch.Tensor, ...]]:
-        """Chain ``i``'s consumers' inputs (one per consumer) for each batch (chains asked in
-        order)."""
+    def group_inputs(self, i: int, only: int | None = None) -> Iterable[tuple[torch.Tensor, ...]]:
+        """Chain ``i``'s consumers' inputs (one per consumer; with ``only``, that consumer's
+        alone) for each batch (chains asked in order)."""
+        consumers = self.chains[i].consumers
+        names = consumers if only is None else (consumers[only],)
         for b, batch in enumerate(self.batches):
             if self.walk is None:
-                names = self.chains[i].consumers
                 found = module_inputs(self.model, list(names), batch)
                 yield tuple(found[name] for name in names)
             else:
                 with torch.no_grad():
                     self.walk.advance(self.states[b], i)
-                    yield self.walk.consumer_inputs(self.states[b], i)
+                    yield self.walk.consumer_inputs(self.states[b], i, only)
 
     def consumer_inputs(self, i: int) -> Iterable[torch.Tensor]:
         """Chain ``i``'s consumer input for each batch (chains asked in order)."""
@@ -235,8 +236,8 @@ def refit_chains(
         errors = []
         for i, chain in enumerate(chains):
 
-            def pairs(i: int = i) -> Iterable:
-                return zip(ours.group_inputs(i), theirs.group_inputs(i), strict=True)
+            def pairs(k: int, i: int = i) -> Iterable:
+                return zip(ours.group_inputs(i, k), theirs.group_inputs(i, k), strict=True)
 
             errors.append(refit_consumers(pruned, reference, chain.consumers, pairs, ridge, toward))
         return errors
@@ -249,16 +250,16 @@ def refit_consumers(
     pruned: nn.Module,
     reference: nn.Module,
     consumers: tuple[str, ...],
-    inputs: Callable[[], Iterable[tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]]],
+    inputs: Callable[[int], Iterable[tuple[tuple[torch.Tensor], tuple[torch.Tensor]]]],
     ridge: float = 1e-4,
     toward: str = "zero",
     kept_outputs: dict[str, np.ndarray] | None = None,
 ) -> float:
     """Refit the ``consumers`` (of one chain or group, in the network's order) of ``pruned``
     in place, each in turn on its inputs after the earlier ones' refit (a residual stream's
-    consumer reads what the blocks before it made of the stream): ``inputs()`` gives, per
-    batch, (their inputs in ``pruned``, their inputs in ``reference``, one per consumer),
-    read anew for each consumer, with the networks in eval mode. Returns their relative
+    consumer reads what the blocks before it made of the stream): ``inputs(k)`` gives, per
+    batch, ((consumer k's input in ``pruned``,), (its input in ``reference``,)), read when
+    consumer k is refit, with the networks in eval mode. Returns their relative
     squared error: all residuals over all energies (for one consumer,
     :meth:`RefitMoments.relative_error`). The ridge pulls ``toward`` 0 ("zero") or the
     consumers' weights as the selector left them ("selected"). ``kept_outputs``: {name: the
@@ -274,8 +275,8 @@ def refit_consumers(
             reference.get_submodule(name), in_channels(consumer), kept_outputs.get(name)
         )
         with torch.no_grad():  # the inputs may be computed lazily, as they are read
-            for ours, theirs in inputs():
-                moments.update(ours[k], theirs[k])
+            for (ours,), (theirs,) in inputs(k):
+                moments.update(ours, theirs)
         weight, bias = moments.solve(ridge, consumer.weight if toward == "selected" else None)
         like = {"dtype": consumer.weight.dtype, "device": consumer.weight.device}
         consumer.weight = nn.Parameter(weight.to(**like))

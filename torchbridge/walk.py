@@ -82,15 +82,19 @@ class Walk:
         """Run ``state`` up to (not including) chain ``chain``'s producer."""
         self._run(state, self.producers[chain])
 
-    def consumer_inputs(self, state: State, chain: int) -> tuple[torch.Tensor, ...]:
-        """Chain ``chain``'s consumers' inputs (one per consumer, in the chain's order) from
-        ``state`` (at its first producer), on a copy."""
+    def consumer_inputs(
+        self, state: State, chain: int, only: int | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Chain ``chain``'s consumers' inputs (one per consumer, in the chain's order; with
+        ``only``, that consumer's alone, run no further) from ``state`` (at its first
+        producer), on a copy."""
         peek = State(dict(state.env), state.position)
+        wanted = self.consumers[chain] if only is None else [self.consumers[chain][only]]
         inputs = {}
-        for node in sorted(self.consumers[chain]):  # each read before a later node frees it
+        for node in sorted(wanted):  # each read before a later node frees it
             self._run(peek, node)
             inputs[node] = peek.env[self.nodes[node].args[0]]
-        return tuple(inputs[node] for node in self.consumers[chain])
+        return tuple(inputs[node] for node in wanted)
 
 
 def try_walk(model: nn.Module, chains: list[Chain | Group]) -> Walk | None:
