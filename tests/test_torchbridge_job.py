@@ -132,12 +132,12 @@ def _with_a_duplicated_layer() -> tuple[torch.nn.Module, torch.Tensor]:
 
 
 def test_the_marginal_allocation_finds_the_layer_that_is_cheap_to_prune():
-    """``allocation="marginal"`` removes channels where the layer loss added per FLOP saved
+    """``allocation="marginal"`` removes channels where the output loss added per FLOP saved
     is least: at a target that half the duplicated chain's channels would meet, it cuts
     that chain the most and leaves the first whole; its FLOPs are at most the target and its
     chosen widths within one channel's FLOPs of it; every layer's loss is below the uniform
     allocation's worst."""
-    from torchbridge.budget import LossCurves, flops_fraction, marginal_widths
+    from torchbridge.budget import LossCurves, flops_fraction, marginal_curves, marginal_widths
     from torchbridge.chains import sequential_chains
 
     model, x = _with_a_duplicated_layer()
@@ -153,8 +153,9 @@ def test_the_marginal_allocation_finds_the_layer_that_is_cheap_to_prune():
     assert count(pruned, x[:1]).flops / count(model, x[:1]).flops == pytest.approx(
         probes[-1].flops)  # fmt: skip
     assert probes[-1].flops <= probes[-1].value <= target
-    chosen = marginal_widths(LossCurves(model, chains, batches, "greedy-local", 0), chains,
-                             target, fraction_of)  # fmt: skip
+    curves = LossCurves(model, chains, batches, "greedy-local", 0)
+    chosen = marginal_widths(marginal_curves(model, chains, batches, curves, {}), chains, target,
+                             fraction_of)  # fmt: skip
     assert probes[-1].value == fraction_of(chosen)
     wider = [chosen | {p: chosen[p] + 1} for p in chosen if chosen[p] < 16]
     assert min(fraction_of(w) for w in wider) > target  # one channel more is over it

@@ -5,8 +5,9 @@ round(keep N) channels, as Torch-Pruning's uniform ratio does, so that selectors
 compared at equal widths; the fraction comes from FLOPs counts alone, then one pruning runs),
 or the widths predicted at a shared tolerance (``allocation="predicted"``: the prediction
 below, then one pruning to those widths; two calibration passes in all), or the widths that
-remove, one channel at a time, the channel adding the least relative layer loss per FLOP
-saved (``allocation="marginal"``: the same loss curves; two passes).
+remove, one channel at a time, the channel adding the least loss of the network's output per
+FLOP saved (``allocation="marginal"``: the same selector runs, each chain's output loss
+measured at a grid of widths, :mod:`torchbridge.output_curves`; then one pruning).
 
 The FLOPs left fall as the shared tolerance grows. A full layer-by-layer pruning per probe
 is the expensive part, so the search first predicts: every chain's layer problem on the
@@ -35,7 +36,15 @@ from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain, chain_widths
 from torchbridge.counting import count, leaf_flops
 from torchbridge.images import calibration_list
-from torchbridge.prune import MAX_REPEATS, LayerReport, layer_problems, prune_chains, resize
+from torchbridge.output_curves import output_curves
+from torchbridge.prune import (
+    MAX_REPEATS,
+    LayerReport,
+    first_images,
+    layer_problems,
+    prune_chains,
+    resize,
+)
 from torchbridge.surgery import squeeze_parts
 
 LOWEST, HIGHEST = -8.0, 2.0  # log10 of the shared relative tolerances searched
@@ -68,7 +77,7 @@ class LossCurves:
         seed: int,
     ) -> None:  # fmt: skip
         chosen = spec(method)
-        self._method = (
+        self.method = (  # the selector run
             "greedy-local" if chosen.needs_oracle or chosen.problem is not LayerProblem else method
         )
         self._seed, self.chains = seed, chains
@@ -78,8 +87,8 @@ class LossCurves:
     def _run(self, problem: LayerProblem, floor: float) -> tuple[float, np.ndarray, np.ndarray]:
         """(the floor this run answers down to, relative losses, support sizes)."""
         n, energy = problem.n_neurons, problem.target_norm2
-        steps = MAX_REPEATS * n if spec(self._method).repeats else n
-        trace = select(problem, steps, self._method, tol=floor * energy, seed=self._seed)
+        steps = MAX_REPEATS * n if spec(self.method).repeats else n
+        trace = select(problem, steps, self.method, tol=floor * energy, seed=self._seed)
         losses = trace.losses / energy if energy > 0 else np.zeros_like(trace.losses)
         whole = floor <= 10.0**LOWEST or not np.any(losses <= floor)  # stopped by its steps
         return (0.0 if whole else floor), losses, trace.support_sizes
@@ -122,13 +131,12 @@ def predicted_widths(
 
 
 def marginal_widths(
-    curves: LossCurves, chains: list[Chain], flops: float, fraction_of: Callable
+    curves: list[np.ndarray], chains: list[Chain], flops: float, fraction_of: Callable
 ) -> dict[str, int]:
     """Widths at most ``flops`` of the FLOPs (``fraction_of``), reached from every chain at
-    full width by removing, one channel at a time, the one whose removal adds the least
-    relative layer loss (:meth:`LossCurves.losses_by_width`) per FLOP it saves."""
-    curve = [curves.losses_by_width(i) for i in range(len(chains))]
-    widths = {c.producer: len(curve[i]) - 1 for i, c in enumerate(chains)}
+    full width by removing, one channel at a time, the one whose removal adds the least loss
+    per FLOP it saves; ``curves``: each chain's loss (N + 1,) at every width (entry N: 0)."""
+    widths = {c.producer: len(curves[i]) - 1 for i, c in enumerate(chains)}
     now = fraction_of(widths)
     while now > flops:
         best, cost = None, np.inf
@@ -139,7 +147,7 @@ def marginal_widths(
             saved = now - fraction_of(widths | {chain.producer: k - 1})
             if saved <= 0:
                 continue
-            added = (curve[i][k - 1] - curve[i][k]) / saved
+            added = (curves[i][k - 1] - curves[i][k]) / saved
             if added < cost:
                 best, cost = chain.producer, added
         if best is None:
@@ -187,7 +195,8 @@ def prune_to_flops(
     method = str(options.get("method", "greedy-local"))
     curves = LossCurves(model, chains, batches, method, int(options.get("seed", 0)))
     if allocation == "marginal":
-        chosen = marginal_widths(curves, chains, flops, fraction_of)
+        chosen = marginal_widths(marginal_curves(model, chains, batches, curves, options), chains,
+                                 flops, fraction_of)  # fmt: skip
         pruned, reports = _prune_below_full(model, chains, batches, chosen, options)
         return pruned, reports, [Probe("widths", fraction_of(chosen), reached(reports), False)]
     widths = curves.widths
@@ -243,6 +252,30 @@ def prune_to_flops(
             low = middle
         spent += 1
     return best[0], best[1], probes
+
+
+def marginal_curves(
+    model: nn.Module, chains: list[Chain], batches: list[torch.Tensor], curves: LossCurves,
+    options: dict,
+) -> list[np.ndarray]:  # fmt: skip
+    """Each chain's loss of the network's output (N + 1,) against its width
+    (:func:`torchbridge.output_curves.output_curves`) on the first ``oracle_images``
+    calibration images, with ``options``' objective and refit."""
+    if groups := [c.producer for c in chains if not isinstance(c, Chain)]:
+        raise ValueError(
+            f"the marginal allocation measures each chain's output loss through its one "
+            f"consumer: channel groups ({groups[0]}, ...) take another allocation"
+        )
+    refit = None
+    if options.get("refit"):
+        refit = {k: options.get(k, d) for k, d in (("ridge", 1e-4), ("refit_toward", "zero"))}
+    images = first_images(batches, int(options.get("oracle_images", 64)))
+    layers = [curves.losses_by_width(i) for i in range(len(chains))]
+    return output_curves(
+        model, chains, curves.problems, layers, images, method=curves.method,
+        seed=int(options.get("seed", 0)), objective=str(options.get("objective", "kl")),
+        refit=refit,
+    )  # fmt: skip
 
 
 def _prune_below_full(

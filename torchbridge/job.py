@@ -128,7 +128,8 @@ class PruneConfig:
         about(
             "with --flops: one shared tolerance searched, the widths it predicts on the "
             "unpruned network (2 passes), one uniform fraction, or the widths that remove "
-            "channels where the layer loss added per FLOP saved is least (2 passes)"
+            "channels where the network's output loss added per FLOP saved, measured at 8 "
+            "widths per chain on the --oracle-images, is least"
         ),
     ] = "tolerance"
     compensate: Annotated[
@@ -178,10 +179,13 @@ class PruneConfig:
         ),
     ] = False
     objective: Annotated[
-        Literal[OBJECTIVES], about("output-loss selectors: the loss on the output")
+        Literal[OBJECTIVES],
+        about("output-loss selectors and the marginal allocation: the loss on the output"),
     ] = "kl"
     oracle_images: Annotated[
-        int, Ge(1), about("output-loss selectors: images of the output loss")
+        int,
+        Ge(1),
+        about("output-loss selectors and the marginal allocation: images of the output loss"),
     ] = 64
 
     def check(self, where: str = "prune", as_flags: bool = True) -> None:
@@ -273,10 +277,10 @@ def _selected(
     options = {"method": config.method, "seed": config.seed, "compensate": config.compensate,
                "resolve": config.resolve, "refit": config.refit, "ridge": config.ridge,
                "refit_toward": config.refit_toward}  # fmt: skip
-    if METHODS[config.method].output_loss:
+    if METHODS[config.method].output_loss or config.allocation == "marginal":
         options |= {"objective": config.objective, "oracle_images": config.oracle_images}
-        if config.candidates is not None:
-            options["candidates"] = config.candidates
+    if METHODS[config.method].output_loss and config.candidates is not None:
+        options["candidates"] = config.candidates
     if config.no_repeats:
         options["repeats"] = False
     if config.flops is not None:
