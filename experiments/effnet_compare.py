@@ -3,7 +3,8 @@
 Calibrated on ``images`` random-resized views of 6 photos shipped in packages (on
 ``device``), evaluated on 80 views of 5 other photos by top-1 agreement with the unpruned
 network and KL(unpruned || pruned), before and after the same short fine-tune without labels
-(two epochs of distillation on the calibration views, batch norms frozen). Units: the unpruned
+(the fine-tune command's default recipe: two epochs of distillation on the calibration views,
+batch norms frozen). Units: the unpruned
 network's measures, then one per row.
 """
 
@@ -19,7 +20,7 @@ from experiments.effnet_data import effnet_setup
 from sims.config import RunName
 from sims.experiment import Experiment, headline
 from sims.schema import about
-from torchbridge import compare
+from torchbridge import compare, finetune
 from torchbridge.chains import pick_chains
 from torchbridge.groups import pruning_groups
 from torchbridge.job import check_device, measure
@@ -73,7 +74,7 @@ def unit(config: EffnetCompare, key: str, cache: dict) -> dict:
     model, calibration, row = made["model"], made["calibration"], config.rows(seed=0)[key]
     return compare.compare_row(
         model, made["groups" if row.groups else "chains"], list(calibration.split(config.batch)),
-        made["test"], None, row, lambda m: compare.distill(m, model, calibration), made["base"],
+        made["test"], None, row, lambda m: finetune.finetune(m, model, calibration), made["base"],
     )  # fmt: skip
 
 

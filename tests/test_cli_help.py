@@ -64,7 +64,7 @@ WALKED = [
 
 def test_the_walk_reaches_every_command():
     assert set(PARSERS["sims"]) == {"run", "config", "explain", "plot", "report", "summary"}
-    assert set(PARSERS["torchbridge"]) == {"prune", "eval", "config", "rates"} | STUDIES
+    assert set(PARSERS["torchbridge"]) == {"prune", "eval", "finetune", "config", "rates"} | STUDIES
     assert set(PARSERS["experiments"]) == {
         f"{c} {n}" for c in ("run", "config") for n in EXPERIMENTS
     } | {"list", "results"}

@@ -168,7 +168,7 @@ def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, mo
     (EfficientNet-Lite0's 15 chains, its stem, head and residual streams: 24), which cuts
     more FLOPs at the same fraction kept."""
     _needs_efficientnet_weights()
-    from torchbridge import compare
+    from torchbridge import finetune
 
     calls = []
 
@@ -178,7 +178,7 @@ def test_effnet_compare_killed_in_its_second_row_resumes_to_the_end(tmp_path, mo
             raise KeyboardInterrupt  # as a user stopping the run
         model.eval()
 
-    monkeypatch.setattr(compare, "distill", distill_once)
+    monkeypatch.setattr(finetune, "finetune", distill_once)
     argv = ["run", "effnet-compare", "--keep", "0.9", "--methods", "magnitude", "random",
             "--groups", "--images", "8", "--batch", "4", "--runs", str(tmp_path),
             "--no-progress"]  # fmt: skip

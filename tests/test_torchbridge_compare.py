@@ -124,7 +124,8 @@ def test_torch_pruning_meets_a_flops_target_at_our_uniform_widths():
 @pytest.mark.slow
 def test_compare_methods_reports_every_method_at_the_same_budget():
     pytest.importorskip("torch_pruning")
-    from torchbridge.compare import compare_methods, distill
+    from torchbridge.compare import compare_methods
+    from torchbridge.finetune import Recipe, finetune
 
     torch.manual_seed(0)
     model = build("mobilenet_v2", num_classes=10)
@@ -134,7 +135,7 @@ def test_compare_methods_reports_every_method_at_the_same_budget():
               "candidates": 2}  # fmt: skip
     result = compare_methods(
         model, chains, [x[:8]], x[8:], None, ("greedy-local", "tp-magnitude", "taylor"),
-        budget, finetune=lambda m: distill(m, model, x[:8], epochs=1),
+        budget, finetune=lambda m: finetune(m, model, x[:8], Recipe(epochs=1)),
     )  # fmt: skip
     assert result["unpruned"]["agreement"] == 1.0
     widths = [row["widths"] for row in result["methods"].values()]
@@ -244,8 +245,8 @@ def test_picked_chains_alone_are_pruned_and_the_others_stay_whole():
 
 
 @pytest.mark.slow
-def test_distillation_lowers_the_kl_on_its_images():
-    from torchbridge.compare import distill
+def test_fine_tuning_lowers_a_pruned_resnets_kl_on_its_images():
+    from torchbridge.finetune import Recipe, finetune
     from torchbridge.oracle import output_distance
     from torchbridge.prune import prune_chains
 
@@ -259,7 +260,7 @@ def test_distillation_lowers_the_kl_on_its_images():
             return float(output_distance(net(x), model(x), "kl").mean())
 
     before = kl(pruned)
-    distill(pruned, model, x, epochs=3, lr=1e-3)
+    finetune(pruned, model, x, Recipe(epochs=3, lr=1e-3))
     assert kl(pruned) < before
 
 

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
+from image_folder import image_folder  # noqa: E402
+
 from torchbridge.budget import prune_to_flops  # noqa: E402
 from torchbridge.chains import block_chains  # noqa: E402
 from torchbridge.counting import count  # noqa: E402
@@ -303,26 +305,11 @@ def test_weights_errors_name_the_file(tmp_path, monkeypatch):
         load("resnet18", "package")
 
 
-def _image_folder(root, per_class=5):
-    from PIL import Image
-
-    from torchbridge.images import photos
-
-    images = photos()
-    for c, name in enumerate(sorted(images)[:2]):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            crop = images[name][i * 20 : i * 20 + 120, i * 15 : i * 15 + 140]
-            Image.fromarray(crop).save(folder / f"{i}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_prune_and_eval_commands_end_to_end(tmp_path, capsys):
     from torchbridge.__main__ import main
 
-    data = _image_folder(tmp_path / "data")
+    data = image_folder(tmp_path / "data")
     out = tmp_path / "run"
     args = ["--arch", "mobilenet_v2", "--weights", "none", "--data", str(data), "--size", "48",
             "--images", "6", "--test-images", "4", "--batch", "3", "--flops", "0.8",
@@ -407,7 +394,7 @@ def test_damaged_inputs_are_named_before_any_work(tmp_path, capsys, monkeypatch)
     argv = ["prune", "--arch", "resnet18", *small, "--keep", "0.5", "--out"]
     assert f"--out {text}: {text} is a file, not a folder" in error([*argv, str(text)])
     assert f"{text} is a file, not a folder" in error([*argv, str(text / "run")])
-    data = _image_folder(tmp_path / "data", per_class=2)
+    data = image_folder(tmp_path / "data", per_class=2)
     (data / "class0" / "9.png").write_text("not an image")
     out = tmp_path / "out"
     message = error([*argv, str(out), "--data", str(data), "--images", "3"])

@@ -70,8 +70,9 @@ def test_each_measured_width_is_the_chain_pruned_alone_measured_afresh(objective
     options = {"objective": objective, "oracle_images": 16}
     if refit is not None:
         options |= {"refit": True, "ridge": 1e-3, "refit_toward": refit}
-    curves = marginal_curves(model, chains, batches, LossCurves(model, chains, batches,
-                                                                "greedy-local", 0), options)
+    curves = marginal_curves(
+        model, chains, batches, LossCurves(model, chains, batches, "greedy-local", 0), options
+    )
     for chain, curve in zip(chains, curves, strict=True):
         n = model.get_submodule(chain.producer).out_channels
         assert len(curve) == n + 1 and curve[n] == 0.0

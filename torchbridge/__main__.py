@@ -7,6 +7,8 @@
     python -m torchbridge config --arch ARCH --keep F [...] > prune.toml   (flags as a file)
     python -m torchbridge config --reference   (every key: type, default, range, help)
     python -m torchbridge eval --model DIR/pruned.pt --data ... [--weights ...]
+    python -m torchbridge finetune --model DIR/pruned.pt --weights ... --data ... --out DIR2
+        [--epochs E --lr LR --schedule constant|cosine --batch B --weight-decay W --seed S]
     python -m torchbridge rates --network mnist-resnet18 [--training random] [...]
 
 ``prune`` prunes the internal channels of a torchvision ResNet-18/34/50, MobileNetV2 or
@@ -38,7 +40,8 @@ from sims.experiment import add_run_flags, run
 from sims.runner import add_parallel_flags
 from sims.schema import add_flags, check, given, read_mapping, reference
 from sims.store import check_folder
-from torchbridge.job import PruneConfig, eval_job, prune_job
+from torchbridge.finetune import Recipe
+from torchbridge.job import DATA_FIELDS, PruneConfig, eval_job, finetune_job, prune_job
 from torchbridge.rates_study import EXPERIMENT as RATES
 from torchbridge.rates_study import LayerRates
 
@@ -87,6 +90,20 @@ def _eval(args: argparse.Namespace) -> None:
     print(json.dumps(row, indent=2))
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    recipe = check(Recipe, given(args, Recipe), "finetune", as_flags=True)
+    images = {k: v for k, v in given(args, PruneConfig).items() if k in DATA_FIELDS}
+    images |= given(args, PruneConfig, "split_")  # the seed of prune's images
+    report = finetune_job(args.model, args.weights, recipe,
+                          PruneConfig(data=args.data, **images), args.out)  # fmt: skip
+    before, after = report["before"], report["after"]
+    print("epoch losses: " + " ".join(f"{loss:.4g}" for loss in report["losses"]))
+    for key in ("agreement", "kl", "accuracy"):
+        if key in after:
+            print(f"{key}: {before[key]:.4g} -> {after[key]:.4g} on {after['images']} images")
+    print(f"fine-tuned model: {args.out / 'pruned.pt'}; report: {args.out / 'report.json'}")
+
+
 def _flags_and_file(parser: argparse.ArgumentParser, cls: type, keys: str) -> None:
     """``--config FILE`` (a .toml or .json file of ``keys``) and a flag per field of ``cls``."""
     parser.add_argument(
@@ -123,6 +140,22 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--weights", default=None, help="the unpruned network to compare with")
     add_flags(evaluate, PruneConfig, names=("images", "test_images", "batch", "size", "seed"),
               note="; as given to prune, for the same held-out images")  # fmt: skip
+    tune = sub.add_parser("finetune", help="fine-tune a pruned model by distillation")
+    tune.add_argument("--model", type=Path, required=True, help="pruned.pt from prune")
+    tune.add_argument("--weights", default="torchvision",
+                      help="the unpruned network distilled from, as given to prune")  # fmt: skip
+    tune.add_argument(
+        "--data", default="photos", help="photos or an ImageFolder directory (default: photos)"
+    )
+    tune.add_argument(
+        "--out", type=Path, required=True,
+        help="folder for pruned.pt, report.json and the checkpoint it resumes from",
+    )  # fmt: skip
+    add_flags(tune, Recipe)
+    add_flags(tune, PruneConfig, names=DATA_FIELDS,
+              note="; as given to prune, for the same images")  # fmt: skip
+    add_flags(tune, PruneConfig, prefix="split_", names=("seed",),
+              note="; prune's --seed, which chose its images")  # fmt: skip
     return parser
 
 
@@ -137,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             _rates(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "finetune":
+            _finetune(args)
         elif args.command == "config" and args.reference:
             print(reference(PruneConfig, "Prune configuration (`prune --config FILE`)"), end="")
         else:

@@ -13,24 +13,6 @@ from torchbridge.chains import Chain
 from torchbridge.evaluate import compare
 from torchbridge.job import PruneConfig, measure, prune_model
 from torchbridge.methods import METHODS, usable
-from torchbridge.oracle import output_distance
-
-
-def distill(
-    model: nn.Module, reference: nn.Module, images: torch.Tensor, epochs: int = 2, lr: float = 1e-4
-) -> None:
-    """Short fine-tune in place without labels: Adam on KL(reference || model) over ``images``
-    in minibatches of 32, batch norms frozen (eval mode throughout)."""
-    opt = torch.optim.Adam(model.parameters(), lr)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=generator).split(32):
-            with torch.no_grad():
-                target = reference(images[idx])
-            opt.zero_grad()
-            output_distance(model(images[idx]), target, "kl").mean().backward()
-            opt.step()
-    model.eval()
 
 
 def variants(

@@ -110,7 +110,8 @@ def folder_sets(
     root: Path, views: Views, calibration_images: int, test_images: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """Disjoint seeded samples of an ImageFolder tree (root/CLASS/IMAGE): calibration views,
-    test views (centre crops, both) and the test labels (class index in sorted folder order)."""
+    test views (centre crops, both) and the labels (class index in sorted folder order) of
+    the calibration views, then of the test views."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"data folder not found: {root} (expected ROOT/CLASS/IMAGE files)")
@@ -138,7 +139,7 @@ def folder_sets(
 
     calibration = load(order[:calibration_images])
     test_ids = order[calibration_images : calibration_images + test_images]
-    labels = torch.tensor([found.samples[i][1] for i in test_ids])
+    labels = torch.tensor([found.samples[i][1] for i in order[: len(calibration) + len(test_ids)]])
     return calibration, load(test_ids), labels, {"classes": len(found.classes)}
 
 

@@ -1,4 +1,5 @@
-"""The prune and eval jobs of the command line: load, calibrate, prune, count, compare, save.
+"""The prune, eval and finetune jobs of the command line: load, calibrate, prune, count,
+compare, fine-tune, save.
 
 :func:`prune_job` writes ``pruned.pt`` (loadable with ``weights_only=True``, see
 :mod:`torchbridge.models`) and ``report.json`` (configuration, seed, versions; per chain:
@@ -35,6 +36,7 @@ from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain
 from torchbridge.counting import count, latency
 from torchbridge.evaluate import accuracy, compare
+from torchbridge.finetune import Recipe, finetune
 from torchbridge.images import folder_sets, photo_sets
 from torchbridge.methods import METHODS, check_settings
 from torchbridge.models import (
@@ -204,13 +206,28 @@ class PruneConfig:
         check_device(resolve_device(self.device))
 
 
-def _data(config: PruneConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict]:
-    """Calibration views, test views, test labels (None for photos), and what they are."""
+@dataclass(frozen=True)
+class Data:
+    """A run's images: calibration and test views, their labels where the data have them
+    (class indices of the folder, None for the photos), and what they are."""
+
+    calibration: torch.Tensor
+    test: torch.Tensor
+    calibration_labels: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    about: dict
+
+
+def _data(config: PruneConfig) -> Data:
+    """The images of ``config.data`` (photos or an ImageFolder tree) for its arch."""
     transform = views(config.arch, config.size)
     if config.data == "photos":
         calibration, test, about = photo_sets(transform, config.images, config.seed)
-        return calibration, test, None, about
-    return folder_sets(Path(config.data), transform, config.images, config.test_images, config.seed)
+        return Data(calibration, test, None, None, about)
+    calibration, test, labels, about = folder_sets(
+        Path(config.data), transform, config.images, config.test_images, config.seed
+    )
+    return Data(calibration, test, labels[: len(calibration)], labels[len(calibration) :], about)
 
 
 def read_widths(path: Path) -> dict[str, int]:
@@ -333,9 +350,9 @@ def prune_job(config: PruneConfig, out: Path) -> dict:
     model = load(config.arch, config.weights).to(device).eval()
     found = found_chains(model, config.arch, config.groups)
     chains = found.chains
-    calibration, test, labels, about = _data(config)
-    calibration, test = calibration.to(device), test.to(device)
-    labels = _labels_of(model, test, labels, about)
+    data = _data(config)
+    calibration, test, about = data.calibration.to(device), data.test.to(device), data.about
+    labels = _labels_of(model, test, data.test_labels, about)
     loaded = time.perf_counter()
     batches = list(calibration.split(config.batch))
     pruned, reports, probes = prune_model(model, chains, batches, config)
@@ -366,7 +383,64 @@ def eval_job(path: Path, data: str, weights: str | None, config: PruneConfig) ->
     arch, model = pruned_metadata(path)["arch"], load_pruned(path)
     config = replace(config, arch=arch, data=data, keep=1.0)
     config.check("eval")
-    _, test, labels, about = _data(config)
-    labels = _labels_of(model, test, labels, about)
+    images = _data(config)
+    test, about = images.test, images.about
+    labels = _labels_of(model, test, images.test_labels, about)
     reference = load(arch, weights) if weights is not None else model
     return {"arch": arch, "data": about} | measure(model, reference, test, labels, config.batch)
+
+
+DATA_FIELDS = ("images", "test_images", "size", "device")  # what finetune takes of a PruneConfig
+
+
+def finetune_job(
+    path: Path, weights: str, recipe: Recipe, config: PruneConfig, out: Path, progress: bool = True
+) -> dict:
+    """Fine-tune the pruned model saved at ``path`` by distillation against its unpruned
+    network (``weights``) on the calibration images that ``config`` (data, images, size,
+    seed, device) selects, with the labels' cross-entropy where the data's classes are the
+    network's (:mod:`torchbridge.finetune`); resumes from ``out/checkpoint.pt``; writes
+    ``out/pruned.pt`` (as prune does) and ``out/report.json`` (agreement, KL and accuracy
+    on the held-out images before and after, the loss of each epoch)."""
+    recipe.check()
+    saved = pruned_metadata(path)
+    arch = saved["arch"]
+    config = replace(config, arch=arch, keep=1.0)
+    config.check("finetune")
+    config = replace(config, device=resolve_device(config.device))
+    device = torch.device(config.device)
+    model = load_pruned(path).to(device)
+    reference = load(arch, weights).to(device).eval()
+    images = _data(config)
+    calibration, test = images.calibration.to(device), images.test.to(device)
+    labels = _labels_of(model, test, images.test_labels, images.about)
+    tuning = None if labels is None else images.calibration_labels.to(device)
+    if recipe.labels > 0 and tuning is None:
+        raise ValueError(
+            "--labels weighs the labels' cross-entropy: give --data a folder whose classes "
+            f"are the network's outputs (got {config.data})"
+        )
+    start = time.perf_counter()
+    before = measure(model, reference, test, labels, config.batch)
+    losses = finetune(model, reference, calibration, recipe, labels=tuning,
+                      checkpoint=out / "checkpoint.pt", progress=progress)  # fmt: skip
+    model.eval()
+    after = measure(model, reference, test, labels, config.batch)
+    report = {
+        "model": str(path),
+        "arch": arch,
+        "weights": weights,
+        "recipe": asdict(recipe),
+        "config": {k: getattr(config, k) for k in ("data", "seed", *DATA_FIELDS)},
+        "data": images.about | {"images": len(calibration), "test_images": len(test)},
+        "versions": versions(),
+        **provenance(),
+        "losses": losses,
+        "before": before,
+        "after": after,
+        "seconds": time.perf_counter() - start,
+    }
+    chains = found_chains(reference, arch, saved["groups"]).chains
+    save_pruned(out / "pruned.pt", arch, model.cpu(), chains, saved["groups"])
+    atomic_write(out / "report.json", json.dumps(report, indent=2))
+    return report
