@@ -31,11 +31,12 @@ import annotated_types as at
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from theory.arguments import rule
+
 STRICT = ConfigDict(extra="forbid", strict=True)  # every configuration's __pydantic_config__
 
 BOUNDS = {at.Ge: ">=", at.Gt: ">", at.Le: "<=", at.Lt: "<"}
 UNIONS = (types.UnionType, typing.Union)  # X | None, and Literal[...] | None
-KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def about(text: str) -> FieldInfo:
@@ -129,36 +130,6 @@ def _where(loc: tuple[Any, ...]) -> str:
     return text.lstrip(".")
 
 
-def _rule(error: dict[str, Any]) -> str:
-    """What a pydantic error says the value must be, in the words of :class:`Key`'s rules."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    signs = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-             "less_than": "<"}  # fmt: skip
-    if kind in signs:
-        (value,) = ctx.values()
-        return f"must be {signs[kind]} {value}"
-    if kind == "literal_error":
-        return "must be one of: " + ctx["expected"].replace("'", "").replace(" or ", ", ")
-    if kind == "unexpected_keyword_argument":
-        return "is not a key here"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx['pattern']}"
-    if kind == "too_short":
-        return f"must list at least {ctx['min_length']}"
-    if kind == "too_long":
-        return f"must list at most {ctx['max_length']}"
-    if kind == "missing":
-        return "is required"
-    typed = {"int_type": int, "float_type": float, "string_type": str, "bool_type": bool}
-    if kind in typed:
-        return f"must be {KINDS[typed[kind]]}"
-    if kind in ("tuple_type", "list_type"):
-        return "must be a list"
-    if kind in ("dataclass_type", "dict_type", "model_type"):
-        return "must be a table of keys"
-    return error["msg"][0].lower() + error["msg"][1:]
-
-
 def read_mapping(path: Path) -> dict[str, Any]:
     """The table of keys in a .toml or .json file, or a one-line error naming the file."""
     path = Path(path)
@@ -196,16 +167,16 @@ def check(cls: type, data: Any, where: str, as_flags: bool = False) -> Any:
             error = {"type": "too_few", "loc": error["loc"][:-1], "input": error["input"],
                      "msg": "has too few values"}  # fmt: skip
         key = flag(_where(error["loc"])) if as_flags else _where(error["loc"])
-        rule = _rule(error)
+        said = rule(error)
         if error["type"] == "unexpected_keyword_argument":
             owner = _owner(cls, error["loc"])
-            rule += f"; valid keys: {', '.join(k.name for k in keys(owner))}"
+            said += f"; valid keys: {', '.join(k.name for k in keys(owner))}"
             more = ""
         else:
             more = f"; got {error['input']!r}" if error["type"] != "missing" else ""
         others = len(errors) - 1
         tail = f" (and {others} more)" if others else ""
-        raise ValueError(f"{where}: {key} {rule}{more}{tail}") from None
+        raise ValueError(f"{where}: {key} {said}{more}{tail}") from None
 
 
 def _causes(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

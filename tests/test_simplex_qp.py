@@ -80,7 +80,7 @@ def test_singular_faces_with_a_generic_linear_term(size, rank, dup):
     ("quad", "lin", "start", "best"),
     [
         (np.array([[0.0, 0, 0], [0, 2, -2], [0, -2, 2]]), np.array([0.0, -1, -1]), None, -2.0),
-        (np.zeros((3, 3)), np.array([0.0, 1, 2]), np.ones(3), 0.0),
+        (np.zeros((3, 3)), np.array([0.0, 1, 2]), np.ones(3) / 3, 0.0),
     ],
 )
 def test_descent_along_a_flat_face_is_followed(quad, lin, start, best):
@@ -103,7 +103,7 @@ def test_near_singular_support_at_the_floor_terminates():
 def test_warm_start_reaches_the_same_minimum():
     quad, lin = _random_qp(7, 50, 12, 4)
     cold = solve_simplex_qp(quad, lin)
-    warm = solve_simplex_qp(quad, lin, start=np.ones(50))
+    warm = solve_simplex_qp(quad, lin, start=np.ones(50) / 50)
     assert objective(quad, lin, warm) == pytest.approx(objective(quad, lin, cold), rel=1e-12)
 
 
@@ -133,16 +133,61 @@ def _embed(values: np.ndarray, support: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+NAN = np.array([[1.0, np.nan], [np.nan, 1.0]])
+
+
 @pytest.mark.parametrize(
-    ("quad", "lin", "message"),
+    ("quad", "lin", "start", "message"),
     [
-        (np.eye(2), np.zeros(3), "Q must be"),
-        (np.zeros((0, 0)), np.zeros(0), "Q must be"),
+        (
+            np.eye(2),
+            np.zeros(3),
+            None,
+            r"c must have shape \(2,\), one entry per row of Q; got \(3,\)",
+        ),
+        (np.eye(2), 0.5, None, r"c must have shape \(2,\), one entry per row of Q; got \(\)"),
+        (np.zeros((0, 0)), np.zeros(0), None, r"Q is empty \(0 x 0\)"),
+        (
+            np.eye(3)[:2],
+            np.zeros(2),
+            None,
+            r"Q must be a square \(N, N\) matrix; got shape \(2, 3\)",
+        ),
+        (NAN, np.zeros(2), None, "Q has 2 NaN or infinite entries"),
+        (np.eye(2), np.array([np.nan, 0.0]), None, "c has 1 NaN or infinite entries"),
+        (np.eye(2), np.array([np.inf, 0.0]), None, "c has 1 NaN or infinite entries"),
+        (np.eye(2), np.array([1j, 0.0]), None, "c must be real numbers; got dtype complex128"),
+        (np.eye(2), np.array(["a", "b"]), None, "c must be real numbers; got dtype <U1"),
+        (np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), None, "Q is not symmetric"),
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), np.zeros(2), None, "Q is not positive semi-definite"),
+        (np.eye(2) * (1 + 1j), np.zeros(2), None, "Q must be real numbers; got dtype complex128"),
+        (np.eye(2), np.zeros(2), np.array([np.nan, 1.0]), "start has 1 NaN or infinite entries"),
+        (np.eye(2), np.zeros(2), np.array([2.0, 1.0]), "start is not on the simplex: its weights"),
+        (
+            np.eye(2),
+            np.zeros(2),
+            np.array([1.5, -0.5]),
+            "start is not on the simplex: it has negat",
+        ),
+        (np.eye(2), np.zeros(2), np.ones(3) / 3, r"start must have shape \(2,\)"),
     ],
 )
-def test_bad_shapes_are_named(quad, lin, message):
+def test_bad_inputs_are_named(quad, lin, start, message):
+    """Every way Q, c or the start can be wrong is refused in one line naming it."""
     with pytest.raises(ValueError, match=message):
-        solve_simplex_qp(quad, lin)
+        solve_simplex_qp(quad, lin, start=start)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"solver": 3}, "solve_simplex_qp: solver must be one of: active-set, cvxpy; got 3"),
+        ({"start": "uniform"}, "start must be real numbers; got dtype <U7"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(given, message):
+    with pytest.raises(ValueError, match=message):
+        solve_simplex_qp(np.eye(2), np.zeros(2), **given)
 
 
 def test_unknown_solver_lists_the_valid_ones():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import numpy as np
 import pytest
 
@@ -127,7 +130,7 @@ def test_non_positive_n(n):
 
 @pytest.mark.parametrize("n", [2.5, "4", True, None])
 def test_n_not_an_integer(n):
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+    with pytest.raises(TypeError, match="select: n must be an integer or a numpy integer; got"):
         select(LayerProblem.from_features(GOOD), n)
 
 
@@ -167,17 +170,93 @@ def test_bad_choice_of_fully_corrective():
         select(LayerProblem.from_features(GOOD), 3, "fully-corrective", choice="best")
 
 
-@pytest.mark.parametrize("tol", [-1.0, np.nan, np.inf])
-def test_bad_tolerance(tol):
-    with pytest.raises(ValueError, match="tol must be a finite loss value >= 0"):
+FINITE = "must be a finite number"
+
+
+@pytest.mark.parametrize(
+    "tol, rule", [(-1.0, "must be >= 0.0"), (np.nan, FINITE), (np.inf, FINITE)]
+)
+def test_bad_tolerance(tol, rule):
+    with pytest.raises(ValueError, match=f"select: tol {rule}; got {tol!r}"):
         select(LayerProblem.from_features(GOOD), 3, tol=tol)
 
 
 def test_problem_of_the_wrong_type():
-    with pytest.raises(ValueError, match="greedy-local selects on a LayerProblem; got ndarray"):
+    with pytest.raises(
+        TypeError,
+        match=r"problem must be a LayerProblem or a OutputProblem; got ndarray of shape \(6, 4\)",
+    ):
         select(GOOD, 3)
 
 
 def test_loss_of_weights_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"weights must have shape \(6,\)"):
         LayerProblem.from_features(GOOD).loss(np.ones(4))
+
+
+@pytest.mark.parametrize(
+    "given, error, message",
+    [
+        ({"tol": "small"}, TypeError, "select: tol must be a number; got 'small'"),
+        ({"method": ["omp"]}, TypeError, r"select: method must be a string; got \['omp'\]"),
+        ({"seed": "abc"}, TypeError, "select: seed must be an integer or a numpy integer"),
+        ({"seed": -1}, ValueError, "select: seed must be >= 0; got -1"),
+        ({"seed": 1.5}, TypeError, "select: seed must be an integer or a numpy integer; got 1.5"),
+        ({"on_step": 5}, TypeError, "select: on_step must be callable; got 5"),
+        ({"size": "2"}, TypeError, "select: size must be an integer or a numpy integer"),
+        ({"method": "fixed-step", "repeats": "no"}, TypeError,
+         "fixed-step: repeats must be true or false; got 'no'"),
+        ({"allow_drop": "yes"}, TypeError, "greedy-local: allow_drop must be true or false"),
+        ({"method": "fully-corrective", "solver": 3}, TypeError,
+         "fully-corrective: solver must be a string; got 3"),
+        ({"method": "global-imitation", "candidates": 2.5}, TypeError,
+         "global-imitation: candidates must be an integer; got 2.5"),
+    ],
+)  # fmt: skip
+def test_arguments_and_options_of_the_wrong_type_are_named(given, error, message):
+    """Each argument and each selector option is checked against its declaration (the
+    signature of select, and of the selector's make) before any step."""
+    with pytest.raises(error, match=message):
+        select(LayerProblem.from_features(GOOD), 3, **given)
+
+
+def test_a_wrong_type_is_also_a_value_error():
+    """Callers that catch ValueError (the command lines) catch a wrong type too."""
+    with pytest.raises(ValueError, match="select: tol must be a number"):
+        select(LayerProblem.from_features(GOOD), 3, tol="small")
+
+
+@pytest.mark.parametrize("name", ["geometry", "sigma2", "diameter", "margin", "spectrum"])
+def test_geometry_of_a_bare_array_is_refused(name):
+    function = getattr(importlib.import_module("theory.geometry"), name)
+    with pytest.raises(TypeError, match=rf"{name}: problem must be a LayerProblem; got ndarray of"):
+        function(GOOD)
+
+
+def test_geometry_options_out_of_range_are_named():
+    geometry = importlib.import_module("theory.geometry")
+    problem = LayerProblem.from_features(GOOD)
+    with pytest.raises(ValueError, match="diameter: block must be >= 1; got 0"):
+        geometry.diameter(problem, block=0)
+    with pytest.raises(ValueError, match="geometry: exact_max_dim must be >= 0; got -1"):
+        geometry.geometry(problem, exact_max_dim=-1)
+
+
+def test_a_string_target_is_refused():
+    with pytest.raises(ValueError, match="target must be real numbers; got dtype <U5"):
+        LayerProblem.from_features(GOOD, target="equal")
+
+
+def test_features_whose_products_overflow_are_refused():
+    """Features of 1e160 square to infinity in float64: refused with the remedy, not a
+    problem with NaN losses and a warning."""
+    with pytest.raises(ValueError, match="psi's inner products overflow float64"):
+        LayerProblem.from_features(GOOD * 1e160)
+    assert np.isfinite(LayerProblem.from_features(GOOD * 1e100).loss(np.full(6, 1 / 6)))
+
+
+def test_a_gram_matrix_larger_than_memory_is_refused_before_it_is_built():
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    n = int(np.sqrt(available / 16)) + 1000
+    with pytest.raises(ValueError, match=rf"N={n} neurons need .* GiB .* at most N=\d+ fits"):
+        LayerProblem.from_features(np.broadcast_to(np.float64(1.0), (n, 1)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from theory.problem import LayerProblem
 from theory.selectors import select
-from theory.simplex_qp import solve_simplex_qp
+from theory.simplex_qp import minimise
 
 STEP_METHODS = ("greedy-local", "frank-wolfe", "fixed-step", "away", "pairwise")
 
@@ -86,7 +86,7 @@ def gamma_solver(n: int, support: int, repeat: int) -> dict:
         for s in supports:
             start = np.append(x, 0.0) if warm else None
             quad, lin = problem.centred[np.ix_(s, s)], -problem.centred_target[s]
-            x = solve_simplex_qp(quad, lin, start=start, solver=solver)
+            x = minimise(quad, lin, start, solver)
 
     warm = best_time(lambda: solve_all("active-set", warm=True), repeat)
     cold = best_time(lambda: solve_all("active-set"), repeat)

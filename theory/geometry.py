@@ -22,11 +22,14 @@ Y are the principal axes: Y holds the coordinates of the psi_i - F in the affine
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge
 from scipy.linalg import lapack
 from scipy.spatial import ConvexHull, QhullError
 
+from theory.arguments import checked
 from theory.problem import LayerProblem
 
 # Eigenvalues of C below this fraction of the largest count as zero: directions of the polytope
@@ -58,13 +61,15 @@ class Geometry:
         return asdict(self)
 
 
+@checked
 def sigma2(problem: LayerProblem) -> float:
     """sum_i t_i ||psi_i - F||^2."""
     t = problem.target
     return max(float(t @ np.diag(problem.centred) - t @ problem.centred_target), 0.0)
 
 
-def diameter(problem: LayerProblem, block: int = 1024) -> float:
+@checked
+def diameter(problem: LayerProblem, block: Annotated[int, Ge(1)] = 1024) -> float:
     """D = max_ij ||psi_i - psi_j||, exact from the centred Gram matrix, in row blocks."""
     c = problem.centred
     diag = np.diag(c)
@@ -90,6 +95,7 @@ def _spectrum(problem: LayerProblem) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(vals, 0.0), lower @ vecs
 
 
+@checked
 def spectrum(problem: LayerProblem) -> np.ndarray:
     """Non-zero eigenvalues of the centred Gram matrix C, descending (d,), after the rank cut."""
     vals, _ = _spectrum(problem)
@@ -104,7 +110,10 @@ def affine_rank(eigenvalues: np.ndarray) -> int:
     return int(np.count_nonzero(eigenvalues > RANK_RTOL * top))
 
 
-def margin(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> tuple[float, bool]:
+@checked
+def margin(
+    problem: LayerProblem, exact_max_dim: Annotated[int, Ge(0)] = EXACT_MAX_DIM
+) -> tuple[float, bool]:
     """(r, exact): exact when the affine dimension is at most ``exact_max_dim``, else a bound."""
     vals, coords = _spectrum(problem)
     return _margin(problem, coords, affine_rank(vals), exact_max_dim)
@@ -136,6 +145,7 @@ def _margin(
     return _margin_bound(problem, coords, rank), False
 
 
+@checked
 def margin_bound(problem: LayerProblem) -> float:
     """The certified lower bound on r (see the module docstring), whatever the dimension."""
     vals, coords = _spectrum(problem)
@@ -154,6 +164,7 @@ def _margin_bound(problem: LayerProblem, coords: np.ndarray, rank: int) -> float
     return float(weighted[rank - 1]) / radius if radius > 0 else 0.0
 
 
+@checked
 def margin_upper(problem: LayerProblem) -> float:
     """A certified upper bound on r by direction search (see ``_margin_upper``), whatever the
     dimension."""
@@ -220,13 +231,17 @@ def _margin_upper(
     return max(best, 0.0)
 
 
-def geometry(problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM) -> Geometry:
+@checked
+def geometry(
+    problem: LayerProblem, exact_max_dim: Annotated[int, Ge(0)] = EXACT_MAX_DIM
+) -> Geometry:
     """D, r, sigma^2 and the affine rank of one problem (O(N^2 d) for affine dimension d)."""
     return geometry_and_spectrum(problem, exact_max_dim)[0]
 
 
+@checked
 def geometry_and_spectrum(
-    problem: LayerProblem, exact_max_dim: int = EXACT_MAX_DIM
+    problem: LayerProblem, exact_max_dim: Annotated[int, Ge(0)] = EXACT_MAX_DIM
 ) -> tuple[Geometry, np.ndarray]:
     """:func:`geometry` and :func:`spectrum` from one factorisation."""
     vals, coords = _spectrum(problem)

@@ -19,6 +19,7 @@ precision far below 1e-14 of the first loss when the problem is built from featu
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,22 +37,47 @@ def check_finite(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} has {bad} NaN or infinite entries; all entries must be finite")
 
 
+def check_memory(n_neurons: int) -> None:
+    """ValueError when the (N, N) float64 matrices of a problem of ``n_neurons`` (the centred
+    Gram matrix and a copy while it is built) need more memory than is available now."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: not checked
+        return
+    needed = 2 * 8 * n_neurons**2
+    if needed > available:
+        fits = int(np.sqrt(available / 16))
+        raise ValueError(
+            f"N={n_neurons} neurons need {needed / 2**30:.3g} GiB for their (N, N) Gram "
+            f"matrices, more than the {available / 2**30:.3g} GiB of memory available: at most "
+            f"N={fits} fits"
+        )
+
+
 def check_target(target: np.ndarray | None, n_neurons: int) -> np.ndarray:
     """Target weights t as float64 (N,), uniform when None; ValueError if off the simplex."""
     if target is None:
         return np.full(n_neurons, 1.0 / n_neurons)
-    t = np.asarray(target, dtype=np.float64)
-    if t.shape != (n_neurons,):
-        raise ValueError(
-            f"target must have shape ({n_neurons},), one weight per neuron; got {t.shape}"
-        )
-    check_finite("target", t)
+    return on_simplex("target", target, n_neurons)
+
+
+def on_simplex(name: str, values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` as float64 (n,) weights on the simplex (clipped at 0, summing to 1);
+    ValueError naming ``name`` unless they are real, finite, of that shape, >= 0 and sum to 1
+    (within SIMPLEX_ATOL, n SIMPLEX_ATOL)."""
+    t = np.asarray(values)
+    if not np.issubdtype(t.dtype, np.number) or np.iscomplexobj(t):
+        raise ValueError(f"{name} must be real numbers; got dtype {t.dtype}")
+    t = t.astype(np.float64)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), one weight per neuron; got {t.shape}")
+    check_finite(name, t)
     if np.any(t < -SIMPLEX_ATOL):
         raise ValueError(
-            f"target is not on the simplex: it has negative weights (min {t.min():.3g})"
+            f"{name} is not on the simplex: it has negative weights (min {t.min():.3g})"
         )
-    if abs(t.sum() - 1.0) > SIMPLEX_ATOL * n_neurons:
-        raise ValueError(f"target is not on the simplex: its weights sum to {t.sum():.12g}, not 1")
+    if abs(t.sum() - 1.0) > SIMPLEX_ATOL * n:
+        raise ValueError(f"{name} is not on the simplex: its weights sum to {t.sum():.12g}, not 1")
     t = np.clip(t, 0.0, None)
     return t / t.sum()
 
@@ -95,15 +121,25 @@ class LayerProblem:
             raise ValueError(f"psi is empty (shape {x.shape}); need at least one neuron and sample")
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise ValueError(f"psi must be real numbers; got dtype {x.dtype}")
+        check_memory(n_neurons)
         x = x.reshape(n_neurons, -1).astype(np.float64, copy=False)
         check_finite("psi", x)
         t = check_target(target, n_neurons)
-        output = t @ x  # F, flattened over samples and trailing axes
-        spread = x - output  # psi_i - F
-        centred = (spread @ spread.T) / n_samples
-        centred = 0.5 * (centred + centred.T)
-        offset = (spread @ output) / n_samples
-        return cls(centred, offset, float(output @ output) / n_samples, t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            output = t @ x  # F, flattened over samples and trailing axes
+            spread = x - output  # psi_i - F
+            centred = (spread @ spread.T) / n_samples
+            centred = 0.5 * (centred + centred.T)
+            offset = (spread @ output) / n_samples
+            norm2 = float(output @ output) / n_samples
+        if not (
+            np.all(np.isfinite(centred)) and np.all(np.isfinite(offset)) and np.isfinite(norm2)
+        ):
+            raise ValueError(
+                f"psi's inner products overflow float64 (|psi| up to {np.abs(x).max():.3g}): "
+                "divide psi by a common factor (it changes no selection, only the losses' scale)"
+            )
+        return cls(centred, offset, norm2, t)
 
     @classmethod
     def from_gram(cls, gram: np.ndarray, target: np.ndarray | None = None) -> LayerProblem:

@@ -11,7 +11,12 @@ repeat), c (s,). Two solvers that must agree:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+from theory.arguments import Array, checked
+from theory.problem import check_finite, check_gram, on_simplex
 
 SOLVERS = ("active-set", "cvxpy")
 RANK_RTOL = 1e-12  # eigenvalues of the reduced Hessian below this (relative) are treated as zero
@@ -23,25 +28,38 @@ def objective(quad: np.ndarray, lin: np.ndarray, x: np.ndarray) -> float:
     return float(x @ (quad @ x) + 2.0 * (lin @ x))
 
 
+@checked
 def solve_simplex_qp(
-    quad: np.ndarray,
-    lin: np.ndarray,
-    start: np.ndarray | None = None,
-    solver: str = "active-set",
+    quad: Array,
+    lin: Array,
+    start: Array | None = None,
+    solver: Literal[SOLVERS] = "active-set",
 ) -> np.ndarray:
-    """Minimiser x (s,) of x^T Q x + 2 c^T x on the simplex; ``start`` (s,) warm-starts."""
-    quad = np.asarray(quad, dtype=np.float64)
-    lin = np.asarray(lin, dtype=np.float64)
-    s = lin.shape[0]
-    if quad.shape != (s, s) or s == 0:
-        raise ValueError(
-            f"Q must be (s, s) and c (s,) with s >= 1; got {quad.shape} and {lin.shape}"
-        )
+    """Minimiser x (s,) of x^T Q x + 2 c^T x on the simplex; ``start`` (s,) warm-starts.
+    Q must be a real, finite, symmetric positive semi-definite (s, s) matrix, c real and
+    finite (s,), ``start`` on the simplex: each is refused in one line naming it otherwise."""
+    quad = check_gram(quad, "Q")
+    s = quad.shape[0]
+    c = np.asarray(lin)
+    if not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c):
+        raise ValueError(f"c must be real numbers; got dtype {c.dtype}")
+    if c.shape != (s,):
+        raise ValueError(f"c must have shape ({s},), one entry per row of Q; got {c.shape}")
+    c = c.astype(np.float64)
+    check_finite("c", c)
+    if start is not None:
+        start = on_simplex("start", start, s)
+    return minimise(quad, c, start, solver)
+
+
+def minimise(
+    quad: np.ndarray, lin: np.ndarray, start: np.ndarray | None, solver: str
+) -> np.ndarray:
+    """:func:`solve_simplex_qp` for callers that built Q (s, s) and c (s,) themselves (float64,
+    as that function requires them; ``start`` >= 0 with a positive entry), unchecked."""
     if solver == "active-set":
         return _active_set(quad, lin, start)
-    if solver == "cvxpy":
-        return _cvxpy(quad, lin)
-    raise ValueError(f"unknown solver {solver!r}; valid solvers: {', '.join(SOLVERS)}")
+    return _cvxpy(quad, lin)
 
 
 def _null_basis(k: int) -> np.ndarray:

@@ -16,9 +16,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Annotated
 
 import numpy as np
+from annotated_types import Ge
+from pydantic import AllowInfNan
 
+from theory.arguments import check_keywords, checked
 from theory.output_problem import OutputProblem
 from theory.problem import LayerProblem
 from theory.selectors import (
@@ -99,14 +103,15 @@ def spec(method: str) -> SelectorSpec:
         raise ValueError(f"unknown method {method!r}; valid methods: {valid}") from None
 
 
+@checked
 def select(
     problem: LayerProblem | OutputProblem,
-    n: int,
+    n: int | np.integer,
     method: str = "greedy-local",
     *,
-    tol: float | None = None,
-    size: int | None = None,
-    seed: int | None = 0,
+    tol: Annotated[float, Ge(0), AllowInfNan(False)] | None = None,
+    size: int | np.integer | None = None,
+    seed: Annotated[int, Ge(0)] | np.integer | None = 0,
     on_step: Callable[[Step], None] | None = None,
     **options: object,
 ) -> Trace:
@@ -117,7 +122,9 @@ def select(
     ``seed`` seeds the selectors that draw at random (``random``). ``options`` go to the
     selector (e.g. ``allow_drop=True`` for greedy-local, ``repeats=False`` for fixed-step,
     ``solver="cvxpy"`` for fully-corrective); an unknown option is a ValueError.
-    ``on_step(step)`` is called after every step taken (a progress bar, say).
+    ``on_step(step)`` is called after every step taken (a progress bar, say). Arguments and
+    options of the wrong type or out of range are refused in one line
+    (:mod:`theory.arguments`).
     """
     chosen = spec(method)
     if not isinstance(problem, chosen.problem):
@@ -134,12 +141,11 @@ def select(
         )
     if size is not None and not (isinstance(size, int | np.integer) and 1 <= size <= n):
         raise ValueError(f"size must be an integer in [1, n={n}]; got {size!r}")
-    if tol is not None and not (np.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a finite loss value >= 0; got {tol!r}")
     unknown = sorted(set(options) - set(chosen.options))
     if unknown:
         valid = ", ".join(chosen.options) or "none"
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for {method}; valid: {valid}")
+    check_keywords(method, chosen.module.make, options)
 
     iterate, step = chosen.module.make(
         problem, np.random.default_rng(seed), **dict(chosen.defaults), **options

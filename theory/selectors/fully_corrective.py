@@ -11,7 +11,7 @@ import numpy as np
 
 from theory.iterate import Iterate
 from theory.problem import LayerProblem
-from theory.simplex_qp import SOLVERS, solve_simplex_qp
+from theory.simplex_qp import SOLVERS, minimise
 from theory.trace import CORRECTIVE, VERTEX, Step
 
 CHOICES = ("greedy", "gradient")
@@ -57,7 +57,7 @@ def best_on(
     support = np.asarray(support, dtype=np.intp)
     quad = problem.centred[np.ix_(support, support)]
     lin = -problem.centred_target[support]
-    return solve_simplex_qp(quad, lin, start=start, solver=solver)
+    return minimise(quad, lin, start, solver)
 
 
 def resolved(problem: LayerProblem, weights: np.ndarray) -> np.ndarray:
