@@ -179,10 +179,10 @@ def prune_to_flops(
         raise ValueError(f"iterations must be >= 1; got {iterations}")
     batches = calibration_list(batches)
     model = copy.deepcopy(model).eval()  # counting runs the model: never the caller's mode
+    check_chains(model, chains, batches[0][:2])  # once: every pruning below skips it
     example = batches[0][:1]
     fraction_of = flops_fraction(model, chains, example)
     check_floor(fraction_of, chains, flops)
-    check_chains(model, chains, batches[0][:2])  # once: every pruning below skips it
     options = {**options, "check": False}
 
     def reached(reports: list[LayerReport]) -> float:  # the FLOPs kept by a real pruning

@@ -132,7 +132,57 @@ def _compare(chain: Chain | Group, consumer: str, reference: torch.Tensor,
 
 
 def check_chains(model: nn.Module, chains: list[Chain | Group], images: torch.Tensor) -> None:
-    """:func:`check_chain` for every chain or group of ``model``, on ``images`` (a few
-    suffice)."""
+    """:func:`check_inputs` and :func:`check_names`, then :func:`check_chain` for every chain
+    or group of ``model``, on ``images`` (a few suffice)."""
+    check_inputs(model, images)
+    check_names(model, chains)
     for chain in chains:
         check_chain(model, chain, images)
+
+
+def check_inputs(model: nn.Module, images: torch.Tensor) -> None:
+    """A clear error unless ``model`` runs on ``images`` (B, ...): of its weights' dtype, on
+    its device, of a shape it takes (the first line of torch's error where it does not)."""
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and images.dtype != weight.dtype:
+        raise ValueError(
+            f"the calibration images are {images.dtype} but the network's weights are "
+            f"{weight.dtype}: convert one to the other (images.to({weight.dtype}))"
+        )
+    if weight is not None and images.device != weight.device:
+        raise ValueError(
+            f"the calibration images are on {images.device} but the network is on "
+            f"{weight.device}: move one to the other"
+        )
+    try:
+        with torch.no_grad():
+            model(images[:1])
+    except (RuntimeError, ValueError, IndexError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"the network does not run on calibration images of shape {tuple(images.shape[1:])} "
+            f"each: {first}"
+        ) from None
+
+
+def check_names(model: nn.Module, chains: list[Chain | Group]) -> None:
+    """A clear error unless every module a chain names is in ``model``, its producers
+    convolutions and its consumers convolutions or linear layers."""
+    modules = dict(model.named_modules())
+    for chain in chains:
+        for name in (*chain.producers, *chain.between, *chain.consumers):
+            if name not in modules:
+                raise ValueError(
+                    f"chain {chain.producer} names {name!r}, which this network does not have "
+                    "(chains of another network?)"
+                )
+        ends = (("producer", chain.producers, (nn.Conv2d,)),
+                ("consumer", chain.consumers, (nn.Conv2d, nn.Linear)))  # fmt: skip
+        for role, names, kinds in ends:
+            for name in names:
+                if not isinstance(modules[name], kinds):
+                    allowed = " or ".join(k.__name__ for k in kinds)
+                    kind = type(modules[name]).__name__
+                    raise ValueError(
+                        f"chain {chain.producer}: {role} {name} is a {kind}, not a {allowed}"
+                    )

@@ -32,7 +32,7 @@ from torchbridge.chain_check import check_chains
 from torchbridge.chains import Chain, Group
 from torchbridge.gram import GramAccumulator, mean_shift
 from torchbridge.images import calibration_list
-from torchbridge.oracle import GlobalLoss, global_loss
+from torchbridge.oracle import OBJECTIVES, GlobalLoss, global_loss
 from torchbridge.refit import TOWARD, Inputs, RefitMoments, in_channels, refit_consumers
 from torchbridge.surgery import is_squeeze_excitation, prune_group, squeeze_parts
 
@@ -285,6 +285,8 @@ def prune_chains(
         check_chains(model, chains, batches[0][:2])
     if oracle_images < 1:
         raise ValueError(f"oracle_images must be >= 1; got {oracle_images}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)}")
     if not ridge >= 0:
         raise ValueError(f"ridge must be >= 0; got {ridge}")
     if refit_toward not in TOWARD:
