@@ -165,8 +165,14 @@ class LayerProblem:
         return self.gram_columns(np.arange(self.n_neurons))
 
     def gram_columns(self, idx: np.ndarray) -> np.ndarray:
-        """Columns G[:, idx] of the Gram matrix, shape (N, len(idx))."""
-        idx = np.asarray(idx, dtype=np.intp)
+        """Columns G[:, idx] of the Gram matrix, shape (N, len(idx)); ``idx``: neuron indices
+        in [0, N)."""
+        idx = np.asarray(idx)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"idx must be integer neuron indices; got dtype {idx.dtype}")
+        idx = idx.astype(np.intp)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_neurons):
+            raise ValueError(f"idx must be in [0, {self.n_neurons}); got {idx.min()}..{idx.max()}")
         return (
             self.centred[:, idx]
             + self.offset[:, None]
