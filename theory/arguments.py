@@ -23,7 +23,6 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, validate_call
 
 # An array argument: any array-like, checked by the function that takes it (shape, values).
 Array = Annotated[Any, "array-like"]
-KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 STRICT_CALL = ConfigDict(strict=True, arbitrary_types_allowed=True)
 # pydantic's error types that say the value is of the wrong type (the others: out of range)
 WRONG_TYPE = {"int_type", "float_type", "string_type", "bool_type", "callable_type",
@@ -31,41 +30,32 @@ WRONG_TYPE = {"int_type", "float_type", "string_type", "bool_type", "callable_ty
               "list_type", "dict_type", "model_type", "none_required"}  # fmt: skip
 
 
+# What each pydantic error type says the value must be: fixed words, or words with its context.
+RULES = {
+    "unexpected_keyword_argument": "is not a key here", "missing": "is required",
+    "finite_number": "must be a finite number", "callable_type": "must be callable",
+    "int_type": "must be an integer", "float_type": "must be a number",
+    "string_type": "must be a string", "bool_type": "must be true or false",
+    "tuple_type": "must be a list", "list_type": "must be a list",
+    "dataclass_type": "must be a table of keys", "dict_type": "must be a table of keys",
+    "model_type": "must be a table of keys", "string_pattern_mismatch": "must match {pattern}",
+    "too_short": "must list at least {min_length}", "too_long": "must list at most {max_length}",
+    "is_instance_of": "must be a numpy {class}", "dataclass_exact_type": "must be a {class_name}",
+}  # fmt: skip
+SIGNS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+         "less_than": "<"}  # fmt: skip
+
+
 def rule(error: dict[str, Any]) -> str:
     """What a pydantic error says the value must be, in words."""
     kind, ctx = error["type"], error.get("ctx") or {}
-    signs = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-             "less_than": "<"}  # fmt: skip
-    if kind in signs:
+    if kind in SIGNS:
         (value,) = ctx.values()
-        return f"must be {signs[kind]} {value}"
+        return f"must be {SIGNS[kind]} {value}"
     if kind == "literal_error":
         return "must be one of: " + ctx["expected"].replace("'", "").replace(" or ", ", ")
-    if kind == "unexpected_keyword_argument":
-        return "is not a key here"
-    if kind == "string_pattern_mismatch":
-        return f"must match {ctx['pattern']}"
-    if kind == "too_short":
-        return f"must list at least {ctx['min_length']}"
-    if kind == "too_long":
-        return f"must list at most {ctx['max_length']}"
-    if kind == "missing":
-        return "is required"
-    if kind == "finite_number":
-        return "must be a finite number"
-    if kind == "callable_type":
-        return "must be callable"
-    if kind == "is_instance_of":
-        return f"must be a numpy {ctx['class']}"
-    if kind == "dataclass_exact_type":
-        return f"must be a {ctx['class_name']}"
-    typed = {"int_type": int, "float_type": float, "string_type": str, "bool_type": bool}
-    if kind in typed:
-        return f"must be {KINDS[typed[kind]]}"
-    if kind in ("tuple_type", "list_type"):
-        return "must be a list"
-    if kind in ("dataclass_type", "dict_type", "model_type"):
-        return "must be a table of keys"
+    if kind in RULES:
+        return RULES[kind].format(**ctx)
     return error["msg"][0].lower() + error["msg"][1:]
 
 
