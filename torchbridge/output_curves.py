@@ -25,6 +25,7 @@ from theory import LayerProblem, select
 from theory.selectors import spec
 from torchbridge.chains import Chain
 from torchbridge.oracle import GlobalLoss, global_loss
+from torchbridge.prune import MAX_REPEATS
 from torchbridge.refit import TOWARD, RefitMoments
 
 GRID = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 5 / 8, 3 / 4, 7 / 8)  # widths measured, of N
@@ -41,7 +42,7 @@ def grid_widths(n: int) -> np.ndarray:
 def weights_at(problem: LayerProblem, k: int, method: str, seed: int) -> np.ndarray:
     """(N,): the selector's weights where its run on ``problem`` first carries ``k`` channels
     (as a pruning of this chain to width k sets them)."""
-    steps = 20 * k if spec(method).repeats else k
+    steps = MAX_REPEATS * k if spec(method).repeats else k
     return select(problem, steps, method, size=k, seed=seed).weights
 
 
